@@ -1,0 +1,8 @@
+import click
+from aigcguard import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aigc")
+def main() -> None:
+    """aigc-guard: where did this image come from?"""

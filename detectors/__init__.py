@@ -1,0 +1,1 @@
+"""Real-versus-generated image detectors. Nothing is exported yet."""

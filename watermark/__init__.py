@@ -1,0 +1,36 @@
+"""Invisible, keyed watermarks: embed on CPU or GPU in batches, detect with a p-value.
+
+    from aigcguard.watermark import embed, detect
+    marked = embed(images, message=b"id-0042", key="my secret", method="dwtdct")
+    results = detect(marked, key="my secret", method="dwtdct")
+
+``detect_known`` finds the marks Stable Diffusion and SDXL embed; ``list_methods`` names the
+registered methods.
+"""
+
+from aigcguard.watermark import methods as _methods  # noqa: F401  (registers the methods)
+from aigcguard.watermark.api import WatermarkDetection, detect, embed
+from aigcguard.watermark.known import KNOWN_MARKS, detect_known
+from aigcguard.watermark.payload import (
+    DEFAULT_KEY,
+    DEFAULT_P_THRESHOLD,
+    PAYLOAD_BYTES,
+    parse_message,
+)
+from aigcguard.watermark.registry import WatermarkMethod, get_method, list_methods, register_method
+
+__all__ = [
+    "DEFAULT_KEY",
+    "DEFAULT_P_THRESHOLD",
+    "KNOWN_MARKS",
+    "PAYLOAD_BYTES",
+    "WatermarkDetection",
+    "WatermarkMethod",
+    "detect",
+    "detect_known",
+    "embed",
+    "get_method",
+    "list_methods",
+    "parse_message",
+    "register_method",
+]

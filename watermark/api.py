@@ -1,0 +1,251 @@
+"""``embed`` and ``detect``: the watermark API the CLI, the service and pipelines call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from aigcguard.device import pick_device
+from aigcguard.results import JsonResult
+from aigcguard.watermark import dwt
+from aigcguard.watermark.payload import (
+    DEFAULT_KEY,
+    DEFAULT_P_THRESHOLD,
+    PAYLOAD_BYTES,
+    SYNC_BITS,
+    binomial_sf,
+    bits_to_bytes,
+    build_frames,
+    frame_layout,
+    message_bits,
+    split_frames,
+)
+from aigcguard.watermark.registry import WatermarkMethod, get_method
+
+Images = torch.Tensor | Sequence[torch.Tensor]
+Message = bytes | str
+
+#: Most pixels processed in one chunk; bounds memory for big batches of big images.
+_CHUNK_PIXELS = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WatermarkDetection(JsonResult):
+    """What one image says about one watermark.
+
+    ``bits_matched`` of ``bits_total`` known bits were read correctly (the key's sync bits,
+    plus the message bits when an expected message was given); ``p_value`` is the chance of
+    matching that many by luck in an unmarked image; ``detected`` is ``p_value <= threshold``.
+    ``payload`` is the decoded message as hex (``payload_text`` when it is printable text).
+    ``known`` names a third-party mark (``stable-diffusion-v1``, ``sdxl``...) and
+    ``convention`` how the pipeline that wrote it fed pixels to OpenCV.
+    """
+
+    detected: bool
+    method: str
+    bits_matched: int
+    bits_total: int
+    p_value: float
+    threshold: float
+    payload: str | None = None
+    payload_text: str | None = None
+    known: str | None = None
+    convention: str | None = None
+
+
+# --------------------------------------------------------------------------- batching helpers
+
+
+def _as_list(images: Images) -> tuple[list[torch.Tensor], bool]:
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(
+                f"images must be a B x 3 x H x W tensor or a list of 3 x H x W tensors, "
+                f"got shape {tuple(images.shape)}"
+            )
+        items, batched = list(images.unbind(0)), True
+    else:
+        items, batched = list(images), False
+    for i, img in enumerate(items):
+        if not isinstance(img, torch.Tensor) or img.ndim != 3 or img.shape[0] != 3:
+            shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
+            raise ValueError(f"image {i}: expected a 3 x H x W RGB tensor, got {shape}")
+        if img.dtype != torch.uint8:
+            raise ValueError(f"image {i}: expected dtype uint8, got {img.dtype}")
+    return items, batched
+
+
+def _work_device(items: list[torch.Tensor], device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return pick_device(device)
+    if items and items[0].device.type == "cuda":
+        return items[0].device
+    return pick_device("auto")
+
+
+def _chunks(items: list[torch.Tensor]) -> Iterator[list[int]]:
+    """Indices grouped by image size, then cut so each chunk stays under the pixel budget."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, img in enumerate(items):
+        groups.setdefault((img.shape[1], img.shape[2]), []).append(i)
+    for (h, w), idx in groups.items():
+        per_chunk = max(1, _CHUNK_PIXELS // (h * w))
+        for start in range(0, len(idx), per_chunk):
+            yield idx[start : start + per_chunk]
+
+
+def _stack(items: list[torch.Tensor], idx: list[int], device: torch.device) -> torch.Tensor:
+    return torch.stack([items[i] for i in idx]).to(device=device, dtype=torch.float32)
+
+
+def _messages(message: Message | Sequence[Message], n: int) -> list[Message]:
+    if isinstance(message, (bytes, bytearray, str)):
+        return [message] * n
+    messages = list(message)
+    if len(messages) != n:
+        raise ValueError(f"{len(messages)} messages given for {n} images")
+    return messages
+
+
+def _raw_bits(message: Message) -> torch.Tensor:
+    data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+    if not data:
+        raise ValueError("an unkeyed (key=None) mark needs a non-empty message")
+    bits = [(data[i // 8] >> (7 - i % 8)) & 1 for i in range(8 * len(data))]
+    return torch.tensor(bits, dtype=torch.bool)
+
+
+def _frames_for(messages: list[Message], key: str | bytes | None) -> torch.Tensor:
+    if key is not None:
+        return build_frames(messages, key)
+    raws = [_raw_bits(m) for m in messages]
+    if len({len(r) for r in raws}) != 1:
+        raise ValueError("unkeyed messages in one call must all have the same length")
+    return torch.stack(raws)
+
+
+# --------------------------------------------------------------------------------- public API
+
+
+def embed(
+    images: Images,
+    message: Message | Sequence[Message],
+    *,
+    key: str | bytes | None = DEFAULT_KEY,
+    method: str | WatermarkMethod = "dwtdct",
+    device: str | torch.device | None = None,
+) -> Images:
+    """Watermark images; returns the same kind (batch tensor or list), on the same device.
+
+    ``images``: a uint8 RGB tensor B x 3 x H x W, or a list of 3 x H x W tensors of any sizes.
+    ``message``: up to 8 bytes (``str`` is UTF-8), or one message per image.
+    ``key``: the secret the mark is keyed with; ``None`` writes the bare imwatermark layout
+    (the message bits alone, any length), which imwatermark's decoder reads directly.
+    ``device``: where the work runs; by default the images' GPU, else CUDA if present, else CPU.
+    """
+    items, batched = _as_list(images)
+    m = get_method(method)
+    frames = _frames_for(_messages(message, len(items)), key)
+    for i, img in enumerate(items):
+        slots = m.capacity(img.shape[1], img.shape[2])
+        if slots < frames.shape[1]:
+            raise ValueError(
+                f"image {i} is {img.shape[2]}x{img.shape[1]}: {m.name} has {slots} slots there, "
+                f"fewer than the {frames.shape[1]}-bit frame; use an image of at least 96x96"
+            )
+    dev = _work_device(items, device)
+    out: list[torch.Tensor | None] = [None] * len(items)
+    for idx in _chunks(items):
+        x = _stack(items, idx, dev)
+        marked = m.embed_frames(x, frames[idx].to(dev)).round_().clamp_(0, 255).to(torch.uint8)
+        for j, i in enumerate(idx):
+            out[i] = marked[j].to(items[i].device)
+    return torch.stack(out) if batched else out
+
+
+def _printable(data: bytes) -> str | None:
+    text = data.rstrip(b"\x00")
+    if not text:
+        return None
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return decoded if decoded.isprintable() else None
+
+
+def detect(
+    images: Images,
+    *,
+    key: str | bytes | None = DEFAULT_KEY,
+    method: str | WatermarkMethod = "dwtdct",
+    message: Message | Sequence[Message] | None = None,
+    device: str | torch.device | None = None,
+    p_threshold: float = DEFAULT_P_THRESHOLD,
+) -> list[WatermarkDetection]:
+    """Look for a mark made with ``key``; one :class:`WatermarkDetection` per image.
+
+    With a key, the test counts the key's sync bits and the payload is decoded; passing the
+    ``message`` you expect adds its bits to the count (a stronger test). With ``key=None`` the
+    bare imwatermark layout is assumed and ``message`` is required: its bits are counted.
+    """
+    items, _ = _as_list(images)
+    m = get_method(method)
+    if key is None and message is None:
+        raise ValueError("detect with key=None needs the expected message to test against")
+    expected = None if message is None else _messages(message, len(items))
+    if key is not None:
+        frame_layout(key)  # validate the key before any work
+        if expected is not None:
+            expected_bits = torch.stack([message_bits(e) for e in expected])
+        length = SYNC_BITS + PAYLOAD_BYTES * 8
+    else:
+        expected_bits = torch.stack([_raw_bits(e) for e in expected])
+        length = expected_bits.shape[1]
+    dev = _work_device(items, device)
+    results: list[WatermarkDetection | None] = [None] * len(items)
+    for idx in _chunks(items):
+        ones, total = m.read_votes(_stack(items, idx, dev), length)
+        bits = dwt.votes_to_bits(ones, total).cpu()
+        voted = (total > 0).cpu()
+        for j, i in enumerate(idx):
+            results[i] = _judge(
+                bits[j], voted[j], key, None if expected is None else expected_bits[i],
+                m.name, p_threshold,
+            )
+    return results
+
+
+def _judge(bits, voted, key, expected, method_name, p_threshold) -> WatermarkDetection:
+    if key is None:
+        matched = int(((bits == expected) & voted).sum())
+        total = int(voted.sum())
+        p = binomial_sf(matched, total)
+        return WatermarkDetection(
+            detected=p <= p_threshold, method=method_name, bits_matched=matched,
+            bits_total=total, p_value=p, threshold=p_threshold,
+            payload=bits_to_bytes(_pad8(bits)).hex(), payload_text=None,
+        )
+    layout = frame_layout(key)
+    sync, payload = split_frames(bits[None], key)
+    sync_voted, payload_voted = split_frames(voted[None], key, unscramble=False)
+    matched = int(((sync[0] == layout.sync) & sync_voted[0]).sum())
+    total = int(sync_voted[0].sum())
+    if expected is not None:
+        matched += int(((payload[0] == expected) & payload_voted[0]).sum())
+        total += int(payload_voted[0].sum())
+    p = binomial_sf(matched, total)
+    data = bits_to_bytes(payload[0])
+    detected = p <= p_threshold
+    return WatermarkDetection(
+        detected=detected, method=method_name, bits_matched=matched, bits_total=total,
+        p_value=p, threshold=p_threshold,
+        payload=data.hex() if detected else None,
+        payload_text=_printable(data) if detected else None,
+    )
+
+
+def _pad8(bits: torch.Tensor) -> torch.Tensor:
+    extra = (-bits.numel()) % 8
+    return torch.cat([bits, torch.zeros(extra, dtype=torch.bool)]) if extra else bits

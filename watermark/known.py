@@ -1,0 +1,103 @@
+"""Marks that others already embed, read with the dwtdct decoder.
+
+Stable Diffusion's reference scripts and diffusers mark their outputs with imwatermark's
+``dwtDct`` and no key. The same bits reach the image in four ways, depending on whether the
+pipeline handed OpenCV uint8 or float pixels (a different chroma offset, so different blocks
+are chosen) and whether it passed RGB where OpenCV expects BGR (diffusers does). We try every
+combination and correct the p-value for the number of tries (Bonferroni).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from aigcguard.watermark import dwt
+from aigcguard.watermark.api import (
+    Images,
+    WatermarkDetection,
+    _as_list,
+    _chunks,
+    _printable,
+    _stack,
+    _work_device,
+)
+from aigcguard.watermark.payload import DEFAULT_P_THRESHOLD, binomial_sf, bits_to_bytes
+from aigcguard.watermark.registry import get_method
+
+
+@dataclass(frozen=True)
+class KnownMark:
+    name: str
+    bits: tuple[int, ...]
+    description: str
+
+
+def _bits_of_bytes(data: bytes) -> tuple[int, ...]:
+    return tuple((data[i // 8] >> (7 - i % 8)) & 1 for i in range(8 * len(data)))
+
+
+# SDXL (Stability's generative-models and diffusers): this 48-bit integer, most significant
+# bit first, set with WatermarkEncoder.set_watermark("bits", ...).
+_SDXL_MESSAGE = 0b101100111110110010010000011110111011000110011110
+
+KNOWN_MARKS = (
+    KnownMark(
+        "stable-diffusion-v1",
+        _bits_of_bytes(b"StableDiffusionV1"),
+        "CompVis Stable Diffusion v1 txt2img/img2img scripts: bytes 'StableDiffusionV1'",
+    ),
+    KnownMark(
+        "sdxl",
+        tuple(int(c) for c in bin(_SDXL_MESSAGE)[2:]),
+        "Stability SDXL (generative-models reference sampling and diffusers): 48-bit mark",
+    ),
+)
+
+
+def list_known_marks() -> list[KnownMark]:
+    return list(KNOWN_MARKS)
+
+
+def detect_known(
+    images: Images,
+    *,
+    device: str | torch.device | None = None,
+    p_threshold: float = DEFAULT_P_THRESHOLD,
+) -> list[WatermarkDetection]:
+    """Scan for the known marks; per image, the best-supported mark and convention.
+
+    ``p_value`` is Bonferroni-corrected for the marks x conventions tried, so the threshold
+    keeps its meaning. When nothing is found, the closest candidate is still reported with
+    ``detected`` false.
+    """
+    items, _ = _as_list(images)
+    method = get_method("dwtdct")
+    tries = len(KNOWN_MARKS) * len(dwt.CONVENTIONS)
+    dev = _work_device(items, device)
+    best: list[WatermarkDetection | None] = [None] * len(items)
+    for idx in _chunks(items):
+        x = _stack(items, idx, dev)
+        for conv in dwt.CONVENTIONS:
+            for mark in KNOWN_MARKS:
+                expected = torch.tensor(mark.bits, dtype=torch.bool)
+                ones, total = method.read_votes(x, len(mark.bits), conv)
+                bits = dwt.votes_to_bits(ones, total).cpu()
+                voted = (total > 0).cpu()
+                for j, i in enumerate(idx):
+                    matched = int(((bits[j] == expected) & voted[j]).sum())
+                    n = int(voted[j].sum())
+                    p = min(1.0, binomial_sf(matched, n) * tries)
+                    if best[i] is not None and p >= best[i].p_value:
+                        continue
+                    found = p <= p_threshold
+                    best[i] = WatermarkDetection(
+                        detected=found, method=method.name, bits_matched=matched, bits_total=n,
+                        p_value=p, threshold=p_threshold,
+                        payload=bits_to_bytes(bits[j][: len(mark.bits) // 8 * 8]).hex()
+                        if found else None,
+                        payload_text=_printable(bits_to_bytes(bits[j][: len(mark.bits) // 8 * 8])) if found else None,
+                        known=mark.name if found else None,
+                        convention=conv.label if found else None,
+                    )
+    return best

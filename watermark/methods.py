@@ -1,0 +1,48 @@
+"""The DWT-DCT family, registered as ``dwtdct`` and ``dwtdctsvd``."""
+
+from __future__ import annotations
+
+import torch
+from aigcguard.watermark.dwt import (
+    STANDARD,
+    STEP,
+    ColourConvention,
+    block_grid,
+    embed_frame,
+    read_votes,
+)
+from aigcguard.watermark.registry import WatermarkMethod, register_method
+
+
+class _DwtFamily(WatermarkMethod):
+    kernel = ""
+    step = STEP
+
+    def capacity(self, height: int, width: int) -> int:
+        rows, cols = block_grid(height, width)
+        return rows * cols
+
+    def embed_frames(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        return embed_frame(x, frames, self.kernel, self.step)
+
+    def read_votes(self, x: torch.Tensor, length: int, conv: ColourConvention = STANDARD):
+        return read_votes(x, length, self.kernel, self.step, conv)
+
+
+@register_method("dwtdct")
+class DwtDct(_DwtFamily):
+    description = (
+        "Haar LL band of U, largest 4x4-block coefficient quantised (imwatermark dwtDct format)"
+    )
+    imwatermark_name = "dwtDct"
+    kernel = "maxdct"
+
+
+@register_method("dwtdctsvd")
+class DwtDctSvd(_DwtFamily):
+    description = (
+        "Haar LL band of U, top singular value of each 4x4 block quantised "
+        "(imwatermark dwtDctSvd format)"
+    )
+    imwatermark_name = "dwtDctSvd"
+    kernel = "svd"
