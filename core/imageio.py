@@ -151,7 +151,9 @@ def load_image(
     return LoadedImage(source=label, pixels=pixels, format=fmt, mode=mode)
 
 
-def iter_image_paths(inputs: Iterable[str | os.PathLike], *, recursive: bool = True) -> Iterator[Path]:
+def iter_image_paths(
+    inputs: Iterable[str | os.PathLike], *, recursive: bool = True
+) -> Iterator[Path]:
     """Expand files and directories to image paths, in a stable (sorted) order.
 
     A directory contributes the files whose extension is an image extension; a file named
@@ -163,7 +165,9 @@ def iter_image_paths(inputs: Iterable[str | os.PathLike], *, recursive: bool = T
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             found = (
-                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p
+                for p in path.glob(pattern)
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             yield from sorted(found)
         else:

@@ -211,8 +211,12 @@ def detect(
         voted = (total > 0).cpu()
         for j, i in enumerate(idx):
             results[i] = _judge(
-                bits[j], voted[j], key, None if expected is None else expected_bits[i],
-                m.name, p_threshold,
+                bits[j],
+                voted[j],
+                key,
+                None if expected is None else expected_bits[i],
+                m.name,
+                p_threshold,
             )
     return results
 
@@ -223,9 +227,14 @@ def _judge(bits, voted, key, expected, method_name, p_threshold) -> WatermarkDet
         total = int(voted.sum())
         p = binomial_sf(matched, total)
         return WatermarkDetection(
-            detected=p <= p_threshold, method=method_name, bits_matched=matched,
-            bits_total=total, p_value=p, threshold=p_threshold,
-            payload=bits_to_bytes(_pad8(bits)).hex(), payload_text=None,
+            detected=p <= p_threshold,
+            method=method_name,
+            bits_matched=matched,
+            bits_total=total,
+            p_value=p,
+            threshold=p_threshold,
+            payload=bits_to_bytes(_pad8(bits)).hex(),
+            payload_text=None,
         )
     layout = frame_layout(key)
     sync, payload = split_frames(bits[None], key)
@@ -239,8 +248,12 @@ def _judge(bits, voted, key, expected, method_name, p_threshold) -> WatermarkDet
     data = bits_to_bytes(payload[0])
     detected = p <= p_threshold
     return WatermarkDetection(
-        detected=detected, method=method_name, bits_matched=matched, bits_total=total,
-        p_value=p, threshold=p_threshold,
+        detected=detected,
+        method=method_name,
+        bits_matched=matched,
+        bits_total=total,
+        p_value=p,
+        threshold=p_threshold,
         payload=data.hex() if detected else None,
         payload_text=_printable(data) if detected else None,
     )

@@ -92,11 +92,18 @@ def detect_known(
                         continue
                     found = p <= p_threshold
                     best[i] = WatermarkDetection(
-                        detected=found, method=method.name, bits_matched=matched, bits_total=n,
-                        p_value=p, threshold=p_threshold,
+                        detected=found,
+                        method=method.name,
+                        bits_matched=matched,
+                        bits_total=n,
+                        p_value=p,
+                        threshold=p_threshold,
                         payload=bits_to_bytes(bits[j][: len(mark.bits) // 8 * 8]).hex()
-                        if found else None,
-                        payload_text=_printable(bits_to_bytes(bits[j][: len(mark.bits) // 8 * 8])) if found else None,
+                        if found
+                        else None,
+                        payload_text=_printable(bits_to_bytes(bits[j][: len(mark.bits) // 8 * 8]))
+                        if found
+                        else None,
                         known=mark.name if found else None,
                         convention=conv.label if found else None,
                     )

@@ -68,8 +68,10 @@ def frame_layout(key: str | bytes) -> FrameLayout:
         raise ValueError("the watermark key must not be empty")
     # Balanced sync pattern: rank SYNC_BITS key-derived 64-bit numbers, the lower half is 0.
     ranks = torch.tensor(
-        [int.from_bytes(_stream(key, b"sync", 8 * SYNC_BITS)[8 * i : 8 * i + 8], "big") >> 1
-         for i in range(SYNC_BITS)],
+        [
+            int.from_bytes(_stream(key, b"sync", 8 * SYNC_BITS)[8 * i : 8 * i + 8], "big") >> 1
+            for i in range(SYNC_BITS)
+        ],
         dtype=torch.int64,
     )
     sync = torch.zeros(SYNC_BITS, dtype=torch.bool)
@@ -77,8 +79,10 @@ def frame_layout(key: str | bytes) -> FrameLayout:
     keystream = torch.tensor(_bits_of(_stream(key, b"xor", PAYLOAD_BYTES), PAYLOAD_BITS))
     length = SYNC_BITS + PAYLOAD_BITS
     perm_keys = torch.tensor(
-        [int.from_bytes(_stream(key, b"perm", 8 * length)[8 * i : 8 * i + 8], "big") >> 1
-         for i in range(length)],
+        [
+            int.from_bytes(_stream(key, b"perm", 8 * length)[8 * i : 8 * i + 8], "big") >> 1
+            for i in range(length)
+        ],
         dtype=torch.int64,
     )
     return FrameLayout(sync=sync, keystream=keystream.bool(), order=torch.argsort(perm_keys))
@@ -92,7 +96,9 @@ def message_bits(message: bytes | str) -> torch.Tensor:
             f"message is {len(data)} bytes; the payload holds {PAYLOAD_BYTES} bytes "
             f"({PAYLOAD_BITS} bits). Store longer records in the ledger and embed their id."
         )
-    return torch.tensor(_bits_of(data.ljust(PAYLOAD_BYTES, b"\x00"), PAYLOAD_BITS), dtype=torch.bool)
+    return torch.tensor(
+        _bits_of(data.ljust(PAYLOAD_BYTES, b"\x00"), PAYLOAD_BITS), dtype=torch.bool
+    )
 
 
 def parse_message(text: str | None = None, hex_text: str | None = None) -> bytes:

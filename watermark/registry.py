@@ -60,7 +60,9 @@ def get_method(spec: str | WatermarkMethod) -> WatermarkMethod:
         return spec
     key = spec.strip().lower()
     if key not in _METHODS:
-        raise ValueError(f"unknown watermark method {spec!r}; available: {', '.join(list_methods())}")
+        raise ValueError(
+            f"unknown watermark method {spec!r}; available: {', '.join(list_methods())}"
+        )
     if key not in _INSTANCES:
         _INSTANCES[key] = _METHODS[key]()
     return _INSTANCES[key]
