@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+
 from aigcguard.device import pick_device
 from aigcguard.results import JsonResult
 from aigcguard.watermark import dwt

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
+
 from aigcguard.watermark.dwt import STANDARD, ColourConvention
 
 

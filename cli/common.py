@@ -1,0 +1,104 @@
+"""What every command shares: reading inputs in batches, JSON lines out, failures at the end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from aigcguard.imageio import ImageLoadError, LoadedImage, iter_image_paths, load_image
+
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where to compute: auto (CUDA when present), cpu, cuda or cuda:N.",
+)
+batch_size_option = click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=32,
+    show_default=True,
+    help="Images decoded and processed together.",
+)
+
+
+@dataclass
+class Run:
+    """Collects per-input failures so a batch goes on and reports them at the end."""
+
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    done: int = 0
+
+    def emit(self, record: dict) -> None:
+        click.echo(json.dumps(record, ensure_ascii=False))
+        self.done += 1
+
+    def fail(self, source: str, reason: str) -> None:
+        self.failures.append((source, reason))
+        click.echo(json.dumps({"path": source, "error": reason}, ensure_ascii=False))
+
+    def finish(self) -> None:
+        """Summarise failures on stderr; exit 1 if any input failed."""
+        if not self.failures and self.done == 0:
+            click.echo("error: no images found in the given inputs", err=True)
+            sys.exit(1)
+        if self.failures:
+            total = self.done + len(self.failures)
+            click.echo(f"{len(self.failures)} of {total} inputs failed:", err=True)
+            for source, reason in self.failures:
+                click.echo(f"  {source}: {reason}", err=True)
+            sys.exit(1)
+
+
+def image_batches(
+    inputs: tuple[str, ...], batch_size: int, run: Run
+) -> Iterator[list[LoadedImage]]:
+    """Decode the inputs batch by batch; undecodable ones go to ``run.fail``."""
+    paths = list(iter_image_paths(inputs))
+    with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
+        for start in range(0, len(paths), batch_size):
+            batch: list[LoadedImage] = []
+            for path in paths[start : start + batch_size]:
+                try:
+                    batch.append(load_image(path))
+                except ImageLoadError as exc:
+                    run.fail(exc.source, exc.reason)
+            if batch:
+                yield batch
+            bar.update(len(paths[start : start + batch_size]))
+
+
+def per_item(func, sources: list[str], run: Run) -> list:
+    """Call ``func(indices)`` for the whole batch; if it raises ValueError, retry one index at
+    a time so a bad item (too small, say) fails alone. Results align with ``sources``; a
+    failed item gets None and is reported through ``run``.
+    """
+    try:
+        return list(func(list(range(len(sources)))))
+    except ValueError:
+        pass
+    results: list = []
+    for i, source in enumerate(sources):
+        try:
+            results.append(func([i])[0])
+        except ValueError as exc:
+            run.fail(source, str(exc))
+            results.append(None)
+    return results
+
+
+def unique_output(out_dir: Path, stem: str, suffix: str, taken: set[Path]) -> Path:
+    """``out_dir/stem.suffix``, numbered when two inputs share a name in one run."""
+    candidate = out_dir / f"{stem}{suffix}"
+    n = 1
+    while candidate in taken:
+        candidate = out_dir / f"{stem}-{n}{suffix}"
+        n += 1
+    taken.add(candidate)
+    return candidate
