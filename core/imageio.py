@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,11 @@ class ImageLoadError(Exception):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+    def __reduce__(self):
+        # The default pickling re-calls __init__ with the formatted message only, which fails;
+        # errors must survive pickling to come back from worker processes.
+        return (type(self), (self.source, self.reason))
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,9 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
         scale = 255.0 if np.nanmax(arr, initial=0.0) <= 1.0 else 1.0
         gray = np.clip(np.rint(np.nan_to_num(arr) * scale), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    if mode == "P" and "transparency" in im.info:
+    if mode in ("P", "L", "RGB") and "transparency" in im.info:
+        # A palette entry, gray level or colour marked transparent (PNG tRNS, GIF): these
+        # pixels are flattened onto white below, like those of an alpha channel.
         im = im.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -81,6 +90,31 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, rgba)
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow's own bomb check allow ``max_pixels`` while the block runs.
+
+    Pillow refuses anything above twice ``Image.MAX_IMAGE_PIXELS`` (about 179 MP) by itself,
+    so a caller who raised ``max_pixels`` beyond that would still be refused. Our check in
+    :func:`_open` enforces ``max_pixels``; Pillow's global is raised only when it is lower, and
+    restored afterwards.
+    """
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or max_pixels <= current:
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _open(data: bytes | Path, name: str, max_pixels: int) -> tuple[Image.Image, str | None]:
@@ -101,10 +135,16 @@ def _open(data: bytes | Path, name: str, max_pixels: int) -> tuple[Image.Image, 
         raise ImageLoadError(name, "permission denied") from None
     except OSError as exc:
         raise ImageLoadError(name, f"cannot open: {exc}") from None
+    except Exception as exc:
+        # Pillow's plugins also raise ValueError, TypeError, struct.error, ... on malformed
+        # headers (e.g. "Truncated IHDR chunk"); those are bad files too, not crashes.
+        raise ImageLoadError(name, f"corrupt image header ({type(exc).__name__}: {exc})") from None
     width, height = im.size
     if width <= 0 or height <= 0:
+        im.close()
         raise ImageLoadError(name, f"has an empty size {width}x{height}")
     if width * height > max_pixels:
+        im.close()  # do not leak the open file of a refused image
         raise ImageLoadError(
             name,
             f"is {width}x{height} = {width * height:,} pixels, above the limit of "
@@ -134,19 +174,22 @@ def load_image(
         label = name or str(source)
         if data.is_file() and data.stat().st_size == 0:
             raise ImageLoadError(label, "is empty (0 bytes)")
-    im, fmt = _open(data, label, max_pixels)
-    try:
-        with im:
-            mode = im.mode
-            im.load()  # decode now, so truncation surfaces here and not later
-            im = ImageOps.exif_transpose(im) or im
-            arr = _to_rgb_array(im)
-    except ImageLoadError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        text = str(exc)
-        reason = "truncated image data" if "truncated" in text.lower() else "corrupt image data"
-        raise ImageLoadError(label, f"{reason} ({text})") from None
+    with _pillow_limit(max_pixels):
+        im, fmt = _open(data, label, max_pixels)
+        try:
+            with im:
+                mode = im.mode
+                im.load()  # decode now, so truncation surfaces here and not later
+                im = ImageOps.exif_transpose(im) or im
+                arr = _to_rgb_array(im)
+        except ImageLoadError:
+            raise
+        except Exception as exc:
+            # Decoders raise OSError, SyntaxError, ValueError, EOFError, but also TypeError,
+            # struct.error, ... on crafted files; every one of them means a bad file.
+            text = str(exc)
+            reason = "truncated image data" if "truncated" in text.lower() else "corrupt image data"
+            raise ImageLoadError(label, f"{reason} ({type(exc).__name__}: {text})") from None
     pixels = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
     return LoadedImage(source=label, pixels=pixels, format=fmt, mode=mode)
 
@@ -160,8 +203,10 @@ def iter_image_paths(
     explicitly is always yielded, so a wrong file gets a clear error from :func:`load_image`
     instead of being skipped in silence. A missing path is yielded too, for the same reason.
     """
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        inputs = [inputs]  # one path, not an iterable of its characters
     for item in inputs:
-        path = Path(item)
+        path = Path(os.fsdecode(item))
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             found = (
@@ -200,20 +245,42 @@ def save_image(
     fmt_key = (format or path.suffix.lstrip(".") or "png").lower()
     if fmt_key not in _SAVE_FORMATS:
         raise ValueError(f"{path}: cannot save as {fmt_key!r}; use png, jpeg or webp")
-    if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[0] != 3:
-        raise ValueError(f"{path}: expected a uint8 tensor 3 x H x W, got {tuple(pixels.shape)}")
+    if not isinstance(pixels, torch.Tensor):
+        raise ValueError(f"{path}: expected a uint8 torch tensor, got {type(pixels).__name__}")
+    if (
+        pixels.dtype != torch.uint8
+        or pixels.ndim != 3
+        or pixels.shape[0] != 3
+        or pixels.shape[1] == 0
+        or pixels.shape[2] == 0
+    ):
+        raise ValueError(
+            f"{path}: expected a non-empty uint8 tensor 3 x H x W, "
+            f"got {pixels.dtype} {tuple(pixels.shape)}"
+        )
     arr = pixels.detach().to("cpu").permute(1, 2, 0).contiguous().numpy()
     im = Image.fromarray(arr, "RGB")
     options: dict = {}
     if _SAVE_FORMATS[fmt_key] in ("JPEG", "WEBP"):
         options["quality"] = int(quality)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Not tempfile.mkstemp: it creates the file 0600, so every saved image would end up
+    # readable by its owner only. os.open with 0o666 lets the umask decide, like open().
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as handle:
             im.save(handle, format=_SAVE_FORMATS[fmt_key], **options)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

@@ -1,0 +1,341 @@
+"""Shared helpers for the benchmarks: test photos, attacks, timing, machine info, output.
+
+Photos come from two places, neither copied into the project:
+
+- the 24 Kodak photos (768 x 512) in ``../shared/data/photos/kodak`` relative to the project
+  root (override with ``AIGC_KODAK_DIR``);
+- the public-domain photos bundled with scikit-image (``skimage.data``).
+
+Images are handled as uint8 RGB numpy arrays H x W x 3; :func:`to_tensor` and :func:`to_bgr`
+turn them into what aigcguard and invisible-watermark take.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+KODAK_DIR = Path(os.environ.get("AIGC_KODAK_DIR", ROOT.parent / "shared/data/photos/kodak"))
+
+#: scikit-image photos used by the benchmarks (grayscale ones are repeated into RGB).
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "camera",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "moon",
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+    "clock",
+)
+
+Photo = tuple[str, np.ndarray]  # (name, uint8 RGB H x W x 3)
+
+
+# ------------------------------------------------------------------------------------ photos
+
+
+class MissingDataError(SystemExit):
+    pass
+
+
+def kodak_available() -> bool:
+    return KODAK_DIR.is_dir() and any(KODAK_DIR.glob("*.png"))
+
+
+def missing_kodak_message() -> str:
+    return (
+        f"Kodak photos not found in {KODAK_DIR} (expected 24 PNGs from the shared data folder, "
+        f"../shared/data/photos/kodak relative to the project root). Mount the shared folder "
+        f"or point AIGC_KODAK_DIR at a folder of PNG photos."
+    )
+
+
+def load_kodak(limit: int | None = None) -> list[Photo]:
+    """The Kodak photos as RGB arrays; exits with a clear message when the folder is absent."""
+    if not kodak_available():
+        raise MissingDataError(missing_kodak_message())
+    paths = sorted(KODAK_DIR.glob("*.png"))[:limit]
+    photos = []
+    for p in paths:
+        with Image.open(p) as im:
+            photos.append((f"kodak/{p.stem}", np.asarray(im.convert("RGB"), dtype=np.uint8)))
+    return photos
+
+
+def load_skimage(names: Sequence[str] = SKIMAGE_PHOTOS) -> list[Photo]:
+    try:
+        import skimage.data
+    except ImportError:
+        raise MissingDataError(
+            "scikit-image is not installed; install the bench extras: pip install -e '.[bench]'"
+        ) from None
+    photos = []
+    for name in names:
+        arr = np.asarray(getattr(skimage.data, name)())
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        photos.append((f"skimage/{name}", np.ascontiguousarray(arr[:, :, :3], dtype=np.uint8)))
+    return photos
+
+
+def fit_size(arr: np.ndarray, min_short: int, max_long: int | None = None) -> np.ndarray:
+    """Resize (bicubic) so the short side is at least ``min_short`` and, where that still
+    allows it, the long side at most ``max_long``; aspect ratio kept."""
+    h, w = arr.shape[:2]
+    scale = 1.0
+    if min(h, w) < min_short:
+        scale = min_short / min(h, w)
+    elif max_long is not None and max(h, w) > max_long:
+        scale = max(max_long / max(h, w), min_short / min(h, w))
+    if scale == 1.0:
+        return arr
+    nw, nh = round(w * scale), round(h * scale)
+    if h <= w:
+        nh = max(nh, min_short)
+    else:
+        nw = max(nw, min_short)
+    size = (nw, nh)
+    return np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+
+
+def square(arr: np.ndarray, side: int) -> np.ndarray:
+    """Resize so the short side is ``side`` (bicubic), then centre-crop to side x side."""
+    h, w = arr.shape[:2]
+    scale = side / min(h, w)
+    nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
+    im = Image.fromarray(arr).resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - side) // 2, (nh - side) // 2
+    return np.asarray(im.crop((left, top, left + side, top + side)))
+
+
+# ----------------------------------------------------------------------------- conversions
+
+
+def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 RGB H x W x 3 -> uint8 tensor 3 x H x W."""
+    return torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+def from_tensor(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu").permute(1, 2, 0).contiguous().numpy()
+
+
+def to_bgr(arr: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(arr[:, :, ::-1])
+
+
+from_bgr = to_bgr  # the same channel swap
+
+
+# --------------------------------------------------------------------------------- attacks
+
+
+def _pil(arr: np.ndarray) -> Image.Image:
+    return Image.fromarray(arr)
+
+
+def jpeg(arr: np.ndarray, quality: int) -> np.ndarray:
+    """Pillow JPEG at ``quality`` with standard 4:2:0 chroma subsampling, decoded again."""
+    buf = io.BytesIO()
+    _pil(arr).save(buf, format="JPEG", quality=quality, subsampling=2)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def resize_half(arr: np.ndarray) -> np.ndarray:
+    """Half width and height (bicubic); the decoder sees the smaller image."""
+    h, w = arr.shape[:2]
+    return np.asarray(_pil(arr).resize((w // 2, h // 2), Image.BICUBIC))
+
+
+def crop_resize(arr: np.ndarray, per_side: float) -> np.ndarray:
+    """Cut ``per_side`` of each dimension off each side (0.05 keeps the central 90% of the
+    width and of the height), then resize back to the original size (bicubic)."""
+    h, w = arr.shape[:2]
+    dx, dy = round(w * per_side), round(h * per_side)
+    im = _pil(arr).crop((dx, dy, w - dx, h - dy))
+    return np.asarray(im.resize((w, h), Image.BICUBIC))
+
+
+def brightness(arr: np.ndarray, factor: float) -> np.ndarray:
+    return np.asarray(ImageEnhance.Brightness(_pil(arr)).enhance(factor))
+
+
+def contrast(arr: np.ndarray, factor: float) -> np.ndarray:
+    return np.asarray(ImageEnhance.Contrast(_pil(arr)).enhance(factor))
+
+
+def gaussian_blur(arr: np.ndarray, sigma: float) -> np.ndarray:
+    """Exact Gaussian (OpenCV, kernel size from sigma, reflected borders)."""
+    import cv2
+
+    return cv2.GaussianBlur(arr, (0, 0), sigmaX=sigma, sigmaY=sigma)
+
+
+def gaussian_noise(arr: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noisy = arr.astype(np.float64) + rng.normal(0.0, sigma, size=arr.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def rotate(arr: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate about the centre, same canvas size, bicubic, black corners."""
+    im = _pil(arr).rotate(degrees, resample=Image.BICUBIC, expand=False, fillcolor=(0, 0, 0))
+    return np.asarray(im)
+
+
+def combined(arr: np.ndarray) -> np.ndarray:
+    """Crop 5% of each dimension (2.5% per side) and resize back, brightness x1.2, JPEG 75."""
+    return jpeg(brightness(crop_resize(arr, 0.025), 1.2), 75)
+
+
+#: (column label, attack(image, seed) -> image), in table order.
+ATTACKS: list[tuple[str, Callable[[np.ndarray, int], np.ndarray]]] = [
+    ("none", lambda a, s: a),
+    ("JPEG 90", lambda a, s: jpeg(a, 90)),
+    ("JPEG 75", lambda a, s: jpeg(a, 75)),
+    ("JPEG 50", lambda a, s: jpeg(a, 50)),
+    ("resize 1/2", lambda a, s: resize_half(a)),
+    ("crop 10%", lambda a, s: crop_resize(a, 0.05)),
+    ("bright x1.3", lambda a, s: brightness(a, 1.3)),
+    ("contrast x1.5", lambda a, s: contrast(a, 1.5)),
+    ("blur σ1", lambda a, s: gaussian_blur(a, 1.0)),
+    ("noise σ5", lambda a, s: gaussian_noise(a, 5.0, s)),
+    ("rotate 5°", lambda a, s: rotate(a, 5.0)),
+    ("JPEG75+crop5%+bright1.2", lambda a, s: combined(a)),
+]
+
+ATTACK_NOTES = [
+    "JPEG: Pillow, `subsampling=2` (4:2:0).",
+    "resize 1/2: bicubic to half width and height, not resized back.",
+    "crop 10%: 5% cut off each side of each dimension (central 90% of width and height "
+    "kept), resized back to the original size (bicubic).",
+    "bright / contrast: `PIL.ImageEnhance`.",
+    "blur σ1: `cv2.GaussianBlur`, sigma 1.",
+    "noise σ5: additive Gaussian, sigma 5 (of 255), seeded per image, rounded and clipped.",
+    "rotate 5°: Pillow, about the centre, same size, bicubic, black corners.",
+    "JPEG75+crop5%+bright1.2: 2.5% cut off each side and resized back, brightness x1.2, "
+    "then JPEG 75.",
+]
+
+
+# ---------------------------------------------------------------------------------- timing
+
+
+def sync_device(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_median(
+    fn: Callable[[], object], repeats: int, device: str | torch.device = "cpu"
+) -> tuple[float, list[float]]:
+    """One warm-up call, then the median wall time (seconds) of ``repeats`` calls."""
+    fn()
+    sync_device(device)
+    times = []
+    for _ in range(repeats):
+        sync_device(device)
+        t0 = time.perf_counter()
+        fn()
+        sync_device(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+# ------------------------------------------------------------------------------ environment
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    info = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import cv2
+
+        info["opencv"] = cv2.__version__
+        info["opencv_threads"] = cv2.getNumThreads()
+    except ImportError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        info["invisible_watermark"] = version("invisible-watermark")
+    except Exception:
+        info["invisible_watermark"] = None
+    return info
+
+
+def require_imwatermark():
+    try:
+        import imwatermark
+    except ImportError:
+        raise MissingDataError(
+            "invisible-watermark is not installed; install the bench extras: "
+            "pip install -e '.[bench]'"
+        ) from None
+    return imwatermark
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_outputs(name: str, markdown: str, raw: dict, out: str | None, quick: bool) -> None:
+    """Print the markdown; write it to ``out`` and the raw numbers as JSON next to it
+    (``out`` with a .json suffix), or to bench/results/NAME[.quick].json without ``out``."""
+    print(markdown)
+    if out:
+        out_path = Path(out)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(markdown + "\n")
+        json_path = out_path.with_suffix(".json")
+    else:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        json_path = RESULTS_DIR / f"{name}{'.quick' if quick else ''}.json"
+    json_path.write_text(json.dumps(raw, indent=2, default=float) + "\n")
+    print(f"\n(raw numbers: {json_path})", file=sys.stderr)

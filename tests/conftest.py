@@ -1,0 +1,44 @@
+"""Shared fixtures: small real photos from scikit-image, and the shared data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 array to a 3 x H x W tensor (a copy, so it is writable)."""
+    return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def to_array(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).contiguous().numpy()
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """A few public-domain photos shipped with scikit-image (RGB uint8)."""
+    from skimage import data
+
+    gray = data.camera()
+    return {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+        "rocket": data.rocket(),
+        "camera": np.repeat(gray[:, :, None], 3, axis=2),
+    }
+
+
+@pytest.fixture(scope="session")
+def kodak_dir() -> Path:
+    path = SHARED / "photos" / "kodak"
+    if not path.is_dir():
+        pytest.skip(f"shared Kodak photos not found at {path} (../shared/data beside the project)")
+    return path
