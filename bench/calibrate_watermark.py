@@ -35,10 +35,25 @@ from aigcguard.watermark.payload import SYNC_BITS, binomial_sf, frame_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "photos" / "kodak"
-SKIMAGE_PHOTOS = (
-    "astronaut coffee chelsea camera rocket hubble_deep_field immunohistochemistry retina "
-    "moon brick grass gravel coins clock text colorwheel page"
-).split()
+SKIMAGE_PHOTOS = [
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "camera",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "moon",
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+    "clock",
+    "text",
+    "colorwheel",
+    "page",
+]
 LEVELS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
 
@@ -93,7 +108,9 @@ def keyed_trials(images: list[torch.Tensor], method: str, keys: list[str]) -> di
     sync_pos = torch.stack([frame_layout(k).order[:SYNC_BITS] for k in keys])  # K x S
     sync = torch.stack([frame_layout(k).sync for k in keys])  # K x S
     matched = (bits[:, sync_pos] == sync[None]).sum(dim=2)  # N x K
-    sf = torch.tensor([binomial_sf(k, SYNC_BITS) for k in range(SYNC_BITS + 1)], dtype=torch.float64)
+    sf = torch.tensor(
+        [binomial_sf(k, SYNC_BITS) for k in range(SYNC_BITS + 1)], dtype=torch.float64
+    )
     p = sf[matched]
     return summarise(p.flatten(), n_images=len(images), n_keys=len(keys))
 
@@ -157,7 +174,9 @@ def main() -> None:
     }
     write_atomic(args.out, json.dumps(table, indent=2) + "\n")
 
-    print("| test | trials | detected at p<=1e-6 | 95% upper bound | rate at p<=1e-2 | at p<=1e-3 |")
+    print(
+        "| test | trials | detected at p<=1e-6 | 95% upper bound | rate at p<=1e-2 | at p<=1e-3 |"
+    )
     print("|---|---|---|---|---|---|")
     rows = [*methods.items(), ("known marks (SD v1, SDXL)", table["known_marks"])]
     for name, e in rows:

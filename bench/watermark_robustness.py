@@ -20,10 +20,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+import common
 
-from aigcguard.watermark import detect, dwt, embed, get_method  # noqa: E402
-from aigcguard.watermark import payload as P  # noqa: E402
+from aigcguard.watermark import detect, dwt, embed, get_method
+from aigcguard.watermark import payload as P
 
 KEY = "bench"
 MESSAGE = b"Bench!42"  # 8 bytes = the 64-bit payload
@@ -137,14 +137,17 @@ def riva_subset(photos: list[common.Photo], n: int) -> list[int]:
     pool = pool or list(range(len(photos)))
     if n >= len(pool):
         return pool
-    return [pool[round(k * (len(pool) - 1) / max(1, n - 1))] for k in range(n)] if n > 1 else pool[:1]
+    return (
+        [pool[round(k * (len(pool) - 1) / max(1, n - 1))] for k in range(n)] if n > 1 else pool[:1]
+    )
 
 
 def quality(originals: list[np.ndarray], marked: list[np.ndarray]) -> tuple[float, float]:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     psnr = [
-        peak_signal_noise_ratio(o, m, data_range=255) for o, m in zip(originals, marked, strict=True)
+        peak_signal_noise_ratio(o, m, data_range=255)
+        for o, m in zip(originals, marked, strict=True)
     ]
     ssim = [
         structural_similarity(o, m, channel_axis=2, data_range=255)
@@ -250,13 +253,18 @@ def main(argv: list[str] | None = None) -> int:
             for a in attack_names
         ]
         rows.append(
-            [r["method"], r["bits"], len(r["images"]), *cells, f"{r['psnr_db']:.1f}", f"{r['ssim']:.4f}"]
+            [
+                r["method"],
+                r["bits"],
+                len(r["images"]),
+                *cells,
+                f"{r['psnr_db']:.1f}",
+                f"{r['ssim']:.4f}",
+            ]
         )
 
     sizes = sorted({f"{a.shape[1]}x{a.shape[0]}" for _, a in photos})
-    need = {
-        n: P.min_matches(n, P_THRESHOLD) for n in sorted({r["bits"] for r in results} | {64})
-    }
+    need = {n: P.min_matches(n, P_THRESHOLD) for n in sorted({r["bits"] for r in results} | {64})}
     footnotes = [
         "Cells: bit accuracy / detection rate, averaged over the photos.",
         "Bit accuracy: share of the embedded message bits read back correctly. aigcguard: the "

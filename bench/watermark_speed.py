@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+import common
 
-from aigcguard.watermark import detect, embed  # noqa: E402
+from aigcguard.watermark import detect, embed
 
 KEY = "bench"
 MESSAGE = b"Bench!42"  # 8 bytes: 64 payload bits for aigcguard, 64 bits for imwatermark
@@ -124,9 +124,13 @@ def main(argv: list[str] | None = None) -> int:
             ref = bench_imwatermark(bgrs, im_name, repeats)
             entries = [("imwatermark 0.2.0 (per image)", "cpu", im_name, ref)]
             for dev in devices:
-                print(f"[{side}x{side} x{batch}] aigcguard {ours_name} on {dev} ...", file=sys.stderr)
+                print(
+                    f"[{side}x{side} x{batch}] aigcguard {ours_name} on {dev} ...", file=sys.stderr
+                )
                 res = bench_ours(x, ours_name, dev, repeats)
-                label = f"aigcguard ({dev}, {threads} threads)" if dev == "cpu" else "aigcguard (cuda)"
+                label = (
+                    f"aigcguard ({dev}, {threads} threads)" if dev == "cpu" else "aigcguard (cuda)"
+                )
                 entries.append((label, dev, ours_name, res))
             for op in ("embed", "detect"):
                 ref_ips = batch / ref[f"{op}_s"]
@@ -195,9 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "and size. marks read back: aigcguard, detected with the right payload; imwatermark, "
         "decoded bytes equal to the message.",
     ]
-    markdown = "\n".join(
-        [title, "", table, "", *[f"- {n}" for n in notes]]
-    )
+    markdown = "\n".join([title, "", table, "", *[f"- {n}" for n in notes]])
     common.write_outputs("watermark_speed", markdown, raw, args.out, args.quick)
     return 0
 

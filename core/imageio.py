@@ -190,7 +190,9 @@ def load_image(
             text = str(exc)
             reason = "truncated image data" if "truncated" in text.lower() else "corrupt image data"
             raise ImageLoadError(label, f"{reason} ({type(exc).__name__}: {text})") from None
-    pixels = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    # Always a fresh, writable copy: np.ascontiguousarray would hand back a view of Pillow's
+    # read-only buffer whenever the transpose is already contiguous (a 1 x 1 image).
+    pixels = torch.from_numpy(np.array(arr.transpose(2, 0, 1), dtype=np.uint8, order="C"))
     return LoadedImage(source=label, pixels=pixels, format=fmt, mode=mode)
 
 

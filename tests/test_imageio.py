@@ -178,6 +178,25 @@ def test_other_container_formats(tmp_path, fmt):
     assert close_to(pixel(loaded, 3, 2), RED, 2)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (5, 1), (6, 4)])
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_pixels_own_writable_memory(monkeypatch, size, mode):
+    # Tensors must never wrap Pillow's read-only buffer (it did for 1 x 1 RGB images).
+    seen = []
+    original = torch.from_numpy
+
+    def spy(arr):
+        seen.append(arr.flags.writeable)
+        return original(arr)
+
+    monkeypatch.setattr(torch, "from_numpy", spy)
+    loaded = load_image(encode(Image.new(mode, size, 200), "PNG"))
+    assert seen == [True]
+    loaded.pixels[:, 0, 0] = 7
+    assert int(loaded.pixels[0, 0, 0]) == 7
+    assert loaded.size == size
+
+
 def test_loaded_image_is_frozen_and_size_is_width_height(tmp_path):
     loaded = load_image(write(tmp_path / "a.png", Image.new("RGB", (9, 4))))
     assert loaded.size == (9, 4)

@@ -5,6 +5,12 @@ Stable Diffusion's reference scripts and diffusers mark their outputs with imwat
 pipeline handed OpenCV uint8 or float pixels (a different chroma offset, so different blocks
 are chosen) and whether it passed RGB where OpenCV expects BGR (diffusers does). We try every
 combination and correct the p-value for the number of tries (Bonferroni).
+
+A mark written from float pixels is also tried with its bits inverted under the uint8 offset:
+the offsets differ by 255 in the LL band, and 255 = 3 (mod 36), so a coefficient that was
+negative in the float picture lands in the other half of its quantisation cell. On warm-toned
+images (mostly negative U) that inverted read is the only one left: SDXL's float marking often
+fails to read back under its own convention there, imwatermark's decoder included.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ def detect_known(
     """
     items, _ = _as_list(images)
     method = get_method("dwtdct")
-    tries = len(KNOWN_MARKS) * len(dwt.CONVENTIONS)
+    tries = len(KNOWN_MARKS) * len(dwt.CONVENTIONS) * 2
     dev = _work_device(items, device)
     best: list[WatermarkDetection | None] = [None] * len(items)
     for idx in _chunks(items):
@@ -86,26 +92,26 @@ def detect_known(
                 bits = dwt.votes_to_bits(ones, total).cpu()
                 voted = (total > 0).cpu()
                 for j, i in enumerate(idx):
-                    matched = int(((bits[j] == expected) & voted[j]).sum())
                     n = int(voted[j].sum())
-                    p = min(1.0, binomial_sf(matched, n) * tries)
-                    if best[i] is not None and p >= best[i].p_value:
-                        continue
-                    found = p <= p_threshold
-                    best[i] = WatermarkDetection(
-                        detected=found,
-                        method=method.name,
-                        bits_matched=matched,
-                        bits_total=n,
-                        p_value=p,
-                        threshold=p_threshold,
-                        payload=bits_to_bytes(bits[j][: len(mark.bits) // 8 * 8]).hex()
-                        if found
-                        else None,
-                        payload_text=_printable(bits_to_bytes(bits[j][: len(mark.bits) // 8 * 8]))
-                        if found
-                        else None,
-                        known=mark.name if found else None,
-                        convention=conv.label if found else None,
-                    )
+                    for inverted in (False, True):
+                        read = bits[j] ^ inverted
+                        matched = int(((read == expected) & voted[j]).sum())
+                        p = min(1.0, binomial_sf(matched, n) * tries)
+                        if best[i] is not None and p >= best[i].p_value:
+                            continue
+                        found = p <= p_threshold
+                        data = bits_to_bytes(read[: len(mark.bits) // 8 * 8])
+                        label = conv.label + ("/inverted" if inverted else "")
+                        best[i] = WatermarkDetection(
+                            detected=found,
+                            method=method.name,
+                            bits_matched=matched,
+                            bits_total=n,
+                            p_value=p,
+                            threshold=p_threshold,
+                            payload=data.hex() if found else None,
+                            payload_text=_printable(data) if found else None,
+                            known=mark.name if found else None,
+                            convention=label if found else None,
+                        )
     return best
