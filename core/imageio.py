@@ -32,6 +32,16 @@ IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 )
 
+#: Containers we decode. A fixed list keeps Pillow from handing a hostile file to an external
+#: interpreter (EPS goes to Ghostscript) or to a rarely used, little-tested decoder.
+READ_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "PPM", "ICO", "AVIF", "HEIF")
+
+
+def _read_formats() -> list[str]:
+    Image.init()  # register every plugin, so the list can name them
+    return [f for f in READ_FORMATS if f in Image.OPEN]
+
+
 _SAVE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
 
 
@@ -122,7 +132,9 @@ def _open(data: bytes | Path, name: str, max_pixels: int) -> tuple[Image.Image, 
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's warning; its hard error is still caught.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+            im = Image.open(
+                io.BytesIO(data) if isinstance(data, bytes) else data, formats=_read_formats()
+            )
     except UnidentifiedImageError:
         raise ImageLoadError(name, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
