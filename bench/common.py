@@ -277,6 +277,35 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies over all CPUs from /proc/stat, or None off Linux."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+
+
+def busy_warning(sample_s: float = 1.0) -> str | None:
+    """A warning when other work is using the CPUs (sampled over ``sample_s`` while this
+    process sleeps). torch's threads sharing cores with another process can make the batched
+    kernels several times slower, so timings taken then mean little."""
+    before = _cpu_times()
+    if before is None:
+        return None
+    time.sleep(sample_s)
+    after = _cpu_times()
+    if after is None or after[1] <= before[1]:
+        return None
+    busy = 1.0 - (after[0] - before[0]) / (after[1] - before[1])
+    if busy < 0.2:
+        return None
+    return (
+        f"other processes were using {busy:.0%} of the {os.cpu_count()} CPUs when this "
+        f"started: timings are unreliable; rerun on a quiet machine"
+    )
+
+
 def machine_info() -> dict:
     info = {
         "cpu_model": cpu_model(),

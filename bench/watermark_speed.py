@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available() and not args.no_cuda:
         devices.append("cuda")
     info = common.machine_info()
+    busy = common.busy_warning()
+    if busy:
+        print(f"WARNING: {busy}", file=sys.stderr)
     threads = info["torch_threads"]
 
     raw: dict = {
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "key": KEY,
         "message": MESSAGE.hex(),
         "machine": info,
+        "busy_warning": busy,
         "results": [],
     }
     rows = []
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         rows,
     )
     notes = [
+        *([f"**Warning**: {busy}."] if busy else []),
         f"Machine: {info['cpu_model']} ({info['cpu_count']} CPUs), torch {info['torch']} with "
         f"{threads} threads{gpu}; OpenCV {info.get('opencv')} "
         f"({info.get('opencv_threads')} threads), invisible-watermark "

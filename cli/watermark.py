@@ -157,7 +157,7 @@ def embed_cmd(
                     "output": str(out_path),
                     "method": method,
                     "bits": len(msg) * 8 if unkeyed else PAYLOAD_BYTES * 8,
-                    "payload": msg.hex(),
+                    "payload": (msg if unkeyed else msg.ljust(PAYLOAD_BYTES, b"\0")).hex(),
                     "psnr": _psnr(img.pixels, pixels),
                 }
             )
