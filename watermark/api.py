@@ -97,7 +97,7 @@ def _chunks(items: list[torch.Tensor]) -> Iterator[list[int]]:
 
 
 def _stack(items: list[torch.Tensor], idx: list[int], device: torch.device) -> torch.Tensor:
-    return torch.stack([items[i] for i in idx]).to(device=device, dtype=torch.float32)
+    return torch.stack([items[i] for i in idx]).to(device)
 
 
 def _messages(message: Message | Sequence[Message], n: int) -> list[Message]:
@@ -156,13 +156,22 @@ def embed(
                 f"fewer than the {frames.shape[1]}-bit frame; use an image of at least 96x96"
             )
     dev = _work_device(items, device)
+    frames = frames.to(dev)
+    if batched:
+        # One size already: work on slices of the caller's tensor, no unbind and re-stack.
+        per_chunk = max(1, _CHUNK_PIXELS // (images.shape[2] * images.shape[3]))
+        parts = [
+            m.embed_frames(images[s : s + per_chunk].to(dev), frames[s : s + per_chunk])
+            for s in range(0, images.shape[0], per_chunk)
+        ]
+        marked = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return marked.to(images.device)
     out: list[torch.Tensor | None] = [None] * len(items)
     for idx in _chunks(items):
-        x = _stack(items, idx, dev)
-        marked = m.embed_frames(x, frames[idx].to(dev)).round_().clamp_(0, 255).to(torch.uint8)
+        marked = m.embed_frames(_stack(items, idx, dev), frames[idx])
         for j, i in enumerate(idx):
             out[i] = marked[j].to(items[i].device)
-    return torch.stack(out) if batched else out
+    return out
 
 
 def _printable(data: bytes) -> str | None:

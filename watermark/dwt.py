@@ -74,22 +74,10 @@ CONVENTIONS = (
 )
 
 
-def _u_channel(x: torch.Tensor, conv: ColourConvention) -> torch.Tensor:
-    """U of OpenCV's YUV for a float RGB batch B x 3 x H x W in [0, 255]."""
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    if conv.swap_rb:
-        r, b = b, r
-    y = _RY * r + _GY * g + _BY * b
-    return _BU * (b - y) + conv.offset
-
-
-def _apply_du(x: torch.Tensor, du: torch.Tensor, conv: ColourConvention) -> torch.Tensor:
-    """Add ``du`` (B x H x W) to the U channel of ``x`` without touching Y or V."""
-    out = x.clone()
-    b_idx = 0 if conv.swap_rb else 2
-    out[:, b_idx] += _DB_PER_DU * du
-    out[:, 1] += _DG_PER_DU * du
-    return out
+def _u_weights(conv: ColourConvention) -> tuple[float, float, float]:
+    """U = wr R + wg G + wb B + offset, in our RGB channel order."""
+    wr, wg, wb = -_BU * _RY, -_BU * _GY, _BU * (1.0 - _BY)
+    return (wb, wg, wr) if conv.swap_rb else (wr, wg, wb)
 
 
 def block_grid(height: int, width: int) -> tuple[int, int]:
@@ -98,26 +86,57 @@ def block_grid(height: int, width: int) -> tuple[int, int]:
     return ll_h // BLOCK, ll_w // BLOCK
 
 
-def _blocks_of(u: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """LL band of the Haar DWT of ``u`` cut into blocks: B x N x 16, raster order."""
-    bsz, height, width = u.shape
-    rows, cols = block_grid(height, width)
-    # Haar LL = (a + b + c + d) / 2 over each 2 x 2 cell; only the part the blocks cover.
-    covered = u[:, : rows * BLOCK * 2, : cols * BLOCK * 2]
-    ll = F.avg_pool2d(covered.unsqueeze(1), 2).squeeze(1) * 2.0
-    blocks = ll.reshape(bsz, rows, BLOCK, cols, BLOCK).permute(0, 1, 3, 2, 4)
-    return blocks.reshape(bsz, rows * cols, BLOCK * BLOCK), (rows, cols)
+def _ll_of_u(x: torch.Tensor, conv: ColourConvention, grid: tuple[int, int]) -> torch.Tensor:
+    """Haar LL band of U over the part the blocks cover: B x 4 rows x 4 cols, float32.
+
+    LL = (a + b + c + d) / 2 per 2 x 2 cell and U is linear in R, G, B, so we sum each
+    channel's cells in int16 (exact for uint8) and mix at quarter resolution: a third of the
+    memory traffic of converting the whole image to float first.
+    """
+    bsz = x.shape[0]
+    h, w = grid[0] * BLOCK * 2, grid[1] * BLOCK * 2
+    cells = x[:, :, :h, :w]
+    cells = cells.to(torch.int16) if x.dtype == torch.uint8 else cells.float()
+    cells = cells.reshape(bsz, 3, h // 2, 2, w)
+    pairs = (cells[:, :, :, 0] + cells[:, :, :, 1]).reshape(bsz, 3, h // 2, w // 2, 2)
+    sums = (pairs[..., 0] + pairs[..., 1]).float()
+    wr, wg, wb = _u_weights(conv)
+    return (wr * sums[:, 0] + wg * sums[:, 1] + wb * sums[:, 2]) * 0.5 + 2.0 * conv.offset
 
 
-def _delta_image(dblocks: torch.Tensor, grid: tuple[int, int], height: int, width: int):
-    """Inverse of :func:`_blocks_of` for a change of the LL band: the pixel change B x H x W."""
-    bsz = dblocks.shape[0]
+def _blocks_of(x: torch.Tensor, conv: ColourConvention) -> tuple[torch.Tensor, tuple[int, int]]:
+    """LL band of U cut into 4 x 4 blocks: B x N x 16, raster order as imwatermark counts."""
+    grid = block_grid(x.shape[2], x.shape[3])
+    ll = _ll_of_u(x, conv, grid)
+    rows, cols = grid
+    blocks = ll.reshape(x.shape[0], rows, BLOCK, cols, BLOCK).permute(0, 1, 3, 2, 4)
+    return blocks.reshape(x.shape[0], rows * cols, BLOCK * BLOCK), grid
+
+
+def _apply_dll(x: torch.Tensor, dblocks: torch.Tensor, grid, conv) -> torch.Tensor:
+    """A uint8 copy of ``x`` whose U channel's LL band changed by ``dblocks``, Y and V kept.
+
+    Haar synthesis of an LL-only change spreads delta / 2 over each pixel of its 2 x 2 cell;
+    moving B by 1 / .492 and G by -(.114 / .587) of that moves U alone. Only B and G change,
+    and only inside the block grid; the rest of the image is copied as it was.
+    """
+    bsz = x.shape[0]
     rows, cols = grid
     dll = dblocks.reshape(bsz, rows, cols, BLOCK, BLOCK).permute(0, 1, 3, 2, 4)
-    dll = dll.reshape(bsz, rows * BLOCK, cols * BLOCK)
-    # Haar synthesis of an LL-only change: each LL delta spreads delta / 2 over its 2 x 2 cell.
-    dpix = dll.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2) * 0.5
-    return F.pad(dpix, (0, width - dpix.shape[2], 0, height - dpix.shape[1]))
+    du = dll.reshape(bsz, rows * BLOCK, 1, cols * BLOCK, 1) * 0.5
+    h, w = rows * BLOCK * 2, cols * BLOCK * 2
+    out = x.clone()
+    b_idx = 0 if conv.swap_rb else 2
+    # x is integral, so round(x + d) == x + round(d): round at quarter resolution.
+    steps = [
+        (channel, torch.round(gain * du).to(torch.int16))
+        for channel, gain in ((b_idx, _DB_PER_DU), (1, _DG_PER_DU))
+    ]
+    for channel, step in steps:
+        src = x[:, channel, :h, :w].reshape(bsz, h // 2, 2, w // 2, 2)
+        new = (src.to(torch.int16) + step).clamp_(0, 255)
+        out[:, channel, :h, :w].view(bsz, h // 2, 2, w // 2, 2).copy_(new)
+    return out
 
 
 def _qim_target(value: torch.Tensor, bits: torch.Tensor, step: float) -> torch.Tensor:
@@ -187,14 +206,11 @@ def embed_frame(
     step: float = STEP,
     conv: ColourConvention = STANDARD,
 ) -> torch.Tensor:
-    """Write ``frame`` (B x L bits) into a float RGB batch B x 3 x H x W in [0, 255]."""
+    """Write ``frame`` (B x L bits) into a uint8 RGB batch B x 3 x H x W; returns uint8."""
     embed, _ = _KERNELS[kernel]
-    u = _u_channel(x, conv)
-    blocks, grid = _blocks_of(u)
+    blocks, grid = _blocks_of(x, conv)
     bits = _frame_bits(frame, blocks.shape[1])
-    dblocks = embed(blocks, bits, step)
-    du = _delta_image(dblocks, grid, x.shape[2], x.shape[3])
-    return _apply_du(x, du, conv)
+    return _apply_dll(x, embed(blocks, bits, step), grid, conv)
 
 
 def read_votes(
@@ -206,8 +222,8 @@ def read_votes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame position, how many blocks voted 1 and how many voted: two B x L tensors."""
     _, read = _KERNELS[kernel]
-    blocks, _ = _blocks_of(_u_channel(x, conv))
-    votes = read(blocks, step).to(x.dtype)
+    blocks, _ = _blocks_of(x, conv)
+    votes = read(blocks, step).float()
     n_blocks = votes.shape[1]
     reps = -(-n_blocks // length)
     padded = F.pad(votes, (0, reps * length - n_blocks))

@@ -14,8 +14,8 @@ from aigcguard.watermark.dwt import STANDARD, ColourConvention
 class WatermarkMethod(ABC):
     """A way of writing a bit frame into pixels and reading per-bit evidence back.
 
-    Methods see float RGB batches B x 3 x H x W in [0, 255] on the working device; turning
-    uint8 images into that, grouping mixed sizes, keys and p-values live in ``api``.
+    Methods see uint8 RGB batches B x 3 x H x W of one size on the working device; grouping
+    mixed sizes, moving to the device, keys and p-values live in ``api``.
     """
 
     name: str = ""
@@ -29,7 +29,7 @@ class WatermarkMethod(ABC):
 
     @abstractmethod
     def embed_frames(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Return ``x`` carrying ``frames`` (B x L bool), same shape, float, unclamped."""
+        """Return a uint8 copy of ``x`` carrying ``frames`` (B x L bool)."""
 
     @abstractmethod
     def read_votes(
