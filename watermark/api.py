@@ -27,8 +27,9 @@ from aigcguard.watermark.registry import WatermarkMethod, get_method
 Images = torch.Tensor | Sequence[torch.Tensor]
 Message = bytes | str
 
-#: Most pixels processed in one chunk; bounds memory for big batches of big images.
-_CHUNK_PIXELS = 32 * 1024 * 1024
+#: Pixels processed together. On the CPU a chunk that stays in cache runs about twice as fast
+#: as the whole batch at once (measured at 64 x 512 x 512); a GPU wants large batches.
+_CHUNK_PIXELS = {"cpu": 1 << 20, "cuda": 1 << 26}
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,17 @@ def _work_device(items: list[torch.Tensor], device: str | torch.device | None) -
     return pick_device("auto")
 
 
-def _chunks(items: list[torch.Tensor]) -> Iterator[list[int]]:
+def _per_chunk(height: int, width: int, device: torch.device) -> int:
+    return max(1, _CHUNK_PIXELS.get(device.type, 1 << 26) // (height * width))
+
+
+def _chunks(items: list[torch.Tensor], device: torch.device) -> Iterator[list[int]]:
     """Indices grouped by image size, then cut so each chunk stays under the pixel budget."""
     groups: dict[tuple[int, int], list[int]] = {}
     for i, img in enumerate(items):
         groups.setdefault((img.shape[1], img.shape[2]), []).append(i)
     for (h, w), idx in groups.items():
-        per_chunk = max(1, _CHUNK_PIXELS // (h * w))
+        per_chunk = _per_chunk(h, w, device)
         for start in range(0, len(idx), per_chunk):
             yield idx[start : start + per_chunk]
 
@@ -158,20 +163,21 @@ def embed(
     dev = _work_device(items, device)
     frames = frames.to(dev)
     if batched:
-        # One size already: work on slices of the caller's tensor, no unbind and re-stack.
-        per_chunk = max(1, _CHUNK_PIXELS // (images.shape[2] * images.shape[3]))
-        parts = [
-            m.embed_frames(images[s : s + per_chunk].to(dev), frames[s : s + per_chunk])
-            for s in range(0, images.shape[0], per_chunk)
-        ]
-        marked = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return marked.to(images.device)
-    out: list[torch.Tensor | None] = [None] * len(items)
-    for idx in _chunks(items):
-        marked = m.embed_frames(_stack(items, idx, dev), frames[idx])
+        # One size already: mark a copy of the caller's tensor slice by slice, in place.
+        x = images.to(dev)
+        out = x.clone()
+        step = _per_chunk(images.shape[2], images.shape[3], dev)
+        for s in range(0, x.shape[0], step):
+            m.embed_frames(x[s : s + step], frames[s : s + step], out[s : s + step])
+        return out.to(images.device)
+    out_list: list[torch.Tensor | None] = [None] * len(items)
+    for idx in _chunks(items, dev):
+        x = _stack(items, idx, dev)
+        marked = x.clone()
+        m.embed_frames(x, frames[idx], marked)
         for j, i in enumerate(idx):
-            out[i] = marked[j].to(items[i].device)
-    return out
+            out_list[i] = marked[j].to(items[i].device)
+    return out_list
 
 
 def _printable(data: bytes) -> str | None:
@@ -215,7 +221,7 @@ def detect(
         length = expected_bits.shape[1]
     dev = _work_device(items, device)
     results: list[WatermarkDetection | None] = [None] * len(items)
-    for idx in _chunks(items):
+    for idx in _chunks(items, dev):
         ones, total = m.read_votes(_stack(items, idx, dev), length)
         bits = dwt.votes_to_bits(ones, total).cpu()
         voted = (total > 0).cpu()

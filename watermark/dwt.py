@@ -113,19 +113,18 @@ def _blocks_of(x: torch.Tensor, conv: ColourConvention) -> tuple[torch.Tensor, t
     return blocks.reshape(x.shape[0], rows * cols, BLOCK * BLOCK), grid
 
 
-def _apply_dll(x: torch.Tensor, dblocks: torch.Tensor, grid, conv) -> torch.Tensor:
-    """A uint8 copy of ``x`` whose U channel's LL band changed by ``dblocks``, Y and V kept.
+def _apply_dll(x: torch.Tensor, dblocks: torch.Tensor, grid, conv, out: torch.Tensor) -> None:
+    """Write into ``out`` (a copy of ``x``) the change of U's LL band by ``dblocks``.
 
     Haar synthesis of an LL-only change spreads delta / 2 over each pixel of its 2 x 2 cell;
     moving B by 1 / .492 and G by -(.114 / .587) of that moves U alone. Only B and G change,
-    and only inside the block grid; the rest of the image is copied as it was.
+    and only inside the block grid; the rest of ``out`` stays as it was.
     """
     bsz = x.shape[0]
     rows, cols = grid
     dll = dblocks.reshape(bsz, rows, cols, BLOCK, BLOCK).permute(0, 1, 3, 2, 4)
     du = dll.reshape(bsz, rows * BLOCK, 1, cols * BLOCK, 1) * 0.5
     h, w = rows * BLOCK * 2, cols * BLOCK * 2
-    out = x.clone()
     b_idx = 0 if conv.swap_rb else 2
     # x is integral, so round(x + d) == x + round(d): round at quarter resolution.
     steps = [
@@ -136,7 +135,6 @@ def _apply_dll(x: torch.Tensor, dblocks: torch.Tensor, grid, conv) -> torch.Tens
         src = x[:, channel, :h, :w].reshape(bsz, h // 2, 2, w // 2, 2)
         new = (src.to(torch.int16) + step).clamp_(0, 255)
         out[:, channel, :h, :w].view(bsz, h // 2, 2, w // 2, 2).copy_(new)
-    return out
 
 
 def _qim_target(value: torch.Tensor, bits: torch.Tensor, step: float) -> torch.Tensor:
@@ -205,12 +203,18 @@ def embed_frame(
     kernel: str,
     step: float = STEP,
     conv: ColourConvention = STANDARD,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Write ``frame`` (B x L bits) into a uint8 RGB batch B x 3 x H x W; returns uint8."""
+    """Write ``frame`` (B x L bits) into a uint8 RGB batch B x 3 x H x W; returns uint8.
+
+    ``out``, if given, must hold a copy of ``x``; it is marked in place and returned.
+    """
     embed, _ = _KERNELS[kernel]
     blocks, grid = _blocks_of(x, conv)
     bits = _frame_bits(frame, blocks.shape[1])
-    return _apply_dll(x, embed(blocks, bits, step), grid, conv)
+    out = x.clone() if out is None else out
+    _apply_dll(x, embed(blocks, bits, step), grid, conv, out)
+    return out
 
 
 def read_votes(

@@ -83,7 +83,7 @@ def detect_known(
     tries = len(KNOWN_MARKS) * len(dwt.CONVENTIONS) * 2
     dev = _work_device(items, device)
     best: list[WatermarkDetection | None] = [None] * len(items)
-    for idx in _chunks(items):
+    for idx in _chunks(items, dev):
         x = _stack(items, idx, dev)
         for conv in dwt.CONVENTIONS:
             for mark in KNOWN_MARKS:

@@ -23,8 +23,8 @@ class _DwtFamily(WatermarkMethod):
         rows, cols = block_grid(height, width)
         return rows * cols
 
-    def embed_frames(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        return embed_frame(x, frames, self.kernel, self.step)
+    def embed_frames(self, x: torch.Tensor, frames: torch.Tensor, out: torch.Tensor) -> None:
+        embed_frame(x, frames, self.kernel, self.step, out=out)
 
     def read_votes(self, x: torch.Tensor, length: int, conv: ColourConvention = STANDARD):
         return read_votes(x, length, self.kernel, self.step, conv)

@@ -28,8 +28,8 @@ class WatermarkMethod(ABC):
         """How many frame-bit slots (blocks, cells, ...) an image of this size has."""
 
     @abstractmethod
-    def embed_frames(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """Return a uint8 copy of ``x`` carrying ``frames`` (B x L bool)."""
+    def embed_frames(self, x: torch.Tensor, frames: torch.Tensor, out: torch.Tensor) -> None:
+        """Mark ``out``, a uint8 copy of ``x``, in place with ``frames`` (B x L bool)."""
 
     @abstractmethod
     def read_votes(
