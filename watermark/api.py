@@ -165,9 +165,10 @@ def embed(
     if batched:
         # One size already: mark a copy of the caller's tensor slice by slice, in place.
         x = images.to(dev)
-        out = x.clone()
+        out = torch.empty_like(x)
         step = _per_chunk(images.shape[2], images.shape[3], dev)
         for s in range(0, x.shape[0], step):
+            out[s : s + step].copy_(x[s : s + step])  # copied chunk by chunk, while in cache
             m.embed_frames(x[s : s + step], frames[s : s + step], out[s : s + step])
         return out.to(images.device)
     out_list: list[torch.Tensor | None] = [None] * len(items)
