@@ -74,10 +74,6 @@ def variants(arr: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarr
     return out
 
 
-def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-
-
 def keyed_trials(images: list[torch.Tensor], method: str, keys: list[str]) -> dict:
     """Matched sync bits for every (image, key): one frame read per image, judged per key."""
     m = get_method(method)
@@ -134,7 +130,7 @@ def main() -> None:
     images, names = [], []
     for name, arr in base_photos():
         for j, v in enumerate([arr, *variants(arr, args.variants, rng)]):
-            images.append(to_tensor(v))
+            images.append(common.to_tensor(v))
             names.append(f"{name}#{j}")
     keys = [os.urandom(16).hex() for _ in range(args.keys)]
     print(f"{len(images)} unmarked images x {len(keys)} keys", file=sys.stderr)

@@ -37,28 +37,30 @@ def make_batch(photos: list[common.Photo], side: int, n: int) -> list[np.ndarray
     return [squares[i % len(squares)] for i in range(n)]
 
 
-def bench_ours(x: torch.Tensor, method: str, device: str, repeats: int) -> dict:
-    x = x.to(device)
-
-    def do_embed():
-        return embed(x, message=MESSAGE, key=KEY, method=method, device=device)
-
+def time_embed_detect(do_embed, detect_marked, repeats: int, device: str = "cpu"):
+    """Median times of ``do_embed()`` and of ``detect_marked(marked)``; also the detections."""
     t_embed, embed_times = common.time_median(do_embed, repeats, device)
     marked = do_embed()
-
-    def do_detect():
-        return detect(marked, key=KEY, method=method, device=device)
-
-    t_detect, detect_times = common.time_median(do_detect, repeats, device)
-    results = do_detect()
-    ok = sum(r.detected and bytes.fromhex(r.payload) == MESSAGE for r in results)
-    return {
+    t_detect, detect_times = common.time_median(lambda: detect_marked(marked), repeats, device)
+    timing = {
         "embed_s": t_embed,
         "embed_times_s": embed_times,
         "detect_s": t_detect,
         "detect_times_s": detect_times,
-        "read_back": ok,
     }
+    return timing, detect_marked(marked)
+
+
+def bench_ours(x: torch.Tensor, method: str, device: str, repeats: int) -> dict:
+    x = x.to(device)
+    timing, results = time_embed_detect(
+        lambda: embed(x, message=MESSAGE, key=KEY, method=method, device=device),
+        lambda marked: detect(marked, key=KEY, method=method, device=device),
+        repeats,
+        device,
+    )
+    ok = sum(r.detected and bytes.fromhex(r.payload) == MESSAGE for r in results)
+    return {**timing, "read_back": ok}
 
 
 def bench_imwatermark(bgrs: list[np.ndarray], method: str, repeats: int) -> dict:
@@ -67,25 +69,12 @@ def bench_imwatermark(bgrs: list[np.ndarray], method: str, repeats: int) -> dict
     encoder = WatermarkEncoder()
     encoder.set_watermark("bytes", MESSAGE)
     decoder = WatermarkDecoder("bytes", 8 * len(MESSAGE))
-
-    def do_embed():
-        return [encoder.encode(b, method) for b in bgrs]
-
-    t_embed, embed_times = common.time_median(do_embed, repeats)
-    marked = do_embed()
-
-    def do_detect():
-        return [decoder.decode(b, method) for b in marked]
-
-    t_detect, detect_times = common.time_median(do_detect, repeats)
-    ok = sum(d == MESSAGE for d in do_detect())
-    return {
-        "embed_s": t_embed,
-        "embed_times_s": embed_times,
-        "detect_s": t_detect,
-        "detect_times_s": detect_times,
-        "read_back": ok,
-    }
+    timing, decoded = time_embed_detect(
+        lambda: [encoder.encode(b, method) for b in bgrs],
+        lambda marked: [decoder.decode(b, method) for b in marked],
+        repeats,
+    )
+    return {**timing, "read_back": sum(d == MESSAGE for d in decoded)}
 
 
 def isolated(fn, *args):

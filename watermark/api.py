@@ -18,6 +18,7 @@ from aigcguard.watermark.payload import (
     binomial_sf,
     bits_to_bytes,
     build_frames,
+    bytes_to_bits,
     frame_layout,
     message_bits,
     split_frames,
@@ -118,8 +119,7 @@ def _raw_bits(message: Message) -> torch.Tensor:
     data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
     if not data:
         raise ValueError("an unkeyed (key=None) mark needs a non-empty message")
-    bits = [(data[i // 8] >> (7 - i % 8)) & 1 for i in range(8 * len(data))]
-    return torch.tensor(bits, dtype=torch.bool)
+    return bytes_to_bits(data)
 
 
 def _frames_for(messages: list[Message], key: str | bytes | None) -> torch.Tensor:

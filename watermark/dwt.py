@@ -203,18 +203,35 @@ def embed_frame(
     kernel: str,
     step: float = STEP,
     conv: ColourConvention = STANDARD,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Write ``frame`` (B x L bits) into a uint8 RGB batch B x 3 x H x W; returns uint8.
-
-    ``out``, if given, must hold a copy of ``x``; it is marked in place and returned.
-    """
+    *,
+    out: torch.Tensor,
+) -> None:
+    """Write ``frame`` (B x L bits) of the uint8 RGB batch ``x`` (B x 3 x H x W) into ``out``,
+    which holds a copy of ``x`` and is marked in place."""
     embed, _ = _KERNELS[kernel]
     blocks, grid = _blocks_of(x, conv)
     bits = _frame_bits(frame, blocks.shape[1])
-    out = x.clone() if out is None else out
     _apply_dll(x, embed(blocks, bits, step), grid, conv, out)
-    return out
+
+
+def block_votes(
+    x: torch.Tensor, kernel: str, step: float = STEP, conv: ColourConvention = STANDARD
+) -> torch.Tensor:
+    """The bit each block reads as, B x N (float 0/1), in imwatermark's block order."""
+    _, read = _KERNELS[kernel]
+    blocks, _ = _blocks_of(x, conv)
+    return read(blocks, step).float()
+
+
+def tally_votes(votes: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame position (block k votes for bit k % length): votes for 1 and votes cast."""
+    n_blocks = votes.shape[1]
+    reps = -(-n_blocks // length)
+    padded = F.pad(votes, (0, reps * length - n_blocks))
+    counted = F.pad(torch.ones_like(votes), (0, reps * length - n_blocks))
+    ones = padded.reshape(-1, reps, length).sum(dim=1)
+    total = counted.reshape(-1, reps, length).sum(dim=1)
+    return ones, total
 
 
 def read_votes(
@@ -225,16 +242,7 @@ def read_votes(
     conv: ColourConvention = STANDARD,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame position, how many blocks voted 1 and how many voted: two B x L tensors."""
-    _, read = _KERNELS[kernel]
-    blocks, _ = _blocks_of(x, conv)
-    votes = read(blocks, step).float()
-    n_blocks = votes.shape[1]
-    reps = -(-n_blocks // length)
-    padded = F.pad(votes, (0, reps * length - n_blocks))
-    counted = F.pad(torch.ones_like(votes), (0, reps * length - n_blocks))
-    ones = padded.reshape(-1, reps, length).sum(dim=1)
-    total = counted.reshape(-1, reps, length).sum(dim=1)
-    return ones, total
+    return tally_votes(block_votes(x, kernel, step, conv), length)
 
 
 def votes_to_bits(ones: torch.Tensor, total: torch.Tensor) -> torch.Tensor:

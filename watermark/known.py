@@ -6,11 +6,11 @@ pipeline handed OpenCV uint8 or float pixels (a different chroma offset, so diff
 are chosen) and whether it passed RGB where OpenCV expects BGR (diffusers does). We try every
 combination and correct the p-value for the number of tries (Bonferroni).
 
-A mark written from float pixels is also tried with its bits inverted under the uint8 offset:
-the offsets differ by 255 in the LL band, and 255 = 3 (mod 36), so a coefficient that was
-negative in the float picture lands in the other half of its quantisation cell. On warm-toned
-images (mostly negative U) that inverted read is the only one left: SDXL's float marking often
-fails to read back under its own convention there, imwatermark's decoder included.
+Every read is also tried with its bits inverted, for a mark written from float pixels and read
+under the uint8 offset: the offsets differ by 255 in the LL band, and 255 = 3 (mod 36), so a
+coefficient that was negative in the float picture lands in the other half of its cell. On
+warm-toned images (mostly negative U) that inverted read is the only one left: SDXL's float
+marking often fails to read back under its own convention there, imwatermark's decoder included.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ from aigcguard.watermark.api import (
     _stack,
     _work_device,
 )
-from aigcguard.watermark.payload import DEFAULT_P_THRESHOLD, binomial_sf, bits_to_bytes
+from aigcguard.watermark.payload import (
+    DEFAULT_P_THRESHOLD,
+    binomial_sf,
+    bits_to_bytes,
+    bytes_to_bits,
+)
 from aigcguard.watermark.registry import get_method
 
 
@@ -40,10 +45,6 @@ class KnownMark:
     description: str
 
 
-def _bits_of_bytes(data: bytes) -> tuple[int, ...]:
-    return tuple((data[i // 8] >> (7 - i % 8)) & 1 for i in range(8 * len(data)))
-
-
 # SDXL (Stability's generative-models and diffusers): this 48-bit integer, most significant
 # bit first, set with WatermarkEncoder.set_watermark("bits", ...).
 _SDXL_MESSAGE = 0b101100111110110010010000011110111011000110011110
@@ -51,7 +52,7 @@ _SDXL_MESSAGE = 0b101100111110110010010000011110111011000110011110
 KNOWN_MARKS = (
     KnownMark(
         "stable-diffusion-v1",
-        _bits_of_bytes(b"StableDiffusionV1"),
+        tuple(bytes_to_bits(b"StableDiffusionV1").int().tolist()),
         "CompVis Stable Diffusion v1 txt2img/img2img scripts: bytes 'StableDiffusionV1'",
     ),
     KnownMark(
@@ -60,10 +61,6 @@ KNOWN_MARKS = (
         "Stability SDXL (generative-models reference sampling and diffusers): 48-bit mark",
     ),
 )
-
-
-def list_known_marks() -> list[KnownMark]:
-    return list(KNOWN_MARKS)
 
 
 def detect_known(
@@ -80,22 +77,24 @@ def detect_known(
     """
     items, _ = _as_list(images)
     method = get_method("dwtdct")
+    expected = {mark.name: torch.tensor(mark.bits, dtype=torch.bool) for mark in KNOWN_MARKS}
     tries = len(KNOWN_MARKS) * len(dwt.CONVENTIONS) * 2
     dev = _work_device(items, device)
     best: list[WatermarkDetection | None] = [None] * len(items)
     for idx in _chunks(items, dev):
         x = _stack(items, idx, dev)
         for conv in dwt.CONVENTIONS:
+            # the blocks read the same whatever the mark; only the tally depends on its length
+            votes = dwt.block_votes(x, method.kernel, method.step, conv)
             for mark in KNOWN_MARKS:
-                expected = torch.tensor(mark.bits, dtype=torch.bool)
-                ones, total = method.read_votes(x, len(mark.bits), conv)
+                ones, total = dwt.tally_votes(votes, len(mark.bits))
                 bits = dwt.votes_to_bits(ones, total).cpu()
                 voted = (total > 0).cpu()
                 for j, i in enumerate(idx):
                     n = int(voted[j].sum())
                     for inverted in (False, True):
                         read = bits[j] ^ inverted
-                        matched = int(((read == expected) & voted[j]).sum())
+                        matched = int(((read == expected[mark.name]) & voted[j]).sum())
                         p = min(1.0, binomial_sf(matched, n) * tries)
                         if best[i] is not None and p >= best[i].p_value:
                             continue

@@ -45,8 +45,19 @@ def _stream(key: str | bytes, label: bytes, n_bytes: int) -> bytes:
     return hashlib.shake_256(_DOMAIN + label + b"\x00" + key_bytes).digest(n_bytes)
 
 
-def _bits_of(data: bytes, n: int) -> list[int]:
-    return [(data[i // 8] >> (7 - i % 8)) & 1 for i in range(n)]
+def bytes_to_bits(data: bytes) -> torch.Tensor:
+    """Bytes as bits, most significant first (the order imwatermark uses); bool tensor."""
+    return torch.tensor(
+        [(byte >> (7 - i)) & 1 for byte in data for i in range(8)], dtype=torch.bool
+    )
+
+
+def _ranks(key: str | bytes, label: bytes, n: int) -> torch.Tensor:
+    """``n`` key-derived 63-bit integers, for balanced patterns and permutations by sorting."""
+    raw = _stream(key, label, 8 * n)
+    return torch.tensor(
+        [int.from_bytes(raw[8 * i : 8 * i + 8], "big") >> 1 for i in range(n)], dtype=torch.int64
+    )
 
 
 @dataclass(frozen=True)
@@ -66,26 +77,12 @@ class FrameLayout:
 def frame_layout(key: str | bytes) -> FrameLayout:
     if not key:
         raise ValueError("the watermark key must not be empty")
-    # Balanced sync pattern: rank SYNC_BITS key-derived 64-bit numbers, the lower half is 0.
-    ranks = torch.tensor(
-        [
-            int.from_bytes(_stream(key, b"sync", 8 * SYNC_BITS)[8 * i : 8 * i + 8], "big") >> 1
-            for i in range(SYNC_BITS)
-        ],
-        dtype=torch.int64,
-    )
+    # Balanced sync pattern: rank SYNC_BITS key-derived numbers, the upper half is 1.
     sync = torch.zeros(SYNC_BITS, dtype=torch.bool)
-    sync[torch.argsort(ranks)[SYNC_BITS // 2 :]] = True
-    keystream = torch.tensor(_bits_of(_stream(key, b"xor", PAYLOAD_BYTES), PAYLOAD_BITS))
-    length = SYNC_BITS + PAYLOAD_BITS
-    perm_keys = torch.tensor(
-        [
-            int.from_bytes(_stream(key, b"perm", 8 * length)[8 * i : 8 * i + 8], "big") >> 1
-            for i in range(length)
-        ],
-        dtype=torch.int64,
-    )
-    return FrameLayout(sync=sync, keystream=keystream.bool(), order=torch.argsort(perm_keys))
+    sync[torch.argsort(_ranks(key, b"sync", SYNC_BITS))[SYNC_BITS // 2 :]] = True
+    keystream = bytes_to_bits(_stream(key, b"xor", PAYLOAD_BYTES))
+    order = torch.argsort(_ranks(key, b"perm", SYNC_BITS + PAYLOAD_BITS))
+    return FrameLayout(sync=sync, keystream=keystream, order=order)
 
 
 def message_bits(message: bytes | str) -> torch.Tensor:
@@ -96,9 +93,7 @@ def message_bits(message: bytes | str) -> torch.Tensor:
             f"message is {len(data)} bytes; the payload holds {PAYLOAD_BYTES} bytes "
             f"({PAYLOAD_BITS} bits). Store longer records in the ledger and embed their id."
         )
-    return torch.tensor(
-        _bits_of(data.ljust(PAYLOAD_BYTES, b"\x00"), PAYLOAD_BITS), dtype=torch.bool
-    )
+    return bytes_to_bits(data.ljust(PAYLOAD_BYTES, b"\x00"))
 
 
 def parse_message(text: str | None = None, hex_text: str | None = None) -> bytes:
