@@ -21,9 +21,10 @@ from aigcguard.watermark.payload import (
     bytes_to_bits,
     frame_layout,
     message_bits,
+    signed_sum_sf,
     split_frames,
 )
-from aigcguard.watermark.registry import WatermarkMethod, get_method
+from aigcguard.watermark.registry import SoftReading, WatermarkMethod, get_method
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 Message = bytes | str
@@ -152,6 +153,7 @@ def embed(
     """
     items, batched = _as_list(images)
     m = get_method(method)
+    _check_key(m, key)
     frames = _frames_for(_messages(message, len(items)), key)
     for i, img in enumerate(items):
         slots = m.capacity(img.shape[1], img.shape[2])
@@ -169,16 +171,24 @@ def embed(
         step = _per_chunk(images.shape[2], images.shape[3], dev)
         for s in range(0, x.shape[0], step):
             out[s : s + step].copy_(x[s : s + step])  # copied chunk by chunk, while in cache
-            m.embed_frames(x[s : s + step], frames[s : s + step], out[s : s + step])
+            m.embed_frames(x[s : s + step], frames[s : s + step], out[s : s + step], key)
         return out.to(images.device)
     out_list: list[torch.Tensor | None] = [None] * len(items)
     for idx in _chunks(items, dev):
         x = _stack(items, idx, dev)
         marked = x.clone()
-        m.embed_frames(x, frames[idx], marked)
+        m.embed_frames(x, frames[idx], marked, key)
         for j, i in enumerate(idx):
             out_list[i] = marked[j].to(items[i].device)
     return out_list
+
+
+def _check_key(m: WatermarkMethod, key) -> None:
+    if key is None and m.needs_key:
+        raise ValueError(
+            f"{m.name} derives its layout from the key; key=None (the bare imwatermark "
+            f"layout) is only for the DWT methods"
+        )
 
 
 def _printable(data: bytes) -> str | None:
@@ -209,6 +219,7 @@ def detect(
     """
     items, _ = _as_list(images)
     m = get_method(method)
+    _check_key(m, key)
     if key is None and message is None:
         raise ValueError("detect with key=None needs the expected message to test against")
     expected = None if message is None else _messages(message, len(items))
@@ -222,6 +233,14 @@ def detect(
         length = expected_bits.shape[1]
     dev = _work_device(items, device)
     results: list[WatermarkDetection | None] = [None] * len(items)
+    if m.soft:
+        keystream = frame_layout(key).keystream
+        for idx in _chunks(items, dev):
+            exp = None if expected is None else expected_bits[idx] ^ keystream
+            readings = m.read_soft(_stack(items, idx, dev), key, exp)
+            for j, i in enumerate(idx):
+                results[i] = _judge_soft(readings[j], key, m.name, p_threshold)
+        return results
     for idx in _chunks(items, dev):
         ones, total = m.read_votes(_stack(items, idx, dev), length)
         bits = dwt.votes_to_bits(ones, total).cpu()
@@ -269,6 +288,23 @@ def _judge(bits, voted, key, expected, method_name, p_threshold) -> WatermarkDet
         method=method_name,
         bits_matched=matched,
         bits_total=total,
+        p_value=p,
+        threshold=p_threshold,
+        payload=data.hex() if detected else None,
+        payload_text=_printable(data) if detected else None,
+    )
+
+
+def _judge_soft(reading: SoftReading, key, method_name, p_threshold) -> WatermarkDetection:
+    evidence = reading.evidence.detach().cpu().float()
+    p = signed_sum_sf(evidence)
+    detected = p <= p_threshold
+    data = bits_to_bytes(reading.payload.cpu() ^ frame_layout(key).keystream)
+    return WatermarkDetection(
+        detected=detected,
+        method=method_name,
+        bits_matched=int((evidence > 0).sum()),
+        bits_total=int(evidence.numel()),
         p_value=p,
         threshold=p_threshold,
         payload=data.hex() if detected else None,

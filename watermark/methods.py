@@ -1,9 +1,10 @@
-"""The DWT-DCT family, registered as ``dwtdct`` and ``dwtdctsvd``."""
+"""The built-in methods: the DWT-DCT family (``dwtdct``, ``dwtdctsvd``) and ``tilemark``."""
 
 from __future__ import annotations
 
 import torch
 
+from aigcguard.watermark import tilemark  # noqa: F401  (registers tilemark)
 from aigcguard.watermark.dwt import (
     STANDARD,
     STEP,
@@ -23,7 +24,7 @@ class _DwtFamily(WatermarkMethod):
         rows, cols = block_grid(height, width)
         return rows * cols
 
-    def embed_frames(self, x: torch.Tensor, frames: torch.Tensor, out: torch.Tensor) -> None:
+    def embed_frames(self, x, frames, out, key=None) -> None:
         embed_frame(x, frames, self.kernel, self.step, out=out)
 
     def read_votes(self, x: torch.Tensor, length: int, conv: ColourConvention = STANDARD):

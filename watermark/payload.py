@@ -150,6 +150,18 @@ def binomial_sf(matched: int, total: int) -> float:
     return tail / 2.0**total
 
 
+def signed_sum_sf(evidence: torch.Tensor) -> float:
+    """P-value bound for soft evidence: P(sum c_i |e_i| >= sum e_i) <= exp(-t^2 / 2 sum e_i^2)
+    (Hoeffding), where the c_i are fair, independent signs, as the key's chip signs are for an
+    image without the mark. Large values count more than small ones, so a clear read-out
+    needs fewer chips than the binomial test on signs alone."""
+    total = float(evidence.sum())
+    energy = float(evidence.pow(2).sum())
+    if total <= 0 or energy <= 0:
+        return 1.0
+    return math.exp(-total * total / (2.0 * energy))
+
+
 def min_matches(total: int, p_threshold: float) -> int:
     """Fewest matched bits out of ``total`` whose p-value is at or below ``p_threshold``."""
     for k in range(total + 1):

@@ -5,10 +5,25 @@ from __future__ import annotations
 import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from aigcguard.watermark.dwt import STANDARD, ColourConvention
+
+
+@dataclass(frozen=True)
+class SoftReading:
+    """What a soft-decision method reads from one image.
+
+    ``evidence``: one value per known chip (the key's sync bits, plus the expected message's
+    coded bits when one was given), positive where the chip agrees; the signs the key puts on
+    these chips are fair coins for an image without the mark, which is what the p-value uses.
+    ``payload``: the decoded payload bits as embedded (still XORed with the key stream).
+    """
+
+    evidence: torch.Tensor
+    payload: torch.Tensor
 
 
 class WatermarkMethod(ABC):
@@ -16,26 +31,43 @@ class WatermarkMethod(ABC):
 
     Methods see uint8 RGB batches B x 3 x H x W of one size on the working device; grouping
     mixed sizes, moving to the device, keys and p-values live in ``api``.
+
+    Hard-decision methods (the DWT family) answer ``read_votes`` and are judged by a binomial
+    test on the sync bits. Soft-decision methods set ``soft = True`` and answer ``read_soft``;
+    they are judged on their evidence with a bound that uses its size, not only its sign.
     """
 
     name: str = ""
     description: str = ""
     #: the matching method name in invisible-watermark, if the formats are compatible
     imwatermark_name: str | None = None
+    #: the method derives its layout from the key and cannot write the bare (key=None) format
+    needs_key: bool = False
+    soft: bool = False
 
     @abstractmethod
     def capacity(self, height: int, width: int) -> int:
         """How many frame-bit slots (blocks, cells, ...) an image of this size has."""
 
     @abstractmethod
-    def embed_frames(self, x: torch.Tensor, frames: torch.Tensor, out: torch.Tensor) -> None:
+    def embed_frames(
+        self, x: torch.Tensor, frames: torch.Tensor, out: torch.Tensor, key: str | bytes | None
+    ) -> None:
         """Mark ``out``, a uint8 copy of ``x``, in place with ``frames`` (B x L bool)."""
 
-    @abstractmethod
     def read_votes(
         self, x: torch.Tensor, length: int, conv: ColourConvention = STANDARD
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per frame bit: (votes for 1, votes cast), each B x ``length``."""
+        """Hard-decision methods: per frame bit, (votes for 1, votes cast), each B x
+        ``length``."""
+        raise NotImplementedError(f"{self.name} is a soft-decision method: use read_soft")
+
+    def read_soft(
+        self, x: torch.Tensor, key: str | bytes, expected: torch.Tensor | None = None
+    ) -> list[SoftReading]:
+        """Soft-decision methods: one :class:`SoftReading` per image; ``expected`` (B x 64,
+        XORed with the key stream) adds the expected payload's chips to the evidence."""
+        raise NotImplementedError(f"{self.name} is a hard-decision method: use read_votes")
 
 
 _METHODS: dict[str, Callable[[], WatermarkMethod]] = {}

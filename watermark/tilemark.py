@@ -1,0 +1,528 @@
+"""``tilemark``: a keyed, periodic luminance mark that finds its own geometry.
+
+The mark is a tile of 16 x 16 chips repeated over the whole picture, eight tiles across the
+short side, so it scales with the image. Each chip is a smooth bump whose sign carries one
+value: 100 chips are a keyed pilot, the others the frame (64 sync bits, 64 payload bits, 28
+BCH parity bits), each XORed with a keyed chip mask.
+
+Embedding is *informed*: the detector's own read-out of the unmarked picture tells, chip by
+chip, how much the picture already pushes each chip towards or against its sign; the mark
+cancels what pushes against and spends the rest on margin, so the clean read-out is not at
+the mercy of the picture. The amplitude follows local texture and is scaled per image to a
+target PSNR.
+
+Detection needs only the key:
+
+1. the luminance is brought to a working size (short side 256), high-pass filtered and
+   contrast-normalised, which keeps the mark and flattens the picture;
+2. the mark repeats, so its power sits on a lattice of frequencies: a matched filter over
+   the power spectrum scores every scale and rotation at once (translation does not change
+   the power spectrum), giving a few candidate geometries;
+3. for each candidate the image is folded onto one tile, adding up every repetition, and a
+   circular correlation with the keyed pilot gives translation and orientation (quarter
+   turns); the best candidate is refined on a fine grid of scale and angle;
+4. the chips are read from the folded tile; the payload is corrected with its BCH parity.
+
+The pilot chips choose the geometry; the sync chips are never used for it, so for an image
+without this mark the sync chips' signs are fair coin flips given everything the search saw,
+and the soft p-value of ``detect`` (a Hoeffding bound on the signed sum) holds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from aigcguard.watermark import ecc
+from aigcguard.watermark.payload import (
+    PAYLOAD_BITS,
+    SYNC_BITS,
+    _ranks,
+    _stream,
+    bytes_to_bits,
+    frame_layout,
+    split_frames,
+)
+from aigcguard.watermark.registry import SoftReading, WatermarkMethod, register_method
+
+CHIPS = 16  # chips per tile side
+CHIP_PX = 2  # working pixels per chip side
+PERIOD = CHIPS * CHIP_PX  # tile period in working pixels
+WORK_SHORT = 256  # the working size's short side: 8 tiles across
+N_CHIPS = CHIPS * CHIPS
+N_PILOT = 64
+N_FRAME = N_CHIPS - N_PILOT  # 192 = 64 sync + 128 coded payload (64 bits, rate 1/2)
+TARGET_PSNR = 40.5
+_LUMA = (0.299, 0.587, 0.114)
+
+
+# ------------------------------------------------------------------------------------ layout
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Key-derived constants: where the pilot and frame chips sit and their signs."""
+
+    pilot_pos: torch.Tensor  # N_PILOT flat chip indices
+    pilot_sign: torch.Tensor  # N_PILOT floats, +-1, balanced
+    frame_pos: torch.Tensor  # N_FRAME flat chip indices, in frame order
+    frame_flip: torch.Tensor  # N_FRAME bools XORed onto the frame bits
+
+    def chip_signs(self, frame_bits: torch.Tensor) -> torch.Tensor:
+        """B x N_FRAME bits -> B x N_CHIPS chip signs (+-1)."""
+        signs = torch.empty(frame_bits.shape[0], N_CHIPS, device=frame_bits.device)
+        signs[:, self.pilot_pos.to(signs.device)] = self.pilot_sign.to(signs.device)
+        flipped = frame_bits ^ self.frame_flip.to(frame_bits.device)
+        signs[:, self.frame_pos.to(signs.device)] = flipped.float() * 2 - 1
+        return signs
+
+    def pilot_tile(self) -> torch.Tensor:
+        chips = torch.zeros(N_CHIPS)
+        chips[self.pilot_pos] = self.pilot_sign
+        return chips.reshape(CHIPS, CHIPS)
+
+
+@lru_cache(maxsize=64)
+def tile_layout(key: str | bytes) -> TileLayout:
+    order = torch.argsort(_ranks(key, b"tile-chips", N_CHIPS))
+    signs = torch.ones(N_PILOT)
+    signs[torch.argsort(_ranks(key, b"tile-pilot", N_PILOT))[: N_PILOT // 2]] = -1.0
+    flip = bytes_to_bits(_stream(key, b"tile-flip", (N_FRAME + 7) // 8))[:N_FRAME]
+    return TileLayout(
+        pilot_pos=order[:N_PILOT], pilot_sign=signs, frame_pos=order[N_PILOT:], frame_flip=flip
+    )
+
+
+# -------------------------------------------------------------------------------- rendering
+
+
+def render(chips: torch.Tensor) -> torch.Tensor:
+    """Chip values (B x CHIPS x CHIPS) to one smooth periodic tile (B x PERIOD x PERIOD)."""
+    pad = 3
+    grid = F.pad(chips[:, None], (pad, pad, pad, pad), mode="circular")
+    big = F.interpolate(grid, scale_factor=CHIP_PX, mode="bicubic", align_corners=False)
+    off = pad * CHIP_PX
+    return big[:, 0, off : off + PERIOD, off : off + PERIOD]
+
+
+def _highpass_tile(tiles: torch.Tensor) -> torch.Tensor:
+    """The whitening's high-pass applied to periodic tiles (B x PERIOD x PERIOD)."""
+    padded = F.pad(tiles[:, None], (2, 2, 2, 2), mode="circular")
+    return tiles - F.avg_pool2d(padded, 5, stride=1)[:, 0]
+
+
+@lru_cache(maxsize=1)
+def _unmixer() -> torch.Tensor:
+    """Matched-filter read-out of chip values from a folded, whitened tile (N_CHIPS x
+    PERIOD**2): each chip's rendered, high-passed footprint. A least-squares inverse would
+    cancel the neighbours' overlap but amplifies the picture's noise more than it gains
+    (measured); the overlap of the mark itself is known and the embedder allows for it."""
+    eye = torch.eye(N_CHIPS).reshape(N_CHIPS, CHIPS, CHIPS)
+    kernels = _highpass_tile(render(eye)).reshape(N_CHIPS, -1)
+    return kernels / kernels.pow(2).sum(dim=1, keepdim=True)
+
+
+@lru_cache(maxsize=1)
+def _kernel_power() -> torch.Tensor:
+    """Power spectrum of one rendered chip over the tile's frequencies (PERIOD x PERIOD)."""
+    one = torch.zeros(1, CHIPS, CHIPS)
+    one[0, 0, 0] = 1.0
+    spec = torch.fft.fft2(render(one)[0])
+    return spec.real**2 + spec.imag**2
+
+
+# ---------------------------------------------------------------------------- image basics
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    x = x.float()
+    return _LUMA[0] * x[:, 0] + _LUMA[1] * x[:, 1] + _LUMA[2] * x[:, 2]
+
+
+def working_size(height: int, width: int) -> tuple[int, int]:
+    s = WORK_SHORT / min(height, width)
+    return max(WORK_SHORT, round(height * s)), max(WORK_SHORT, round(width * s))
+
+
+def resize(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(y.shape[-2:]) == tuple(size):
+        return y
+    down = size[0] < y.shape[-2]
+    return F.interpolate(
+        y[:, None], size=size, mode="bilinear", align_corners=False, antialias=down
+    )[:, 0]
+
+
+def _box(y: torch.Tensor, k: int) -> torch.Tensor:
+    pad = k // 2
+    padded = F.pad(y[:, None], (pad, pad, pad, pad), mode="replicate")
+    return F.avg_pool2d(padded, k, stride=1)[:, 0]
+
+
+def whiten(y: torch.Tensor) -> torch.Tensor:
+    """High-pass and contrast-normalise a working-size luminance (B x h x w)."""
+    hp = y - _box(y, 5)
+    energy = _box(hp * hp, 9).sqrt()
+    return hp / (energy + 1.0)
+
+
+def texture_mask(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Where the picture is busy the mark can be stronger: local deviation, floored so flat
+    areas still carry some, normalised to mean square 1 per image."""
+    mean = _box(y, k)
+    var = (_box(y * y, k) - mean * mean).clamp_(min=0)
+    mask = (var + 16.0).sqrt()
+    return mask / mask.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+
+
+# ------------------------------------------------------------------------------------ folding
+
+
+def _nominal_bins(h: int, w: int, device) -> torch.Tensor:
+    ii = torch.arange(h, device=device) % PERIOD
+    jj = torch.arange(w, device=device) % PERIOD
+    return (ii[:, None] * PERIOD + jj[None, :]).flatten()
+
+
+def fold_nominal(w: torch.Tensor) -> torch.Tensor:
+    """Average of each image (B x h x w) over the unmoved tile grid: B x PERIOD**2."""
+    bsz, h, wd = w.shape
+    bins = _nominal_bins(h, wd, w.device)
+    total = torch.zeros(bsz, PERIOD * PERIOD, device=w.device)
+    total.index_add_(1, bins, w.reshape(bsz, -1))
+    count = torch.bincount(bins, minlength=PERIOD * PERIOD).clamp(min=1)
+    return total / count
+
+
+def read_chips(folded: torch.Tensor) -> torch.Tensor:
+    """B x PERIOD**2 folded tiles -> B x N_CHIPS chip values."""
+    return folded @ _unmixer().to(folded.device).T
+
+
+def tile_pattern(tile: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    reps = (-(-h // PERIOD), -(-w // PERIOD))
+    return tile.repeat(1, *reps)[:, :h, :w]
+
+
+# ---------------------------------------------------------------------------------- embedding
+
+
+def _amplitudes(
+    host: torch.Tensor, gain: torch.Tensor, budget: torch.Tensor, floor: float
+) -> torch.Tensor:
+    """Chip amplitudes (B x N_CHIPS, >= 0) that lift every chip's read-out to a common margin
+    T: a chip the picture already pushes the right way needs less, one it pushes the wrong
+    way more, each at least ``floor`` * T / gain. T is the largest whose mean square amplitude
+    fits ``budget`` (B)."""
+    lo = torch.zeros_like(budget)
+    hi = torch.full_like(budget, 1.0)
+
+    def amps(t):
+        t = t[:, None]
+        return torch.maximum((t - host) / gain, floor * t / gain)
+
+    while bool((amps(hi).pow(2).mean(1) < budget).any()):
+        hi = torch.where(amps(hi).pow(2).mean(1) < budget, hi * 2, hi)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        fits = amps(mid).pow(2).mean(1) <= budget
+        lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
+    return amps(lo)
+
+
+def embed_tilemark(
+    x: torch.Tensor,
+    frame_bits: torch.Tensor,
+    key: str | bytes,
+    out: torch.Tensor,
+    *,
+    target_psnr: float = TARGET_PSNR,
+    floor: float = 0.4,
+    rounds: int = 3,
+    pilot_boost: float = 1.5,
+) -> None:
+    """Mark ``out`` (a uint8 copy of ``x``, B x 3 x H x W) with ``frame_bits`` (B x N_FRAME)."""
+    bsz, _, height, width = x.shape
+    layout = tile_layout(key)
+    signs = layout.chip_signs(frame_bits.bool())
+    y = luma(x)
+    size = working_size(height, width)
+    scale = height / size[0]  # full-resolution pixels per working pixel
+    mask = texture_mask(y, max(3, 2 * round(CHIP_PX * scale / 2) + 1))
+    target_mse = 255.0**2 / 10 ** (target_psnr / 10)
+
+    def delta_of(amps: torch.Tensor) -> torch.Tensor:
+        tile = render(amps.reshape(bsz, CHIPS, CHIPS))
+        return resize(tile_pattern(tile, *size), (height, width)) * mask
+
+    def readout(delta: torch.Tensor) -> torch.Tensor:
+        # The mark is added to R, G and B alike, so it adds to the luminance unchanged.
+        return read_chips(fold_nominal(whiten(resize(y + delta, size)))) * signs
+
+    # A uniform probe gives the gain (read-out per unit amplitude, one per image: per chip
+    # the contrast normalisation lets neighbours leak in) and the pixel energy per amplitude.
+    host = readout(torch.zeros_like(y))
+    probe = delta_of(signs)
+    gain = (readout(probe) - host).median(dim=1, keepdim=True).values.clamp(min=1e-6)
+    budget = target_mse / probe.pow(2).mean(dim=(1, 2)).clamp(min=1e-9)
+    # Fixed point: what the picture contributes at the current operating point (read-out
+    # minus the mark's linear share) decides the next amplitudes; the read-out is nearly
+    # linear, so a few rounds settle it.
+    # Pilot chips get a plain, boosted amplitude: the geometry search looks for the pilot's
+    # own periodic energy, which cancelling the picture would take away.
+    pilot = layout.pilot_pos.to(x.device)
+    weight = torch.ones(N_CHIPS, device=x.device)
+    weight[pilot] = pilot_boost
+    effective = host.clone()
+    for _ in range(rounds):
+        effective[:, pilot] = 0.0
+        amps = _amplitudes(effective, gain / weight, budget, floor)
+        if _ + 1 < rounds:
+            effective = readout(delta_of(amps * signs)) - gain * amps
+    delta = delta_of(amps * signs)
+    # Exactly the target PSNR per image (the amplitude model above is approximate).
+    gain_psnr = (target_mse / delta.pow(2).mean(dim=(1, 2)).clamp(min=1e-9)).sqrt()
+    delta = delta * gain_psnr[:, None, None]
+    out.copy_((x.float() + delta[:, None]).round_().clamp_(0, 255).to(torch.uint8))
+
+
+# ---------------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the tile grid lies in the working image: image = scale * R(angle) @ tile + offset
+    (row, column order), with the tile turned ``quarter`` quarter turns."""
+
+    scale: float
+    angle: float  # degrees
+    offset: tuple[float, float]
+    quarter: int
+    pilot_score: float
+
+
+def _matrix(scale: float, angle: float) -> torch.Tensor:
+    a = math.radians(angle)
+    c, s = math.cos(a), math.sin(a)
+    return scale * torch.tensor([[c, -s], [s, c]])
+
+
+def fold(w: torch.Tensor, scale: float, angle: float, offset=(0.0, 0.0)) -> torch.Tensor:
+    """Average of one whitened image (h x w) over a moved tile grid, bilinear: PERIOD**2."""
+    h, wd = w.shape
+    inv = torch.linalg.inv(_matrix(scale, angle))
+    ys = torch.arange(h, dtype=torch.float32) - offset[0]
+    xs = torch.arange(wd, dtype=torch.float32) - offset[1]
+    ty = (inv[0, 0] * ys[:, None] + inv[0, 1] * xs[None, :]).flatten()
+    tx = (inv[1, 0] * ys[:, None] + inv[1, 1] * xs[None, :]).flatten()
+    fy, fx = torch.floor(ty), torch.floor(tx)
+    dy, dx = ty - fy, tx - fx
+    iy, ix = fy.long() % PERIOD, fx.long() % PERIOD
+    vals = w.flatten()
+    total = torch.zeros(PERIOD * PERIOD)
+    count = torch.zeros(PERIOD * PERIOD)
+    for oy, wy in ((0, 1 - dy), (1, dy)):
+        for ox, wx in ((0, 1 - dx), (1, dx)):
+            idx = ((iy + oy) % PERIOD) * PERIOD + (ix + ox) % PERIOD
+            wt = wy * wx
+            total.index_add_(0, idx, vals * wt)
+            count.index_add_(0, idx, wt)
+    return total / count.clamp(min=1e-6)
+
+
+def _hann(h: int, w: int) -> torch.Tensor:
+    return torch.hann_window(h, periodic=False)[:, None] * torch.hann_window(w, periodic=False)
+
+
+@lru_cache(maxsize=64)
+def _lattice_points(key: str | bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tile frequencies (cycles per tile, half plane) that carry mark power, and the weight
+    of each: the pilot's own power there plus the average of the other chips'."""
+    power = _kernel_power()
+    pilot = torch.fft.fft2(render(tile_layout(key).pilot_tile()[None])[0])
+    pilot_power = pilot.real**2 + pilot.imag**2
+    ks = torch.arange(PERIOD) - PERIOD // 2
+    k1, k2 = torch.meshgrid(ks, ks, indexing="ij")
+    generic = power[k1 % PERIOD, k2 % PERIOD]
+    weight = pilot_power[k1 % PERIOD, k2 % PERIOD] + N_FRAME * generic
+    half = (k1 > 0) | ((k1 == 0) & (k2 > 0))
+    keep = half & (generic > 0.02 * generic.max())
+    return torch.stack([k1[keep], k2[keep]], dim=1).float(), weight[keep]
+
+
+def spectral_candidates(
+    w: torch.Tensor,
+    key: str | bytes,
+    scales: torch.Tensor,
+    angles: torch.Tensor,
+    top: int = 4,
+) -> list[tuple[float, float, float]]:
+    """(scale, angle, score) of the best lattice matches in the whitened image's spectrum."""
+    # No window (a taper smears the peaks); zero-padding to twice the size samples the
+    # spectrum finely enough for peaks that fall between the bins.
+    h, wd = 2 * w.shape[0], 2 * w.shape[1]
+    spec = torch.fft.fftshift(torch.fft.fft2(w - w.mean(), s=(h, wd)))
+    logp = (spec.real**2 + spec.imag**2 + 1e-9).log()
+    # Log power against its local average: the picture's smooth spectrum flattens out while
+    # the mark's narrow lattice peaks, being few in any neighbourhood, barely move the average.
+    local = F.avg_pool2d(F.pad(logp[None, None], (15, 15, 15, 15), mode="reflect"), 31, stride=1)
+    flat = logp - local[0, 0]
+    ks, weight = _lattice_points(key)
+    sc, an = torch.meshgrid(scales, angles, indexing="ij")
+    rad = torch.deg2rad(an)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    # frequency (cycles/pixel) of tile frequency k under image = s R t: R k / (s PERIOD)
+    fy = (cos[..., None] * ks[:, 0] - sin[..., None] * ks[:, 1]) / (sc[..., None] * PERIOD)
+    fx = (sin[..., None] * ks[:, 0] + cos[..., None] * ks[:, 1]) / (sc[..., None] * PERIOD)
+    by, bx = fy * h, fx * wd  # bins from the centre
+    near_dc = (by.abs() < 5) & (bx.abs() < 5)
+    gy = 2 * (by + h // 2) / (h - 1) - 1
+    gx = 2 * (bx + wd // 2) / (wd - 1) - 1
+    grid = torch.stack([gx, gy], dim=-1).reshape(1, -1, ks.shape[0], 2)
+    sampled = F.grid_sample(flat[None, None], grid, align_corners=True, padding_mode="zeros")
+    sampled = sampled.reshape(*sc.shape, ks.shape[0])
+    wts = weight * (~near_dc)
+    score = (sampled * wts).sum(-1) / wts.pow(2).sum(-1).sqrt().clamp(min=1e-9)
+    peaks = score == F.max_pool2d(score[None, None], 3, stride=1, padding=1)[0, 0]
+    vals = torch.where(peaks, score, torch.full_like(score, -math.inf)).flatten()
+    best = torch.topk(vals, min(top, vals.numel()))
+    out = []
+    for v, i in zip(best.values.tolist(), best.indices.tolist(), strict=True):
+        si, ai = divmod(i, len(angles))
+        out.append((float(scales[si]), float(angles[ai]), v))
+    return out
+
+
+def _circular_xcorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """corr[s] = sum_u a[u + s] b[u] over the torus."""
+    return torch.fft.irfft2(torch.fft.rfft2(a) * torch.conj(torch.fft.rfft2(b)), s=a.shape)
+
+
+def _pilot_match(folded: torch.Tensor, pilots: list[torch.Tensor], quarters=range(4)):
+    """Best (score, quarter, (sy, sx)) of the pilot over shifts and quarter turns."""
+    f = folded.reshape(PERIOD, PERIOD)
+    f = f - f.mean()
+    fnorm = f.norm().clamp(min=1e-9)
+    best = (-math.inf, 0, (0.0, 0.0))
+    for q in quarters:
+        corr = _circular_xcorr(f, pilots[q]) / (fnorm * pilots[q].norm())
+        score, idx = corr.flatten().max(0)
+        if float(score) > best[0]:
+            sy, sx = divmod(int(idx), PERIOD)
+            best = (float(score), q, (_subbin(corr, sy, sx, 0), _subbin(corr, sy, sx, 1)))
+    return best
+
+
+def _subbin(corr: torch.Tensor, sy: int, sx: int, axis: int) -> float:
+    """Peak position along one axis, refined by a parabola through three samples."""
+    n = PERIOD
+    if axis == 0:
+        a, b, c = corr[(sy - 1) % n, sx], corr[sy, sx], corr[(sy + 1) % n, sx]
+        base = sy
+    else:
+        a, b, c = corr[sy, (sx - 1) % n], corr[sy, sx], corr[sy, (sx + 1) % n]
+        base = sx
+    den = float(a - 2 * b + c)
+    frac = 0.5 * float(a - c) / den if den < 0 else 0.0
+    return base + max(-0.5, min(0.5, frac))
+
+
+def _pilots(key) -> list[torch.Tensor]:
+    tile = render(tile_layout(key).pilot_tile()[None])[0]
+    return [torch.rot90(tile, q, dims=(0, 1)) for q in range(4)]
+
+
+def locate(w: torch.Tensor, key: str | bytes, *, search: bool = True, top: int = 6) -> Geometry:
+    """Find the tile grid in one whitened working image (h x w)."""
+    pilots = _pilots(key)
+    cands = [(1.0, 0.0)]
+    if search:
+        scales = torch.exp(torch.linspace(math.log(0.7), math.log(2.3), 120))
+        angles = torch.arange(-90.0, 90.0, 0.5)
+        cands += [(s, a) for s, a, _ in spectral_candidates(w, key, scales, angles, top=top)]
+    best = None
+    for s, a in cands:
+        score, q, shift = _pilot_match(fold(w, s, a), pilots)
+        if best is None or score > best[0]:
+            best = (score, s, a, q, shift)
+    score, s, a, q, shift = best
+    # Refine scale and angle on shrinking grids, the quarter turn fixed.
+    step_s, step_a = 0.004, 0.25
+    for _ in range(3):
+        for ds in (-2, -1, 0, 1, 2):
+            for da in (-2, -1, 0, 1, 2):
+                if ds == da == 0:
+                    continue
+                s2, a2 = s * (1 + ds * step_s), a + da * step_a
+                sc2, _, sh2 = _pilot_match(fold(w, s2, a2), pilots, quarters=(q,))
+                if sc2 > score:
+                    score, cand = sc2, (s2, a2, sh2)
+                    best_local = cand
+        if "best_local" in locals():
+            s, a, shift = best_local
+            del best_local
+        step_s, step_a = step_s / 2, step_a / 2
+    offset = tuple((_matrix(s, a) @ torch.tensor(shift, dtype=torch.float32)).tolist())
+    return Geometry(scale=s, angle=a, offset=offset, quarter=q, pilot_score=score)
+
+
+def read_geometry(w: torch.Tensor, geom: Geometry) -> torch.Tensor:
+    """Chip values (N_CHIPS) of one whitened image at a located geometry."""
+    folded = fold(w, geom.scale, geom.angle, geom.offset).reshape(PERIOD, PERIOD)
+    aligned = torch.rot90(folded, -geom.quarter, dims=(0, 1))
+    return read_chips(aligned.reshape(1, -1))[0]
+
+
+def frame_values(chips: torch.Tensor, key: str | bytes) -> torch.Tensor:
+    """Soft frame values (positive = bit 1) from chip values (... x N_CHIPS)."""
+    layout = tile_layout(key)
+    vals = chips[..., layout.frame_pos]
+    return torch.where(layout.frame_flip, -vals, vals)
+
+
+def working_whitened(x: torch.Tensor) -> torch.Tensor:
+    return whiten(resize(luma(x), working_size(*x.shape[-2:])))
+
+
+# ------------------------------------------------------------------------------------- method
+
+
+@register_method("tilemark")
+class TileMark(WatermarkMethod):
+    description = (
+        "keyed periodic luminance tiles, informed embedding, 64-bit payload with a rate-1/2 "
+        "code; finds its own scale, rotation and shift; survives JPEG and resizing"
+    )
+    needs_key = True
+    soft = True
+
+    def capacity(self, height: int, width: int) -> int:
+        return SYNC_BITS + PAYLOAD_BITS if min(height, width) >= 64 else 0
+
+    def embed_frames(self, x, frames, out, key=None) -> None:
+        sync, payload = split_frames(frames, key, unscramble=False)
+        chips = torch.cat([sync, ecc.encode(payload)], dim=1)
+        embed_tilemark(x, chips, key, out)
+
+    def read_soft(self, x, key, expected=None) -> list[SoftReading]:
+        sync_sign = frame_layout(key).sync.float() * 2 - 1
+        whitened = working_whitened(x.cpu())
+        readings = []
+        for i in range(x.shape[0]):
+            w = whitened[i]
+            values = frame_values(read_geometry(w, locate(w, key)), key)
+            sync_vals, coded = values[:SYNC_BITS], values[SYNC_BITS:]
+            evidence = sync_vals * sync_sign
+            # Log-likelihood ratios for the decoder, scaled by how clearly the sync chips read.
+            mean = evidence.mean().clamp(min=1e-6)
+            var = evidence.var().clamp(min=1e-12)
+            payload = ecc.decode((2 * mean / var * coded)[None])[0]
+            if expected is not None:
+                code = ecc.encode(expected[i : i + 1].cpu())[0].float() * 2 - 1
+                evidence = torch.cat([evidence, coded * code])
+            readings.append(SoftReading(evidence=evidence, payload=payload))
+        return readings
