@@ -224,6 +224,9 @@ ATTACKS: list[tuple[str, Callable[[np.ndarray, int], np.ndarray]]] = [
     ("noise σ5", lambda a, s: gaussian_noise(a, 5.0, s)),
     ("rotate 5°", lambda a, s: rotate(a, 5.0)),
     ("JPEG75+crop5%+bright1.2", lambda a, s: combined(a)),
+    # stretch columns: harder than what the targets ask
+    ("crop 50%", lambda a, s: crop_resize(a, 0.25)),
+    ("JPEG 30", lambda a, s: jpeg(a, 30)),
 ]
 
 ATTACK_NOTES = [
@@ -237,6 +240,8 @@ ATTACK_NOTES = [
     "rotate 5°: Pillow, about the centre, same size, bicubic, black corners.",
     "JPEG75+crop5%+bright1.2: 2.5% cut off each side and resized back, brightness x1.2, "
     "then JPEG 75.",
+    "crop 50% and JPEG 30 are stretch columns: crop 50% keeps the central half of width and "
+    "height (a quarter of the picture) and resizes it back.",
 ]
 
 

@@ -297,7 +297,7 @@ def _judge(bits, voted, key, expected, method_name, p_threshold) -> WatermarkDet
 
 def _judge_soft(reading: SoftReading, key, method_name, p_threshold) -> WatermarkDetection:
     evidence = reading.evidence.detach().cpu().float()
-    p = signed_sum_sf(evidence)
+    p = min(1.0, signed_sum_sf(evidence) * reading.trials)
     detected = p <= p_threshold
     data = bits_to_bytes(reading.payload.cpu() ^ frame_layout(key).keystream)
     return WatermarkDetection(

@@ -50,8 +50,10 @@ def encode(message: torch.Tensor) -> torch.Tensor:
     """B x 64 bits -> B x 128 codeword bits (bool): the message, then its parity."""
     m = message.to("cpu", torch.uint8).numpy()
     parity = (m.astype(np.int64) @ _parity_matrix()) % 2
-    return torch.from_numpy(np.concatenate([m, parity.astype(np.uint8)], axis=1)).bool().to(
-        message.device
+    return (
+        torch.from_numpy(np.concatenate([m, parity.astype(np.uint8)], axis=1))
+        .bool()
+        .to(message.device)
     )
 
 

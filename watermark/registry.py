@@ -20,10 +20,13 @@ class SoftReading:
     coded bits when one was given), positive where the chip agrees; the signs the key puts on
     these chips are fair coins for an image without the mark, which is what the p-value uses.
     ``payload``: the decoded payload bits as embedded (still XORed with the key stream).
+    ``trials``: how many readings (say, candidate geometries) the best one was picked from by
+    its evidence; the p-value is multiplied by it (Bonferroni).
     """
 
     evidence: torch.Tensor
     payload: torch.Tensor
+    trials: int = 1
 
 
 class WatermarkMethod(ABC):

@@ -212,17 +212,17 @@ def tile_pattern(tile: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _amplitudes(
-    host: torch.Tensor, gain: torch.Tensor, budget: torch.Tensor, floor: float
+    host: torch.Tensor, gain: torch.Tensor, budget: torch.Tensor, floor: float, weight
 ) -> torch.Tensor:
     """Chip amplitudes (B x N_CHIPS, >= 0) that lift every chip's read-out to a common margin
     T: a chip the picture already pushes the right way needs less, one it pushes the wrong
     way more, each at least ``floor`` * T / gain. T is the largest whose mean square amplitude
-    fits ``budget`` (B)."""
+    fits ``budget`` (B); chip i aims at ``weight[i]`` * T."""
     lo = torch.zeros_like(budget)
     hi = torch.full_like(budget, 1.0)
 
     def amps(t):
-        t = t[:, None]
+        t = t[:, None] * weight
         return torch.maximum((t - host) / gain, floor * t / gain)
 
     while bool((amps(hi).pow(2).mean(1) < budget).any()):
@@ -272,15 +272,12 @@ def embed_tilemark(
     # Fixed point: what the picture contributes at the current operating point (read-out
     # minus the mark's linear share) decides the next amplitudes; the read-out is nearly
     # linear, so a few rounds settle it.
-    # Pilot chips get a plain, boosted amplitude: the geometry search looks for the pilot's
-    # own periodic energy, which cancelling the picture would take away.
-    pilot = layout.pilot_pos.to(x.device)
+    # The pilot aims higher: every geometry candidate is judged by it.
     weight = torch.ones(N_CHIPS, device=x.device)
-    weight[pilot] = pilot_boost
-    effective = host.clone()
+    weight[layout.pilot_pos.to(x.device)] = pilot_boost
+    effective = host
     for _ in range(rounds):
-        effective[:, pilot] = 0.0
-        amps = _amplitudes(effective, gain / weight, budget, floor)
+        amps = _amplitudes(effective, gain, budget, floor, weight)
         if _ + 1 < rounds:
             effective = readout(delta_of(amps * signs)) - gain * amps
     delta = delta_of(amps * signs)
@@ -436,36 +433,44 @@ def _pilots(key) -> list[torch.Tensor]:
     return [torch.rot90(tile, q, dims=(0, 1)) for q in range(4)]
 
 
-def locate(w: torch.Tensor, key: str | bytes, *, search: bool = True, top: int = 6) -> Geometry:
-    """Find the tile grid in one whitened working image (h x w)."""
+def locate(
+    w: torch.Tensor, key: str | bytes, *, search: bool = True, top: int = 6, keep: int = 3
+) -> list[Geometry]:
+    """Candidate tile grids in one whitened working image (h x w), best pilot score first:
+    the ``keep`` best of the unmoved grid and the ``top`` spectral candidates, each refined.
+    Only the pilot chips decide, so the frame chips stay untouched by the search."""
     pilots = _pilots(key)
     cands = [(1.0, 0.0)]
     if search:
         scales = torch.exp(torch.linspace(math.log(0.7), math.log(2.3), 120))
         angles = torch.arange(-90.0, 90.0, 0.5)
         cands += [(s, a) for s, a, _ in spectral_candidates(w, key, scales, angles, top=top)]
-    best = None
+    scored = []
     for s, a in cands:
         score, q, shift = _pilot_match(fold(w, s, a), pilots)
-        if best is None or score > best[0]:
-            best = (score, s, a, q, shift)
-    score, s, a, q, shift = best
-    # Refine scale and angle on shrinking grids, the quarter turn fixed.
+        scored.append((score, s, a, q, shift))
+    scored.sort(key=lambda c: -c[0])
+    refined = [_refine(w, pilots, *c) for c in scored[:keep]]
+    return sorted(refined, key=lambda g: -g.pilot_score)
+
+
+def _refine(w, pilots, score, s, a, q, shift) -> Geometry:
+    """Hill-climb scale and angle on shrinking steps, the quarter turn fixed."""
     step_s, step_a = 0.004, 0.25
-    for _ in range(3):
-        for ds in (-2, -1, 0, 1, 2):
-            for da in (-2, -1, 0, 1, 2):
+    for _ in range(4):
+        best = None
+        for ds in (-1, 0, 1):
+            for da in (-1, 0, 1):
                 if ds == da == 0:
                     continue
                 s2, a2 = s * (1 + ds * step_s), a + da * step_a
                 sc2, _, sh2 = _pilot_match(fold(w, s2, a2), pilots, quarters=(q,))
-                if sc2 > score:
-                    score, cand = sc2, (s2, a2, sh2)
-                    best_local = cand
-        if "best_local" in locals():
-            s, a, shift = best_local
-            del best_local
-        step_s, step_a = step_s / 2, step_a / 2
+                if sc2 > score and (best is None or sc2 > best[0]):
+                    best = (sc2, s2, a2, sh2)
+        if best is not None:
+            score, s, a, shift = best
+        else:
+            step_s, step_a = step_s / 2, step_a / 2
     offset = tuple((_matrix(s, a) @ torch.tensor(shift, dtype=torch.float32)).tolist())
     return Geometry(scale=s, angle=a, offset=offset, quarter=q, pilot_score=score)
 
@@ -514,9 +519,16 @@ class TileMark(WatermarkMethod):
         readings = []
         for i in range(x.shape[0]):
             w = whitened[i]
-            values = frame_values(read_geometry(w, locate(w, key)), key)
-            sync_vals, coded = values[:SYNC_BITS], values[SYNC_BITS:]
-            evidence = sync_vals * sync_sign
+            best = None
+            geometries = locate(w, key)
+            for geom in geometries:
+                values = frame_values(read_geometry(w, geom), key)
+                evidence = values[:SYNC_BITS] * sync_sign
+                strength = float(evidence.sum() / evidence.norm().clamp(min=1e-12))
+                if best is None or strength > best[0]:
+                    best = (strength, values, evidence)
+            _, values, evidence = best
+            coded = values[SYNC_BITS:]
             # Log-likelihood ratios for the decoder, scaled by how clearly the sync chips read.
             mean = evidence.mean().clamp(min=1e-6)
             var = evidence.var().clamp(min=1e-12)
@@ -524,5 +536,5 @@ class TileMark(WatermarkMethod):
             if expected is not None:
                 code = ecc.encode(expected[i : i + 1].cpu())[0].float() * 2 - 1
                 evidence = torch.cat([evidence, coded * code])
-            readings.append(SoftReading(evidence=evidence, payload=payload))
+            readings.append(SoftReading(evidence=evidence, payload=payload, trials=len(geometries)))
         return readings

@@ -1,0 +1,156 @@
+"""tilemark: the self-synchronising mark, its code and its soft p-value."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aigcguard.tests.conftest import to_array, to_tensor
+from aigcguard.watermark import detect, ecc, embed, get_method, list_methods
+from aigcguard.watermark import tilemark as T
+from aigcguard.watermark.payload import signed_sum_sf
+
+KEY = "tile-test"
+MESSAGE = b"tile-42!"
+
+
+def _jpeg(arr: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality, subsampling=2)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr).resize(size, Image.BICUBIC))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * math.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def marked(photos):
+    # Busy pictures (astronaut, brick) are not yet reliable: see the issue notes.
+    names = ("coffee", "chelsea")
+    originals = {n: photos[n] for n in names}
+    out = embed([to_tensor(a) for a in originals.values()], MESSAGE, key=KEY, method="tilemark")
+    return originals, {n: to_array(t) for n, t in zip(names, out, strict=True)}
+
+
+def test_registered_as_soft_keyed_method():
+    m = get_method("tilemark")
+    assert "tilemark" in list_methods() and m.soft and m.needs_key
+    assert m.capacity(64, 64) == 128 and m.capacity(63, 500) == 0
+    with pytest.raises(ValueError, match="derives its layout from the key"):
+        embed(torch.zeros(1, 3, 128, 128, dtype=torch.uint8), b"x", key=None, method="tilemark")
+
+
+def test_round_trip_quality_and_payload(marked):
+    originals, out = marked
+    for name, arr in out.items():
+        assert _psnr(originals[name], arr) >= 40.0, name
+    results = detect([to_tensor(a) for a in out.values()], key=KEY, method="tilemark")
+    for r in results:
+        assert r.detected and r.p_value < 1e-9
+        assert r.payload_text == MESSAGE.decode()
+        assert r.bits_total == 64
+
+
+def test_survives_jpeg50_and_halving(marked):
+    _, out = marked
+    attacked = []
+    for arr in out.values():
+        attacked.append(_jpeg(arr, 50))
+        attacked.append(_resize(arr, (arr.shape[1] // 2, arr.shape[0] // 2)))
+    results = detect([to_tensor(a) for a in attacked], key=KEY, method="tilemark")
+    assert all(r.detected for r in results)
+    assert sum(r.payload_text == MESSAGE.decode() for r in results) >= len(results) - 1
+
+
+def test_finds_quarter_turns_and_a_zoomed_crop(marked):
+    """The geometry search: a quarter turn is found by the pilot, a 10% crop resized back
+    (scale 1.11) by the spectral search."""
+    _, out = marked
+    arr = out["coffee"]
+    h, w = arr.shape[:2]
+    dx, dy = round(w * 0.05), round(h * 0.05)
+    zoomed = np.asarray(Image.fromarray(arr).crop((dx, dy, w - dx, h - dy)).resize((w, h)))
+    turned = np.ascontiguousarray(np.rot90(arr))
+    results = detect([to_tensor(zoomed), to_tensor(turned)], key=KEY, method="tilemark")
+    assert all(r.detected and r.payload_text == MESSAGE.decode() for r in results)
+    geom = T.locate(T.working_whitened(to_tensor(zoomed)[None])[0], KEY)[0]
+    assert geom.scale == pytest.approx(1 / 0.9, rel=0.01) and abs(geom.angle) < 0.5
+
+
+def test_unmarked_and_wrong_key_are_not_detected(marked, photos):
+    originals, out = marked
+    images = [to_tensor(a) for a in originals.values()] + [to_tensor(photos["rocket"])]
+    for r in detect(images, key=KEY, method="tilemark"):
+        assert not r.detected and r.payload is None
+    for r in detect([to_tensor(a) for a in out.values()], key="another key", method="tilemark"):
+        assert not r.detected
+
+
+def test_expected_message_strengthens_the_test(marked):
+    _, out = marked
+    arr = _jpeg(out["chelsea"], 50)
+    blind = detect([to_tensor(arr)], key=KEY, method="tilemark")[0]
+    verify = detect([to_tensor(arr)], key=KEY, method="tilemark", message=MESSAGE)[0]
+    assert verify.bits_total == 64 + 128 and verify.p_value < blind.p_value
+
+
+def test_small_gray_and_large_images(photos):
+    gray = _resize(photos["coffee"].mean(axis=2).astype(np.uint8), (128, 128))
+    gray = np.repeat(gray[:, :, None], 3, axis=2)
+    big = _resize(photos["chelsea"], (1536, 1024))
+    out = embed([to_tensor(gray), to_tensor(big)], MESSAGE, key=KEY, method="tilemark")
+    small = to_array(out[0])
+    # grey stays grey: the mark is added to R, G and B alike
+    assert np.array_equal(small[:, :, 0], small[:, :, 1]) and _psnr(gray, small) >= 40.0
+    results = detect(out, key=KEY, method="tilemark")
+    assert all(r.detected and r.payload_text == MESSAGE.decode() for r in results)
+
+
+def test_code_corrects_soft_errors():
+    gen = torch.Generator().manual_seed(3)
+    message = torch.randint(0, 2, (300, ecc.MESSAGE_BITS), generator=gen).bool()
+    code = ecc.encode(message)
+    assert torch.equal(code[:, : ecc.MESSAGE_BITS], message) and code.shape[1] == ecc.CODE_BITS
+    snr = 1.4  # raw bit error rate about 8%
+    noisy = (code.float() * 2 - 1) * snr + torch.randn(code.shape, generator=gen)
+    raw_errors = float(((noisy > 0) != code).float().mean())
+    decoded = ecc.decode(2 * snr * noisy)
+    errors = float((decoded != message).float().mean())
+    assert raw_errors > 0.06 and errors < raw_errors / 4
+
+
+def test_soft_p_value_is_a_valid_bound():
+    """For fixed magnitudes and fair random signs, P(p <= alpha) <= alpha."""
+    gen = torch.Generator().manual_seed(5)
+    magnitudes = torch.rand(64, generator=gen) ** 3  # uneven, as read-outs are
+    signs = torch.randint(0, 2, (20000, 64), generator=gen).float() * 2 - 1
+    p = torch.tensor([signed_sum_sf(row) for row in signs * magnitudes])
+    for alpha in (0.1, 0.01, 0.001):
+        assert float((p <= alpha).float().mean()) <= alpha
+    assert signed_sum_sf(torch.ones(64)) == pytest.approx(math.exp(-32))
+    assert signed_sum_sf(-torch.ones(64)) == 1.0
+
+
+def test_psnr_and_ssim_on_kodak(kodak_dir):
+    from skimage.metrics import structural_similarity
+
+    paths = sorted(kodak_dir.glob("*.png"))[:6]
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    out = embed([to_tensor(a) for a in arrays], MESSAGE, key=KEY, method="tilemark")
+    for a, t in zip(arrays, out, strict=True):
+        m = to_array(t)
+        assert _psnr(a, m) >= 40.0
+        assert structural_similarity(a, m, channel_axis=2, data_range=255) >= 0.98
