@@ -281,30 +281,25 @@ def _judge(bits, voted, key, expected, method_name, p_threshold) -> WatermarkDet
         matched += int(((payload[0] == expected) & payload_voted[0]).sum())
         total += int(payload_voted[0].sum())
     p = binomial_sf(matched, total)
-    data = bits_to_bytes(payload[0])
+    return _verdict(method_name, matched, total, p, p_threshold, bits_to_bytes(payload[0]))
+
+
+def _judge_soft(reading: SoftReading, key, method_name, p_threshold) -> WatermarkDetection:
+    evidence = reading.evidence.detach().cpu().float()
+    p = min(1.0, signed_sum_sf(evidence) * reading.trials)
+    data = bits_to_bytes(reading.payload.cpu() ^ frame_layout(key).keystream)
+    matched, total = int((evidence > 0).sum()), int(evidence.numel())
+    return _verdict(method_name, matched, total, p, p_threshold, data)
+
+
+def _verdict(method_name, matched, total, p, p_threshold, data: bytes) -> WatermarkDetection:
+    """The detection record; the payload is shown only when the mark is detected."""
     detected = p <= p_threshold
     return WatermarkDetection(
         detected=detected,
         method=method_name,
         bits_matched=matched,
         bits_total=total,
-        p_value=p,
-        threshold=p_threshold,
-        payload=data.hex() if detected else None,
-        payload_text=_printable(data) if detected else None,
-    )
-
-
-def _judge_soft(reading: SoftReading, key, method_name, p_threshold) -> WatermarkDetection:
-    evidence = reading.evidence.detach().cpu().float()
-    p = min(1.0, signed_sum_sf(evidence) * reading.trials)
-    detected = p <= p_threshold
-    data = bits_to_bytes(reading.payload.cpu() ^ frame_layout(key).keystream)
-    return WatermarkDetection(
-        detected=detected,
-        method=method_name,
-        bits_matched=int((evidence > 0).sum()),
-        bits_total=int(evidence.numel()),
         p_value=p,
         threshold=p_threshold,
         payload=data.hex() if detected else None,

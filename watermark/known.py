@@ -15,7 +15,7 @@ marking often fails to read back under its own convention there, imwatermark's d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -25,8 +25,8 @@ from aigcguard.watermark.api import (
     WatermarkDetection,
     _as_list,
     _chunks,
-    _printable,
     _stack,
+    _verdict,
     _work_device,
 )
 from aigcguard.watermark.payload import (
@@ -98,19 +98,10 @@ def detect_known(
                         p = min(1.0, binomial_sf(matched, n) * tries)
                         if best[i] is not None and p >= best[i].p_value:
                             continue
-                        found = p <= p_threshold
                         data = bits_to_bytes(read[: len(mark.bits) // 8 * 8])
-                        label = conv.label + ("/inverted" if inverted else "")
-                        best[i] = WatermarkDetection(
-                            detected=found,
-                            method=method.name,
-                            bits_matched=matched,
-                            bits_total=n,
-                            p_value=p,
-                            threshold=p_threshold,
-                            payload=data.hex() if found else None,
-                            payload_text=_printable(data) if found else None,
-                            known=mark.name if found else None,
-                            convention=label if found else None,
-                        )
+                        verdict = _verdict(method.name, matched, n, p, p_threshold, data)
+                        if verdict.detected:
+                            label = conv.label + ("/inverted" if inverted else "")
+                            verdict = replace(verdict, known=mark.name, convention=label)
+                        best[i] = verdict
     return best

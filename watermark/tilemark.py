@@ -276,9 +276,9 @@ def embed_tilemark(
     weight = torch.ones(N_CHIPS, device=x.device)
     weight[layout.pilot_pos.to(x.device)] = pilot_boost
     effective = host
-    for _ in range(rounds):
+    for done in range(1, rounds + 1):
         amps = _amplitudes(effective, gain, budget, floor, weight)
-        if _ + 1 < rounds:
+        if done < rounds:
             effective = readout(delta_of(amps * signs)) - gain * amps
     delta = delta_of(amps * signs)
     # Exactly the target PSNR per image (the amplitude model above is approximate).
@@ -329,10 +329,6 @@ def fold(w: torch.Tensor, scale: float, angle: float, offset=(0.0, 0.0)) -> torc
             total.index_add_(0, idx, vals * wt)
             count.index_add_(0, idx, wt)
     return total / count.clamp(min=1e-6)
-
-
-def _hann(h: int, w: int) -> torch.Tensor:
-    return torch.hann_window(h, periodic=False)[:, None] * torch.hann_window(w, periodic=False)
 
 
 @lru_cache(maxsize=64)
