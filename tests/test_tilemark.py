@@ -61,7 +61,7 @@ def test_round_trip_quality_and_payload(marked):
     for r in results:
         assert r.detected and r.p_value < 1e-9
         assert r.payload_text == MESSAGE.decode()
-        assert r.bits_total == 64
+        assert r.bits_total == T.N_PILOT + 64  # the known chips: pilot and sync
 
 
 def test_survives_jpeg50_and_halving(marked):
@@ -76,8 +76,8 @@ def test_survives_jpeg50_and_halving(marked):
 
 
 def test_finds_quarter_turns_and_a_zoomed_crop(marked):
-    """The geometry search: a quarter turn is found by the pilot, a 10% crop resized back
-    (scale 1.11) by the spectral search."""
+    """The geometry search: a quarter turn is found by the known chips, a 10% crop resized
+    back (scale 1.11) by the spectral search."""
     _, out = marked
     arr = out["coffee"]
     h, w = arr.shape[:2]
@@ -86,7 +86,7 @@ def test_finds_quarter_turns_and_a_zoomed_crop(marked):
     turned = np.ascontiguousarray(np.rot90(arr))
     results = detect([to_tensor(zoomed), to_tensor(turned)], key=KEY, method="tilemark")
     assert all(r.detected and r.payload_text == MESSAGE.decode() for r in results)
-    geom = T.locate(T.working_whitened(to_tensor(zoomed)[None])[0], KEY)[0]
+    geom, _ = T.locate(T.working_whitened(to_tensor(zoomed)[None])[0], KEY)
     assert geom.scale == pytest.approx(1 / 0.9, rel=0.01) and abs(geom.angle) < 0.5
 
 
@@ -104,7 +104,7 @@ def test_expected_message_strengthens_the_test(marked):
     arr = _jpeg(out["chelsea"], 50)
     blind = detect([to_tensor(arr)], key=KEY, method="tilemark")[0]
     verify = detect([to_tensor(arr)], key=KEY, method="tilemark", message=MESSAGE)[0]
-    assert verify.bits_total == 64 + 128 and verify.p_value < blind.p_value
+    assert verify.bits_total == T.N_CHIPS and verify.p_value < blind.p_value
 
 
 def test_small_gray_and_large_images(photos):

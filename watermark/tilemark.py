@@ -57,6 +57,11 @@ N_CHIPS = CHIPS * CHIPS
 N_PILOT = 64
 N_FRAME = N_CHIPS - N_PILOT  # 192 = 64 sync + 128 coded payload (64 bits, rate 1/2)
 TARGET_PSNR = 40.5
+# The mark's amplitude goes as local deviation ** MASK_EXP: 1 would hide it best, 0 (flat)
+# read best, since flat areas let the mark through with little picture noise. The detector
+# weighs a pixel by amplitude / noise variance, hence its contrast normalisation's exponent.
+MASK_EXP = 0.6
+WHITEN_EXP = 2.0 - MASK_EXP
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -68,9 +73,10 @@ class TileLayout:
     """Key-derived constants: where the pilot and frame chips sit and their signs."""
 
     pilot_pos: torch.Tensor  # N_PILOT flat chip indices
-    pilot_sign: torch.Tensor  # N_PILOT floats, +-1, balanced
+    pilot_sign: torch.Tensor  # N_PILOT floats, +-1, keyed fair coins
     frame_pos: torch.Tensor  # N_FRAME flat chip indices, in frame order
     frame_flip: torch.Tensor  # N_FRAME bools XORed onto the frame bits
+    known: torch.Tensor  # N_CHIPS floats: the sign of each pilot and sync chip, 0 elsewhere
 
     def chip_signs(self, frame_bits: torch.Tensor) -> torch.Tensor:
         """B x N_FRAME bits -> B x N_CHIPS chip signs (+-1)."""
@@ -80,21 +86,19 @@ class TileLayout:
         signs[:, self.frame_pos.to(signs.device)] = flipped.float() * 2 - 1
         return signs
 
-    def pilot_tile(self) -> torch.Tensor:
-        chips = torch.zeros(N_CHIPS)
-        chips[self.pilot_pos] = self.pilot_sign
-        return chips.reshape(CHIPS, CHIPS)
-
 
 @lru_cache(maxsize=64)
 def tile_layout(key: str | bytes) -> TileLayout:
     order = torch.argsort(_ranks(key, b"tile-chips", N_CHIPS))
-    signs = torch.ones(N_PILOT)
-    signs[torch.argsort(_ranks(key, b"tile-pilot", N_PILOT))[: N_PILOT // 2]] = -1.0
+    pilot = bytes_to_bits(_stream(key, b"tile-pilot", (N_PILOT + 7) // 8))[:N_PILOT]
     flip = bytes_to_bits(_stream(key, b"tile-flip", (N_FRAME + 7) // 8))[:N_FRAME]
-    return TileLayout(
-        pilot_pos=order[:N_PILOT], pilot_sign=signs, frame_pos=order[N_PILOT:], frame_flip=flip
-    )
+    pilot_pos, frame_pos = order[:N_PILOT], order[N_PILOT:]
+    pilot_sign = pilot.float() * 2 - 1
+    known = torch.zeros(N_CHIPS)
+    known[pilot_pos] = pilot_sign
+    sync = frame_layout(key).sync ^ flip[:SYNC_BITS]
+    known[frame_pos[:SYNC_BITS]] = sync.float() * 2 - 1
+    return TileLayout(pilot_pos, pilot_sign, frame_pos, flip, known)
 
 
 # -------------------------------------------------------------------------------- rendering
@@ -167,7 +171,7 @@ def whiten(y: torch.Tensor) -> torch.Tensor:
     """High-pass and contrast-normalise a working-size luminance (B x h x w)."""
     hp = y - _box(y, 5)
     energy = _box(hp * hp, 9).sqrt()
-    return hp / (energy + 1.0)
+    return hp / (energy + 1.0) ** WHITEN_EXP
 
 
 def texture_mask(y: torch.Tensor, k: int) -> torch.Tensor:
@@ -175,7 +179,7 @@ def texture_mask(y: torch.Tensor, k: int) -> torch.Tensor:
     areas still carry some, normalised to mean square 1 per image."""
     mean = _box(y, k)
     var = (_box(y * y, k) - mean * mean).clamp_(min=0)
-    mask = (var + 16.0).sqrt()
+    mask = (var + 16.0) ** (MASK_EXP / 2)
     return mask / mask.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
 
 
@@ -243,7 +247,7 @@ def embed_tilemark(
     target_psnr: float = TARGET_PSNR,
     floor: float = 0.4,
     rounds: int = 3,
-    pilot_boost: float = 1.5,
+    known_boost: float = 1.0,
 ) -> None:
     """Mark ``out`` (a uint8 copy of ``x``, B x 3 x H x W) with ``frame_bits`` (B x N_FRAME)."""
     bsz, _, height, width = x.shape
@@ -272,9 +276,9 @@ def embed_tilemark(
     # Fixed point: what the picture contributes at the current operating point (read-out
     # minus the mark's linear share) decides the next amplitudes; the read-out is nearly
     # linear, so a few rounds settle it.
-    # The pilot aims higher: every geometry candidate is judged by it.
+    # The known chips may aim higher: they find the geometry and decide detection.
     weight = torch.ones(N_CHIPS, device=x.device)
-    weight[layout.pilot_pos.to(x.device)] = pilot_boost
+    weight[layout.known.to(x.device) != 0] = known_boost
     effective = host
     for done in range(1, rounds + 1):
         amps = _amplitudes(effective, gain, budget, floor, weight)
@@ -288,18 +292,28 @@ def embed_tilemark(
 
 
 # ---------------------------------------------------------------------------------- detection
+#
+# Every hypothesis (a geometry, a quarter turn and a half-pixel shift of the tile) is judged by
+# the known chips alone (pilot and sync, 128 keyed fair-coin signs): its strength is the
+# signed sum of their read-outs over its norm, so P(strength >= t) <= exp(-t^2 / 2) for a
+# picture without this mark (Hoeffding, given the picture). The search may look at as many
+# hypotheses as it likes as long as it counts them: the p-value is the bound times that count.
+
+SHIFTS = 2 * PERIOD  # shift hypotheses per tile side (half working pixels)
+FINE = 9  # refinement grid per candidate: FINE x FINE scales x angles
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Where the tile grid lies in the working image: image = scale * R(angle) @ tile + offset
-    (row, column order), with the tile turned ``quarter`` quarter turns."""
+    """Where the tile grid lies in the working image: image = scale * R(angle) @ tile (row,
+    column order), the folded tile turned ``quarter`` quarter turns and shifted by ``shift``
+    half pixels; ``strength`` is the known chips' signed sum over its norm there."""
 
     scale: float
     angle: float  # degrees
-    offset: tuple[float, float]
     quarter: int
-    pilot_score: float
+    shift: tuple[int, int]
+    strength: float
 
 
 def _matrix(scale: float, angle: float) -> torch.Tensor:
@@ -308,12 +322,12 @@ def _matrix(scale: float, angle: float) -> torch.Tensor:
     return scale * torch.tensor([[c, -s], [s, c]])
 
 
-def fold(w: torch.Tensor, scale: float, angle: float, offset=(0.0, 0.0)) -> torch.Tensor:
+def fold(w: torch.Tensor, scale: float, angle: float) -> torch.Tensor:
     """Average of one whitened image (h x w) over a moved tile grid, bilinear: PERIOD**2."""
     h, wd = w.shape
     inv = torch.linalg.inv(_matrix(scale, angle))
-    ys = torch.arange(h, dtype=torch.float32) - offset[0]
-    xs = torch.arange(wd, dtype=torch.float32) - offset[1]
+    ys = torch.arange(h, dtype=torch.float32)
+    xs = torch.arange(wd, dtype=torch.float32)
     ty = (inv[0, 0] * ys[:, None] + inv[0, 1] * xs[None, :]).flatten()
     tx = (inv[1, 0] * ys[:, None] + inv[1, 1] * xs[None, :]).flatten()
     fy, fx = torch.floor(ty), torch.floor(tx)
@@ -331,28 +345,21 @@ def fold(w: torch.Tensor, scale: float, angle: float, offset=(0.0, 0.0)) -> torc
     return total / count.clamp(min=1e-6)
 
 
-@lru_cache(maxsize=64)
-def _lattice_points(key: str | bytes) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tile frequencies (cycles per tile, half plane) that carry mark power, and the weight
-    of each: the pilot's own power there plus the average of the other chips'."""
+@lru_cache(maxsize=1)
+def _lattice_points() -> tuple[torch.Tensor, torch.Tensor]:
+    """Tile frequencies (cycles per tile, half plane) that carry mark power, weighted by a
+    chip's power there. Key-free, so the candidates it gives say nothing about the signs."""
     power = _kernel_power()
-    pilot = torch.fft.fft2(render(tile_layout(key).pilot_tile()[None])[0])
-    pilot_power = pilot.real**2 + pilot.imag**2
     ks = torch.arange(PERIOD) - PERIOD // 2
     k1, k2 = torch.meshgrid(ks, ks, indexing="ij")
-    generic = power[k1 % PERIOD, k2 % PERIOD]
-    weight = pilot_power[k1 % PERIOD, k2 % PERIOD] + N_FRAME * generic
+    weight = power[k1 % PERIOD, k2 % PERIOD]
     half = (k1 > 0) | ((k1 == 0) & (k2 > 0))
-    keep = half & (generic > 0.02 * generic.max())
+    keep = half & (weight > 0.02 * weight.max())
     return torch.stack([k1[keep], k2[keep]], dim=1).float(), weight[keep]
 
 
 def spectral_candidates(
-    w: torch.Tensor,
-    key: str | bytes,
-    scales: torch.Tensor,
-    angles: torch.Tensor,
-    top: int = 4,
+    w: torch.Tensor, scales: torch.Tensor, angles: torch.Tensor, top: int = 4
 ) -> list[tuple[float, float, float]]:
     """(scale, angle, score) of the best lattice matches in the whitened image's spectrum."""
     # No window (a taper smears the peaks); zero-padding to twice the size samples the
@@ -364,7 +371,7 @@ def spectral_candidates(
     # the mark's narrow lattice peaks, being few in any neighbourhood, barely move the average.
     local = F.avg_pool2d(F.pad(logp[None, None], (15, 15, 15, 15), mode="reflect"), 31, stride=1)
     flat = logp - local[0, 0]
-    ks, weight = _lattice_points(key)
+    ks, weight = _lattice_points()
     sc, an = torch.meshgrid(scales, angles, indexing="ij")
     rad = torch.deg2rad(an)
     cos, sin = torch.cos(rad), torch.sin(rad)
@@ -395,87 +402,111 @@ def _circular_xcorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(a) * torch.conj(torch.fft.rfft2(b)), s=a.shape)
 
 
-def _pilot_match(folded: torch.Tensor, pilots: list[torch.Tensor], quarters=range(4)):
-    """Best (score, quarter, (sy, sx)) of the pilot over shifts and quarter turns."""
-    f = folded.reshape(PERIOD, PERIOD)
-    f = f - f.mean()
-    fnorm = f.norm().clamp(min=1e-9)
-    best = (-math.inf, 0, (0.0, 0.0))
-    for q in quarters:
-        corr = _circular_xcorr(f, pilots[q]) / (fnorm * pilots[q].norm())
-        score, idx = corr.flatten().max(0)
-        if float(score) > best[0]:
-            sy, sx = divmod(int(idx), PERIOD)
-            best = (float(score), q, (_subbin(corr, sy, sx, 0), _subbin(corr, sy, sx, 1)))
+def _upsample2(c: torch.Tensor) -> torch.Tensor:
+    """A periodic PERIOD x PERIOD map at twice the resolution (spectrum zero-padded)."""
+    spec = torch.fft.fftshift(torch.fft.fft2(c))
+    spec[0, :] = 0  # the Nyquist row and column have no unique place in the larger grid
+    spec[:, 0] = 0
+    half = PERIOD // 2
+    big = F.pad(spec, (half, half, half, half))
+    return torch.fft.ifft2(torch.fft.ifftshift(big)).real * 4
+
+
+@lru_cache(maxsize=64)
+def _known_maps(key: str | bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The known chips' signs at their anchors on the half-pixel grid, and where they are."""
+    signs = tile_layout(key).known.reshape(CHIPS, CHIPS)
+    grid = torch.zeros(SHIFTS, SHIFTS)
+    grid[:: 2 * CHIP_PX, :: 2 * CHIP_PX] = signs
+    return grid, grid.abs()
+
+
+@lru_cache(maxsize=1)
+def _chip_kernel() -> torch.Tensor:
+    """The matched filter of chip (0, 0); every other chip's is it moved by whole chips."""
+    return _unmixer()[0].reshape(PERIOD, PERIOD)
+
+
+def _chip_maps(folded: torch.Tensor, quarters=range(4)) -> dict[int, torch.Tensor]:
+    """Per quarter turn, every chip read-out at every half-pixel shift: map[s + anchor]."""
+    tile = folded.reshape(PERIOD, PERIOD)
+    return {
+        q: _upsample2(_circular_xcorr(torch.rot90(tile, -q, dims=(0, 1)), _chip_kernel()))
+        for q in quarters
+    }
+
+
+def _best_shift(maps: dict[int, torch.Tensor], key) -> tuple[float, int, tuple[int, int]]:
+    """(strength, quarter, shift) of the best hypothesis over the maps' quarters and shifts."""
+    signs, where = _known_maps(key)
+    best = (-math.inf, 0, (0, 0))
+    for q, c in maps.items():
+        strength = _circular_xcorr(c, signs) / _circular_xcorr(c * c, where).clamp(
+            min=1e-12
+        ).sqrt()
+        value, idx = strength.flatten().max(0)
+        if float(value) > best[0]:
+            best = (float(value), q, divmod(int(idx), SHIFTS))
     return best
 
 
-def _subbin(corr: torch.Tensor, sy: int, sx: int, axis: int) -> float:
-    """Peak position along one axis, refined by a parabola through three samples."""
-    n = PERIOD
-    if axis == 0:
-        a, b, c = corr[(sy - 1) % n, sx], corr[sy, sx], corr[(sy + 1) % n, sx]
-        base = sy
-    else:
-        a, b, c = corr[sy, (sx - 1) % n], corr[sy, sx], corr[sy, (sx + 1) % n]
-        base = sx
-    den = float(a - 2 * b + c)
-    frac = 0.5 * float(a - c) / den if den < 0 else 0.0
-    return base + max(-0.5, min(0.5, frac))
-
-
-def _pilots(key) -> list[torch.Tensor]:
-    tile = render(tile_layout(key).pilot_tile()[None])[0]
-    return [torch.rot90(tile, q, dims=(0, 1)) for q in range(4)]
-
-
 def locate(
-    w: torch.Tensor, key: str | bytes, *, search: bool = True, top: int = 6, keep: int = 3
-) -> list[Geometry]:
-    """Candidate tile grids in one whitened working image (h x w), best pilot score first:
-    the ``keep`` best of the unmoved grid and the ``top`` spectral candidates, each refined.
-    Only the pilot chips decide, so the frame chips stay untouched by the search."""
-    pilots = _pilots(key)
+    w: torch.Tensor, key: str | bytes, *, search: bool = True, top: int = 6, refine: int = 2
+) -> tuple[Geometry, int]:
+    """The best hypothesis for one whitened working image (h x w) and how many hypotheses
+    the search could have chosen from (for the p-value).
+
+    Candidates are the unmoved grid and the ``top`` best lattice matches of the spectrum
+    (key-free); the ``refine`` strongest are refined on a FINE x FINE grid of scale and
+    angle around them, coarse to fine (every point of that grid is counted)."""
     cands = [(1.0, 0.0)]
     if search:
-        scales = torch.exp(torch.linspace(math.log(0.7), math.log(2.3), 120))
-        angles = torch.arange(-90.0, 90.0, 0.5)
-        cands += [(s, a) for s, a, _ in spectral_candidates(w, key, scales, angles, top=top)]
+        cands += [(s, a) for s, a, _ in spectral_candidates(w, _SCALES, _ANGLES, top=top)]
+    per_geometry = 4 * SHIFTS * SHIFTS
+    trials = len(cands) * FINE * FINE * per_geometry
     scored = []
     for s, a in cands:
-        score, q, shift = _pilot_match(fold(w, s, a), pilots)
-        scored.append((score, s, a, q, shift))
-    scored.sort(key=lambda c: -c[0])
-    refined = [_refine(w, pilots, *c) for c in scored[:keep]]
-    return sorted(refined, key=lambda g: -g.pilot_score)
+        strength, q, shift = _best_shift(_chip_maps(fold(w, s, a)), key)
+        scored.append(Geometry(s, a, q, shift, strength))
+    scored.sort(key=lambda g: -g.strength)
+    best = max((_refine(w, g, key) for g in scored[:refine]), key=lambda g: g.strength)
+    return best, trials
 
 
-def _refine(w, pilots, score, s, a, q, shift) -> Geometry:
-    """Hill-climb scale and angle on shrinking steps, the quarter turn fixed."""
-    step_s, step_a = 0.004, 0.25
-    for _ in range(4):
-        best = None
-        for ds in (-1, 0, 1):
-            for da in (-1, 0, 1):
-                if ds == da == 0:
+# The spectral search grid: scales 0.7-2.3 (a 30% shrink to a 50% crop blown up, and more),
+# every rotation; its steps (1% and half a degree) leave the rest to the refinement.
+_SCALES = torch.exp(torch.linspace(math.log(0.7), math.log(2.3), 120))
+_ANGLES = torch.arange(-90.0, 90.0, 0.5)
+_STEP_SCALE, _STEP_ANGLE = 0.0025, 0.125  # the FINE grid's spacing, around each candidate
+
+
+def _refine(w: torch.Tensor, g: Geometry, key) -> Geometry:
+    """Coarse to fine on the FINE x FINE grid around ``g`` (quarter turn kept): a 3 x 3 step
+    of three grid spacings, then one of one spacing around the best."""
+    reach = FINE // 2
+    i0 = j0 = 0
+    best = g
+    for step in (3, 1):
+        centre = (i0, j0)
+        for di in (-step, 0, step):
+            for dj in (-step, 0, step):
+                i, j = centre[0] + di, centre[1] + dj
+                if (di == dj == 0) or abs(i) > reach or abs(j) > reach:
                     continue
-                s2, a2 = s * (1 + ds * step_s), a + da * step_a
-                sc2, _, sh2 = _pilot_match(fold(w, s2, a2), pilots, quarters=(q,))
-                if sc2 > score and (best is None or sc2 > best[0]):
-                    best = (sc2, s2, a2, sh2)
-        if best is not None:
-            score, s, a, shift = best
-        else:
-            step_s, step_a = step_s / 2, step_a / 2
-    offset = tuple((_matrix(s, a) @ torch.tensor(shift, dtype=torch.float32)).tolist())
-    return Geometry(scale=s, angle=a, offset=offset, quarter=q, pilot_score=score)
+                s = g.scale * (1 + i * _STEP_SCALE)
+                a = g.angle + j * _STEP_ANGLE
+                strength, q, shift = _best_shift(_chip_maps(fold(w, s, a), (g.quarter,)), key)
+                if strength > best.strength:
+                    best, i0, j0 = Geometry(s, a, q, shift, strength), i, j
+    return best
 
 
 def read_geometry(w: torch.Tensor, geom: Geometry) -> torch.Tensor:
-    """Chip values (N_CHIPS) of one whitened image at a located geometry."""
-    folded = fold(w, geom.scale, geom.angle, geom.offset).reshape(PERIOD, PERIOD)
-    aligned = torch.rot90(folded, -geom.quarter, dims=(0, 1))
-    return read_chips(aligned.reshape(1, -1))[0]
+    """Chip values (N_CHIPS) of one whitened image at a located hypothesis."""
+    c = _chip_maps(fold(w, geom.scale, geom.angle), (geom.quarter,))[geom.quarter]
+    rows = (geom.shift[0] + torch.arange(CHIPS) * 2 * CHIP_PX) % SHIFTS
+    cols = (geom.shift[1] + torch.arange(CHIPS) * 2 * CHIP_PX) % SHIFTS
+    return c[rows[:, None], cols[None, :]].flatten()
 
 
 def frame_values(chips: torch.Tensor, key: str | bytes) -> torch.Tensor:
@@ -510,27 +541,21 @@ class TileMark(WatermarkMethod):
         embed_tilemark(x, chips, key, out)
 
     def read_soft(self, x, key, expected=None) -> list[SoftReading]:
-        sync_sign = frame_layout(key).sync.float() * 2 - 1
+        layout = tile_layout(key)
         whitened = working_whitened(x.cpu())
         readings = []
         for i in range(x.shape[0]):
-            w = whitened[i]
-            best = None
-            geometries = locate(w, key)
-            for geom in geometries:
-                values = frame_values(read_geometry(w, geom), key)
-                evidence = values[:SYNC_BITS] * sync_sign
-                strength = float(evidence.sum() / evidence.norm().clamp(min=1e-12))
-                if best is None or strength > best[0]:
-                    best = (strength, values, evidence)
-            _, values, evidence = best
-            coded = values[SYNC_BITS:]
-            # Log-likelihood ratios for the decoder, scaled by how clearly the sync chips read.
+            geom, trials = locate(whitened[i], key)
+            chips = read_geometry(whitened[i], geom)
+            evidence = chips * layout.known
+            evidence = evidence[layout.known != 0]
+            coded = frame_values(chips, key)[SYNC_BITS:]
+            # Log-likelihood ratios for the decoder, scaled by how clearly the known chips read.
             mean = evidence.mean().clamp(min=1e-6)
             var = evidence.var().clamp(min=1e-12)
             payload = ecc.decode((2 * mean / var * coded)[None])[0]
             if expected is not None:
                 code = ecc.encode(expected[i : i + 1].cpu())[0].float() * 2 - 1
                 evidence = torch.cat([evidence, coded * code])
-            readings.append(SoftReading(evidence=evidence, payload=payload, trials=len(geometries)))
+            readings.append(SoftReading(evidence=evidence, payload=payload, trials=trials))
         return readings
