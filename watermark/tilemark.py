@@ -441,9 +441,7 @@ def _best_shift(maps: dict[int, torch.Tensor], key) -> tuple[float, int, tuple[i
     signs, where = _known_maps(key)
     best = (-math.inf, 0, (0, 0))
     for q, c in maps.items():
-        strength = _circular_xcorr(c, signs) / _circular_xcorr(c * c, where).clamp(
-            min=1e-12
-        ).sqrt()
+        strength = _circular_xcorr(c, signs) / _circular_xcorr(c * c, where).clamp(min=1e-12).sqrt()
         value, idx = strength.flatten().max(0)
         if float(value) > best[0]:
             best = (float(value), q, divmod(int(idx), SHIFTS))
