@@ -27,12 +27,15 @@ def photos() -> dict[str, np.ndarray]:
     from skimage import data
 
     gray = data.camera()
+    clock = data.clock()
     return {
         "astronaut": data.astronaut(),
         "coffee": data.coffee(),
         "chelsea": data.chelsea(),
         "rocket": data.rocket(),
         "camera": np.repeat(gray[:, :, None], 3, axis=2),
+        "clock": np.repeat(clock[:, :, None], 3, axis=2),
+        "brick": np.repeat(data.brick()[:, :, None], 3, axis=2),
     }
 
 

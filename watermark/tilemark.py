@@ -2,30 +2,28 @@
 
 The mark is a tile of 16 x 16 chips repeated over the whole picture, eight tiles across the
 short side, so it scales with the image. Each chip is a smooth bump whose sign carries one
-value: 100 chips are a keyed pilot, the others the frame (64 sync bits, 64 payload bits, 28
-BCH parity bits), each XORed with a keyed chip mask.
+value: 128 chips are *known* (64 keyed pilot signs and the key's 64 sync bits), 128 carry the
+64-bit payload under a rate-1/2 code; every frame chip is XORed with a keyed mask.
 
-Embedding is *informed*: the detector's own read-out of the unmarked picture tells, chip by
-chip, how much the picture already pushes each chip towards or against its sign; the mark
-cancels what pushes against and spends the rest on margin, so the clean read-out is not at
-the mercy of the picture. The amplitude follows local texture and is scaled per image to a
-target PSNR.
+Embedding adds the rendered tiles to R, G and B alike, shaped by local texture (amplitude as
+local deviation to the power MASK_EXP) and scaled per image to a target PSNR.
 
 Detection needs only the key:
 
 1. the luminance is brought to a working size (short side 256), high-pass filtered and
-   contrast-normalised, which keeps the mark and flattens the picture;
+   contrast-normalised (weighing each pixel as the mask and the picture's noise there say);
 2. the mark repeats, so its power sits on a lattice of frequencies: a matched filter over
    the power spectrum scores every scale and rotation at once (translation does not change
-   the power spectrum), giving a few candidate geometries;
-3. for each candidate the image is folded onto one tile, adding up every repetition, and a
-   circular correlation with the keyed pilot gives translation and orientation (quarter
-   turns); the best candidate is refined on a fine grid of scale and angle;
-4. the chips are read from the folded tile; the payload is corrected with its BCH parity.
+   the power spectrum), giving a few candidate geometries (key-free);
+3. for each candidate the image is folded onto one tile, adding up every repetition; every
+   chip is read at every half-pixel shift and quarter turn by circular correlation, and each
+   such hypothesis is scored by the known chips; the strongest candidates are refined on a
+   fine grid of scale and angle;
+4. the payload chips are read at the best hypothesis and decoded (BP + OSD).
 
-The pilot chips choose the geometry; the sync chips are never used for it, so for an image
-without this mark the sync chips' signs are fair coin flips given everything the search saw,
-and the soft p-value of ``detect`` (a Hoeffding bound on the signed sum) holds.
+For a picture without this mark the known chips' signs are fair coins given the picture, so
+each hypothesis's strength t obeys P <= exp(-t^2 / 2) (Hoeffding); ``detect`` multiplies that
+bound by the number of hypotheses the search could have chosen from.
 """
 
 from __future__ import annotations
@@ -57,6 +55,7 @@ N_CHIPS = CHIPS * CHIPS
 N_PILOT = 64
 N_FRAME = N_CHIPS - N_PILOT  # 192 = 64 sync + 128 coded payload (64 bits, rate 1/2)
 TARGET_PSNR = 40.5
+MIN_SSIM = 0.985  # pictures that are mostly flat get less than TARGET_PSNR allows
 # The mark's amplitude goes as local deviation ** MASK_EXP: 1 would hide it best, 0 (flat)
 # read best, since flat areas let the mark through with little picture noise. The detector
 # weighs a pixel by amplitude / noise variance, hence its contrast normalisation's exponent.
@@ -132,10 +131,11 @@ def _unmixer() -> torch.Tensor:
 
 @lru_cache(maxsize=1)
 def _kernel_power() -> torch.Tensor:
-    """Power spectrum of one rendered chip over the tile's frequencies (PERIOD x PERIOD)."""
+    """Power spectrum of one rendered chip, as the detector's high-pass leaves it, over the
+    tile's frequencies (PERIOD x PERIOD)."""
     one = torch.zeros(1, CHIPS, CHIPS)
     one[0, 0, 0] = 1.0
-    spec = torch.fft.fft2(render(one)[0])
+    spec = torch.fft.fft2(_highpass_tile(render(one))[0])
     return spec.real**2 + spec.imag**2
 
 
@@ -186,56 +186,12 @@ def texture_mask(y: torch.Tensor, k: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------ folding
 
 
-def _nominal_bins(h: int, w: int, device) -> torch.Tensor:
-    ii = torch.arange(h, device=device) % PERIOD
-    jj = torch.arange(w, device=device) % PERIOD
-    return (ii[:, None] * PERIOD + jj[None, :]).flatten()
-
-
-def fold_nominal(w: torch.Tensor) -> torch.Tensor:
-    """Average of each image (B x h x w) over the unmoved tile grid: B x PERIOD**2."""
-    bsz, h, wd = w.shape
-    bins = _nominal_bins(h, wd, w.device)
-    total = torch.zeros(bsz, PERIOD * PERIOD, device=w.device)
-    total.index_add_(1, bins, w.reshape(bsz, -1))
-    count = torch.bincount(bins, minlength=PERIOD * PERIOD).clamp(min=1)
-    return total / count
-
-
-def read_chips(folded: torch.Tensor) -> torch.Tensor:
-    """B x PERIOD**2 folded tiles -> B x N_CHIPS chip values."""
-    return folded @ _unmixer().to(folded.device).T
-
-
 def tile_pattern(tile: torch.Tensor, h: int, w: int) -> torch.Tensor:
     reps = (-(-h // PERIOD), -(-w // PERIOD))
     return tile.repeat(1, *reps)[:, :h, :w]
 
 
 # ---------------------------------------------------------------------------------- embedding
-
-
-def _amplitudes(
-    host: torch.Tensor, gain: torch.Tensor, budget: torch.Tensor, floor: float, weight
-) -> torch.Tensor:
-    """Chip amplitudes (B x N_CHIPS, >= 0) that lift every chip's read-out to a common margin
-    T: a chip the picture already pushes the right way needs less, one it pushes the wrong
-    way more, each at least ``floor`` * T / gain. T is the largest whose mean square amplitude
-    fits ``budget`` (B); chip i aims at ``weight[i]`` * T."""
-    lo = torch.zeros_like(budget)
-    hi = torch.full_like(budget, 1.0)
-
-    def amps(t):
-        t = t[:, None] * weight
-        return torch.maximum((t - host) / gain, floor * t / gain)
-
-    while bool((amps(hi).pow(2).mean(1) < budget).any()):
-        hi = torch.where(amps(hi).pow(2).mean(1) < budget, hi * 2, hi)
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        fits = amps(mid).pow(2).mean(1) <= budget
-        lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
-    return amps(lo)
 
 
 def embed_tilemark(
@@ -245,50 +201,51 @@ def embed_tilemark(
     out: torch.Tensor,
     *,
     target_psnr: float = TARGET_PSNR,
-    floor: float = 0.4,
-    rounds: int = 3,
-    known_boost: float = 1.0,
+    min_ssim: float = MIN_SSIM,
 ) -> None:
-    """Mark ``out`` (a uint8 copy of ``x``, B x 3 x H x W) with ``frame_bits`` (B x N_FRAME)."""
-    bsz, _, height, width = x.shape
-    layout = tile_layout(key)
-    signs = layout.chip_signs(frame_bits.bool())
+    """Mark ``out`` (a uint8 copy of ``x``, B x 3 x H x W) with ``frame_bits`` (B x N_FRAME).
+
+    Every chip gets the same amplitude, shaped by the texture mask and scaled to exactly the
+    target PSNR per image. (Informed embedding, cancelling what the picture already reads
+    at each chip, was tried and dropped: it takes the mark's power off the tile's frequency
+    lattice, so busy pictures could no longer be found after a crop or a rotation, and it
+    spends the budget on a cancellation that any resampling undoes.)"""
+    _, _, height, width = x.shape
+    signs = tile_layout(key).chip_signs(frame_bits.bool())
     y = luma(x)
     size = working_size(height, width)
     scale = height / size[0]  # full-resolution pixels per working pixel
     mask = texture_mask(y, max(3, 2 * round(CHIP_PX * scale / 2) + 1))
+    tile = render(signs.reshape(-1, CHIPS, CHIPS))
+    delta = resize(tile_pattern(tile, *size), (height, width)) * mask
     target_mse = 255.0**2 / 10 ** (target_psnr / 10)
-
-    def delta_of(amps: torch.Tensor) -> torch.Tensor:
-        tile = render(amps.reshape(bsz, CHIPS, CHIPS))
-        return resize(tile_pattern(tile, *size), (height, width)) * mask
-
-    def readout(delta: torch.Tensor) -> torch.Tensor:
-        # The mark is added to R, G and B alike, so it adds to the luminance unchanged.
-        return read_chips(fold_nominal(whiten(resize(y + delta, size)))) * signs
-
-    # A uniform probe gives the gain (read-out per unit amplitude, one per image: per chip
-    # the contrast normalisation lets neighbours leak in) and the pixel energy per amplitude.
-    host = readout(torch.zeros_like(y))
-    probe = delta_of(signs)
-    gain = (readout(probe) - host).median(dim=1, keepdim=True).values.clamp(min=1e-6)
-    budget = target_mse / probe.pow(2).mean(dim=(1, 2)).clamp(min=1e-9)
-    # Fixed point: what the picture contributes at the current operating point (read-out
-    # minus the mark's linear share) decides the next amplitudes; the read-out is nearly
-    # linear, so a few rounds settle it.
-    # The known chips may aim higher: they find the geometry and decide detection.
-    weight = torch.ones(N_CHIPS, device=x.device)
-    weight[layout.known.to(x.device) != 0] = known_boost
-    effective = host
-    for done in range(1, rounds + 1):
-        amps = _amplitudes(effective, gain, budget, floor, weight)
-        if done < rounds:
-            effective = readout(delta_of(amps * signs)) - gain * amps
-    delta = delta_of(amps * signs)
-    # Exactly the target PSNR per image (the amplitude model above is approximate).
-    gain_psnr = (target_mse / delta.pow(2).mean(dim=(1, 2)).clamp(min=1e-9)).sqrt()
-    delta = delta * gain_psnr[:, None, None]
+    delta *= (target_mse / delta.pow(2).mean(dim=(1, 2), keepdim=True).clamp(min=1e-9)).sqrt()
+    # SSIM falls where the picture is flat; 1 - SSIM grows as the square of the amplitude, so
+    # two proportional steps bring a picture below ``min_ssim`` back to it.
+    for _ in range(2):
+        loss = (1 - ssim(x, x.float() + delta[:, None])).clamp(min=1e-9)
+        delta *= ((1 - min_ssim) / loss).sqrt().clamp(max=1.0)[:, None, None]
+    # The mark is added to R, G and B alike, so grey stays grey and the luminance gets it all.
     out.copy_((x.float() + delta[:, None]).round_().clamp_(0, 255).to(torch.uint8))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM per image (B x C x H x W, 0-255) as scikit-image computes it by default:
+    7 x 7 uniform windows, sample covariances, the border of half a window left out."""
+    a, b = a.float(), b.float()
+    n = 49
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def box(t):
+        return F.avg_pool2d(t, 7, stride=1)
+
+    ma, mb = box(a), box(b)
+    cov = n / (n - 1)
+    va = (box(a * a) - ma * ma) * cov
+    vb = (box(b * b) - mb * mb) * cov
+    vab = (box(a * b) - ma * mb) * cov
+    s = ((2 * ma * mb + c1) * (2 * vab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    return s.mean(dim=(1, 2, 3))
 
 
 # ---------------------------------------------------------------------------------- detection
@@ -474,7 +431,7 @@ def locate(
 # The spectral search grid: scales 0.7-2.3 (a 30% shrink to a 50% crop blown up, and more),
 # every rotation; its steps (1% and half a degree) leave the rest to the refinement.
 _SCALES = torch.exp(torch.linspace(math.log(0.7), math.log(2.3), 120))
-_ANGLES = torch.arange(-90.0, 90.0, 0.5)
+_ANGLES = torch.arange(-45.0, 45.0, 0.5)  # the tile is square: quarter turns do the rest
 _STEP_SCALE, _STEP_ANGLE = 0.0025, 0.125  # the FINE grid's spacing, around each candidate
 
 
