@@ -6,8 +6,9 @@ Images: the Kodak suite from ../shared/data/photos/kodak (if present) and scikit
 photos, each as is and as ``--variants`` random crops (50-100% of each side) and rescales
 (0.4x-1.6x), none of them marked. Every image is tested against ``--keys`` random keys: the
 frame read from an image does not depend on the key, so each (image, key) pair is one trial of
-"would this unmarked image pass as marked with this key". The known-mark scan (SD, SDXL) has
-no key and is tested once per image.
+"would this unmarked image pass as marked with this key". A soft method (tilemark) searches
+with the key, so each of its trials is a whole detection and it gets ``--soft-keys`` keys per
+image. The known-mark scan (SD, SDXL) has no key and is tested once per image.
 
 The result goes to ``data/watermark_calibration.json`` (what ``aigc watermark methods`` prints)
 and a markdown table to stdout.
@@ -35,7 +36,7 @@ import common
 
 from aigcguard.watermark import DEFAULT_P_THRESHOLD, detect_known, dwt, get_method, list_methods
 from aigcguard.watermark.calibration import CALIBRATION_VERSION
-from aigcguard.watermark.payload import SYNC_BITS, binomial_sf, frame_layout
+from aigcguard.watermark.payload import SYNC_BITS, binomial_sf, frame_layout, signed_sum_sf
 
 ROOT = Path(__file__).resolve().parents[1]
 # Flat and synthetic pictures (text, a colour wheel, a scanned page) are where a detector is
@@ -72,6 +73,19 @@ def variants(arr: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarr
         if min(v.size) >= 128:
             out.append(np.asarray(v))
     return out
+
+
+def soft_trials(images: list[torch.Tensor], method: str, keys: list[str]) -> dict:
+    """A soft method's search depends on the key, so every (image, key) is a full detection."""
+    m = get_method(method)
+    p = []
+    for i, img in enumerate(images):
+        for key in keys:
+            reading = m.read_soft(img[None], key)[0]
+            p.append(min(1.0, signed_sum_sf(reading.evidence) * reading.trials))
+        if (i + 1) % 50 == 0:
+            print(f"  {method}: {i + 1}/{len(images)} images", file=sys.stderr)
+    return summarise(torch.tensor(p, dtype=torch.float64), n_images=len(images), n_keys=len(keys))
 
 
 def keyed_trials(images: list[torch.Tensor], method: str, keys: list[str]) -> dict:
@@ -122,8 +136,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=2000)
     parser.add_argument("--variants", type=int, default=24)
+    parser.add_argument(
+        "--soft-keys",
+        type=int,
+        default=3,
+        help="keys per image for soft methods (tilemark), whose every trial is a full search",
+    )
     parser.add_argument("--seed", type=int, default=20261121)
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "watermark_calibration.json")
+    parser.add_argument(
+        "--only",
+        help="comma-separated methods to measure; the others keep their entries in --out",
+    )
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -135,9 +159,22 @@ def main() -> None:
     keys = [os.urandom(16).hex() for _ in range(args.keys)]
     print(f"{len(images)} unmarked images x {len(keys)} keys", file=sys.stderr)
 
-    methods = {m: keyed_trials(images, m, keys) for m in list_methods()}
-    known = detect_known(images)
-    known_p = torch.tensor([r.p_value for r in known], dtype=torch.float64)
+    wanted = args.only.split(",") if args.only else list_methods()
+    methods = {
+        m: soft_trials(images, m, keys[: args.soft_keys])
+        if get_method(m).soft
+        else keyed_trials(images, m, keys)
+        for m in wanted
+    }
+    if args.only and args.out.exists():
+        methods = {**json.loads(args.out.read_text())["methods"], **methods}
+    previous = json.loads(args.out.read_text()) if args.only and args.out.exists() else None
+    if previous is not None:  # a partial run keeps the known-mark entry it did not redo
+        known_entry = previous["known_marks"]
+    else:
+        known = detect_known(images)
+        known_p = torch.tensor([r.p_value for r in known], dtype=torch.float64)
+        known_entry = summarise(known_p, n_images=len(images), n_keys=1)
     table = {
         "version": CALIBRATION_VERSION,
         "created": datetime.date.today().isoformat(),
@@ -146,7 +183,7 @@ def main() -> None:
         "sources": sorted({n.split("#")[0].split("/")[0] for n in names}),
         "base_images": len({n.split("#")[0] for n in names}),
         "methods": methods,
-        "known_marks": summarise(known_p, n_images=len(images), n_keys=1),
+        "known_marks": known_entry,
     }
     write_atomic(args.out, json.dumps(table, indent=2) + "\n")
 
