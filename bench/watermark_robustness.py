@@ -292,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         "majority vote); imwatermark: the bits its decoder returns (64-bit message, 32 bits "
         "for rivaGan).",
         "Detection rate: share of photos where the mark is found at p <= 1e-6. aigcguard: "
-        "`detect(...).detected`, a blind test on the key's 64 sync bits (message not given; "
-        "tilemark: Hoeffding bound on the signed soft read-outs, DWT: binomial on the signs). "
+        "`detect(...).detected`, a blind test (message not given) on what the key alone "
+        "fixes: tilemark, its 128 known chips (Hoeffding bound on the signed soft read-outs, "
+        "times the placements its search could pick); DWT, the 64 sync bits (binomial). "
         "imwatermark thresholds nothing, so the same binomial rule is applied to its decoded "
         "bits against the embedded message: p = P(X >= matched), X ~ Binomial(bits, 1/2) "
         f"(needs {', '.join(f'{v}/{k}' for k, v in need.items())} bits). This is generous "

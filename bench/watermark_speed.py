@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         f"`{KEY}` (64 sync + 64 payload bits per frame); on CUDA the inputs are already on the "
         "GPU and the clock stops after `torch.cuda.synchronize()`.",
         "imwatermark: a Python loop of `WatermarkEncoder.encode` / `WatermarkDecoder.decode` "
-        "over the batch, one BGR image at a time, 64-bit message; the RGB -> BGR conversion is "
+        "over the batch, one BGR image at a time, 64-bit message (rivaGan: 32 bits, its ONNX "
+        "model loaded before the clock starts); the RGB -> BGR conversion is "
         "done before the clock starts.",
         "Each implementation, method and size is timed in a fresh process: in one shared "
         "process our torch code ran about 50% slower right after imwatermark's numpy loops.",

@@ -20,6 +20,7 @@ from aigcguard.cli.common import (
 from aigcguard.imageio import save_image
 from aigcguard.watermark import (
     DEFAULT_KEY,
+    DEFAULT_METHOD,
     DEFAULT_P_THRESHOLD,
     KNOWN_MARKS,
     PAYLOAD_BYTES,
@@ -49,9 +50,9 @@ unkeyed_option = click.option(
 method_option = click.option(
     "--method",
     type=click.Choice(list_methods()),
-    default="dwtdct",
+    default=DEFAULT_METHOD,
     show_default=True,
-    help="Watermark method.",
+    help="Watermark method (see `aigc watermark methods`).",
 )
 message_options = [
     click.option("--message", help="Message as text (UTF-8)."),
@@ -71,6 +72,14 @@ def _with(options):
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = torch.mean((a.float() - b.float()) ** 2).item()
     return round(10 * math.log10(255.0**2 / mse), 2) if mse > 0 else float("inf")
+
+
+def _check_unkeyed(unkeyed: bool, method: str) -> None:
+    if unkeyed and get_method(method).needs_key:
+        raise click.UsageError(
+            f"--unkeyed writes and reads the bare imwatermark layout, which {method} does not "
+            f"have: add --method dwtdct (or dwtdctsvd)"
+        )
 
 
 @click.group("watermark")
@@ -122,6 +131,7 @@ def embed_cmd(
             raise ValueError("--unkeyed needs --message or --message-hex")
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--message") from None
+    _check_unkeyed(unkeyed, method)
     use_key = None if unkeyed else key
     run = Run()
     taken: set[Path] = set()
@@ -201,6 +211,7 @@ def detect_cmd(
             raise click.BadParameter(str(exc), param_hint="--message") from None
     if unkeyed and expected is None:
         raise click.UsageError("--unkeyed needs the expected --message or --message-hex")
+    _check_unkeyed(unkeyed, method)
     use_key = None if unkeyed else key
     run = Run()
     for batch in image_batches(inputs, batch_size, run):

@@ -49,7 +49,7 @@ def test_embed_then_detect_round_trip(inputs, tmp_path):
     assert [line["path"].rsplit("/", 1)[-1] for line in lines] == ["astronaut.png", "coffee.jpg"]
     for line in lines:
         assert set(line) == {"path", "output", "method", "bits", "payload", "psnr"}
-        assert line["method"] == "dwtdct" and line["bits"] == 64 and line["psnr"] > 40
+        assert line["method"] == "tilemark" and line["bits"] == 64 and line["psnr"] > 40
         assert load_image(line["output"]).size == load_image(line["path"]).size
     result = run("watermark", "detect", str(out), "--key", "s3")
     assert result.exit_code == 0
@@ -144,6 +144,8 @@ def test_unkeyed_interop_and_formats(inputs, tmp_path):
         str(inputs / "astronaut.png"),
         "--out",
         str(out),
+        "--method",
+        "dwtdct",
         "--unkeyed",
         "--message",
         "imwatermark!",
@@ -156,9 +158,19 @@ def test_unkeyed_interop_and_formats(inputs, tmp_path):
     assert line["output"].endswith(".webp") and line["bits"] == 96
     # lossy WebP at q100 keeps most of the bare mark; verify against the expected message
     verdict = _lines(
-        run("watermark", "detect", line["output"], "--unkeyed", "--message", "imwatermark!").output
+        run(
+            "watermark",
+            "detect",
+            line["output"],
+            *("--method", "dwtdct", "--unkeyed", "--message", "imwatermark!"),
+        ).output
     )[0]
     assert verdict["bits_total"] == 96 and verdict["bits_matched"] > 60
+    # tilemark, the default, has no bare layout: a usage error that says what to do
+    refused = run(
+        "watermark", "embed", str(inputs), "--out", str(out), "--unkeyed", "--message", "x"
+    )
+    assert refused.exit_code == 2 and "--method dwtdct" in refused.output
 
 
 def test_output_names_never_collide_or_overwrite_inputs(tmp_path, photos):

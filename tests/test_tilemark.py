@@ -99,6 +99,22 @@ def test_unmarked_and_wrong_key_are_not_detected(marked, photos):
         assert not r.detected
 
 
+def test_unmarked_crops_stay_far_from_the_threshold(photos):
+    """The search looks at millions of placements; the p-value counts them, so unmarked crops
+    and rescales come nowhere near detection (the calibration's smallest p was 0.24)."""
+    rng = np.random.default_rng(1)
+    images = []
+    for name in ("astronaut", "brick", "camera"):
+        im = Image.fromarray(photos[name])
+        w, h = im.size
+        for _ in range(2):
+            cw, ch = int(w * rng.uniform(0.5, 1)), int(h * rng.uniform(0.5, 1))
+            crop = im.crop((0, 0, cw, ch)).resize((int(cw * 1.3), int(ch * 1.3)))
+            images.append(to_tensor(np.asarray(crop)))
+    for key in ("k1", "k2"):
+        assert all(r.p_value > 1e-3 for r in detect(images, key=key, method="tilemark"))
+
+
 def test_expected_message_strengthens_the_test(marked):
     _, out = marked
     arr = _jpeg(out["chelsea"], 50)

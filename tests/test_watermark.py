@@ -164,11 +164,11 @@ def test_keyed_detection_payload_and_wrong_key(method, photos):
 
 
 def test_verify_mode_counts_message_bits_too(photos):
-    marked = embed([to_tensor(photos["astronaut"])], b"abc", key="k")
-    good = detect(marked, key="k", message=b"abc")[0]
+    marked = embed([to_tensor(photos["astronaut"])], b"abc", key="k", method="dwtdct")
+    good = detect(marked, key="k", message=b"abc", method="dwtdct")[0]
     assert good.bits_total == SYNC_BITS + PAYLOAD_BITS
     assert good.bits_matched == SYNC_BITS + PAYLOAD_BITS
-    wrong = detect(marked, key="k", message=b"abd")[0]
+    wrong = detect(marked, key="k", message=b"abd", method="dwtdct")[0]
     assert wrong.bits_matched < good.bits_matched
 
 
@@ -211,8 +211,9 @@ def test_flat_images_never_detect():
     balanced sync bits match, for every key."""
     flat = [torch.full((3, 256, 256), v, dtype=torch.uint8) for v in (0, 128, 255)]
     for key in ("a", "b", "c", "d"):
-        for r in detect(flat, key=key):
+        for r in detect(flat, key=key, method="dwtdct"):
             assert r.bits_matched == SYNC_BITS // 2 and not r.detected
+    assert not any(r.detected for r in detect(flat, key="a"))  # tilemark
 
 
 def test_binomial_tail_matches_scipy():
@@ -237,7 +238,9 @@ def test_unmarked_crops_false_positive_rate(photos):
             crop = im.crop((x0, y0, x0 + cw, y0 + ch))
             f = rng.uniform(0.5, 1.5)
             images.append(to_tensor(np.asarray(crop.resize((int(cw * f), int(ch * f))))))
-    p_values = [r.p_value for k in range(40) for r in detect(images, key=f"key-{k}")]
+    p_values = [
+        r.p_value for k in range(40) for r in detect(images, key=f"key-{k}", method="dwtdct")
+    ]
     assert len(p_values) == 40 * len(images)
     assert min(p_values) > DEFAULT_P_THRESHOLD
     assert np.mean(np.asarray(p_values) <= 1e-2) <= 0.03
@@ -273,15 +276,20 @@ def test_bad_inputs_are_refused_with_clear_errors():
         embed([torch.zeros(4, 128, 128, dtype=torch.uint8)], b"x")
     with pytest.raises(ValueError, match="B x 3 x H x W"):
         embed(torch.zeros(3, 128, 128, dtype=torch.uint8), b"x")
-    with pytest.raises(ValueError, match="image 1 is 64x64"):
+    with pytest.raises(ValueError, match=r"image 1 is 64x64: dwtdct .* at least 96 pixels"):
         embed(
             [
                 torch.zeros(3, 128, 128, dtype=torch.uint8),
                 torch.zeros(3, 64, 64, dtype=torch.uint8),
             ],
             b"x",
+            method="dwtdct",
         )
+    with pytest.raises(ValueError, match=r"image 0 is 40x60: tilemark .* at least 64 pixels"):
+        embed([torch.zeros(3, 60, 40, dtype=torch.uint8)], b"x")
     with pytest.raises(ValueError, match="needs the expected message"):
+        detect([torch.zeros(3, 128, 128, dtype=torch.uint8)], key=None, method="dwtdct")
+    with pytest.raises(ValueError, match="tilemark derives its layout from the key"):
         detect([torch.zeros(3, 128, 128, dtype=torch.uint8)], key=None)
 
 

@@ -1,8 +1,8 @@
 """Invisible, keyed watermarks: embed on CPU or GPU in batches, detect with a p-value.
 
     from aigcguard.watermark import embed, detect
-    marked = embed(images, message=b"id-0042", key="my secret", method="dwtdct")
-    results = detect(marked, key="my secret", method="dwtdct")
+    marked = embed(images, message=b"id-0042", key="my secret")  # method="tilemark"
+    results = detect(marked, key="my secret")
 
 ``detect_known`` finds the marks Stable Diffusion and SDXL embed; ``list_methods`` names the
 registered methods.
@@ -17,10 +17,17 @@ from aigcguard.watermark.payload import (
     PAYLOAD_BYTES,
     parse_message,
 )
-from aigcguard.watermark.registry import WatermarkMethod, get_method, list_methods, register_method
+from aigcguard.watermark.registry import (
+    DEFAULT_METHOD,
+    WatermarkMethod,
+    get_method,
+    list_methods,
+    register_method,
+)
 
 __all__ = [
     "DEFAULT_KEY",
+    "DEFAULT_METHOD",
     "DEFAULT_P_THRESHOLD",
     "KNOWN_MARKS",
     "PAYLOAD_BYTES",

@@ -24,7 +24,7 @@ from aigcguard.watermark.payload import (
     signed_sum_sf,
     split_frames,
 )
-from aigcguard.watermark.registry import SoftReading, WatermarkMethod, get_method
+from aigcguard.watermark.registry import DEFAULT_METHOD, SoftReading, WatermarkMethod, get_method
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 Message = bytes | str
@@ -140,7 +140,7 @@ def embed(
     message: Message | Sequence[Message],
     *,
     key: str | bytes | None = DEFAULT_KEY,
-    method: str | WatermarkMethod = "dwtdct",
+    method: str | WatermarkMethod = DEFAULT_METHOD,
     device: str | torch.device | None = None,
 ) -> Images:
     """Watermark images; returns the same kind (batch tensor or list), on the same device.
@@ -160,7 +160,8 @@ def embed(
         if slots < frames.shape[1]:
             raise ValueError(
                 f"image {i} is {img.shape[2]}x{img.shape[1]}: {m.name} has {slots} slots there, "
-                f"fewer than the {frames.shape[1]}-bit frame; use an image of at least 96x96"
+                f"fewer than the {frames.shape[1]}-bit frame; use an image of at least "
+                f"{_min_side(m, frames.shape[1])} pixels a side"
             )
     dev = _work_device(items, device)
     frames = frames.to(dev)
@@ -181,6 +182,11 @@ def embed(
         for j, i in enumerate(idx):
             out_list[i] = marked[j].to(items[i].device)
     return out_list
+
+
+def _min_side(m: WatermarkMethod, bits: int) -> int:
+    """The smallest square side (in steps of 8) where ``m`` holds ``bits``."""
+    return next((s for s in range(8, 8193, 8) if m.capacity(s, s) >= bits), 8192)
 
 
 def _check_key(m: WatermarkMethod, key) -> None:
@@ -206,7 +212,7 @@ def detect(
     images: Images,
     *,
     key: str | bytes | None = DEFAULT_KEY,
-    method: str | WatermarkMethod = "dwtdct",
+    method: str | WatermarkMethod = DEFAULT_METHOD,
     message: Message | Sequence[Message] | None = None,
     device: str | torch.device | None = None,
     p_threshold: float = DEFAULT_P_THRESHOLD,

@@ -1,4 +1,4 @@
-"""Registry of watermark methods, addressed by a short name (``dwtdct``, ``dwtdctsvd``, ...)."""
+"""Registry of watermark methods, addressed by a short name (``tilemark``, ``dwtdct``, ...)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ class WatermarkMethod(ABC):
         XORed with the key stream) adds the expected payload's chips to the evidence."""
         raise NotImplementedError(f"{self.name} is a hard-decision method: use read_votes")
 
+
+#: What ``embed``, ``detect`` and the ``aigc watermark`` commands use unless told otherwise:
+#: the mark that survives JPEG, resizing, crops and rotation.
+DEFAULT_METHOD = "tilemark"
 
 _METHODS: dict[str, Callable[[], WatermarkMethod]] = {}
 _INSTANCES: dict[str, WatermarkMethod] = {}
