@@ -166,10 +166,9 @@ def main() -> None:
         else keyed_trials(images, m, keys)
         for m in wanted
     }
-    if args.only and args.out.exists():
-        methods = {**json.loads(args.out.read_text())["methods"], **methods}
     previous = json.loads(args.out.read_text()) if args.only and args.out.exists() else None
-    if previous is not None:  # a partial run keeps the known-mark entry it did not redo
+    if previous is not None:  # a partial run keeps the entries it did not redo
+        methods = {**previous["methods"], **methods}
         known_entry = previous["known_marks"]
     else:
         known = detect_known(images)

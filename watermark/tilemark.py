@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from aigcguard.watermark import ecc
+from aigcguard.watermark.dwt import _BY, _GY, _RY
 from aigcguard.watermark.payload import (
     PAYLOAD_BITS,
     SYNC_BITS,
@@ -63,7 +64,6 @@ MIN_SSIM = 0.983  # per image, with a margin for rounding: pictures that are mos
 # with the SSIM floor (mean): exponent 0.6 -> 1.56, 0.4 -> 1.65, 0.2 -> 1.70, 0 -> 1.75.
 MASK_EXP = 0.25
 WHITEN_EXP = 2.0 - MASK_EXP
-_LUMA = (0.299, 0.587, 0.114)
 
 
 # ------------------------------------------------------------------------------------ layout
@@ -121,24 +121,27 @@ def _highpass_tile(tiles: torch.Tensor) -> torch.Tensor:
 
 
 @lru_cache(maxsize=1)
-def _chip_kernel() -> torch.Tensor:
-    """The matched filter of chip (0, 0) on a folded, whitened tile (PERIOD x PERIOD): its
-    rendered, high-passed footprint, scaled to read 1 for a lone chip of value 1. Every other
-    chip's is it moved by whole chips. (A least-squares inverse would cancel the neighbours'
-    overlap but amplifies the picture's noise more than it gains: measured.)"""
+def _chip_footprint() -> torch.Tensor:
+    """Chip (0, 0) of value 1, rendered and high-passed as the detector sees it
+    (PERIOD x PERIOD); every other chip's is it moved by whole chips."""
     one = torch.zeros(1, CHIPS, CHIPS)
     one[0, 0, 0] = 1.0
-    kernel = _highpass_tile(render(one))[0]
-    return kernel / kernel.pow(2).sum()
+    return _highpass_tile(render(one))[0]
+
+
+@lru_cache(maxsize=1)
+def _chip_kernel() -> torch.Tensor:
+    """The matched filter of chip (0, 0) on a folded, whitened tile: its footprint, scaled to
+    read 1 for a lone chip of value 1. (A least-squares inverse would cancel the neighbours'
+    overlap but amplifies the picture's noise more than it gains: measured.)"""
+    footprint = _chip_footprint()
+    return footprint / footprint.pow(2).sum()
 
 
 @lru_cache(maxsize=1)
 def _kernel_power() -> torch.Tensor:
-    """Power spectrum of one rendered chip, as the detector's high-pass leaves it, over the
-    tile's frequencies (PERIOD x PERIOD)."""
-    one = torch.zeros(1, CHIPS, CHIPS)
-    one[0, 0, 0] = 1.0
-    spec = torch.fft.fft2(_highpass_tile(render(one))[0])
+    """Power spectrum of the chip footprint over the tile's frequencies (PERIOD x PERIOD)."""
+    spec = torch.fft.fft2(_chip_footprint())
     return spec.real**2 + spec.imag**2
 
 
@@ -147,7 +150,7 @@ def _kernel_power() -> torch.Tensor:
 
 def luma(x: torch.Tensor) -> torch.Tensor:
     x = x.float()
-    return _LUMA[0] * x[:, 0] + _LUMA[1] * x[:, 1] + _LUMA[2] * x[:, 2]
+    return _RY * x[:, 0] + _GY * x[:, 1] + _BY * x[:, 2]  # BT.601, as the DWT methods use
 
 
 def working_size(height: int, width: int) -> tuple[int, int]:
@@ -185,10 +188,10 @@ def local_variance(y: torch.Tensor, k: int) -> torch.Tensor:
     return (_box(y * y, k) - mean * mean).clamp_(min=0)
 
 
-def texture_mask(var: torch.Tensor, exponent: float = MASK_EXP) -> torch.Tensor:
-    """Where the picture is busy the mark can be stronger: local deviation to ``exponent``,
+def texture_mask(var: torch.Tensor) -> torch.Tensor:
+    """Where the picture is busy the mark can be stronger: local deviation to MASK_EXP,
     floored so flat areas still carry some, normalised to mean square 1 per image."""
-    mask = (var + 16.0) ** (exponent / 2)
+    mask = (var + 16.0) ** (MASK_EXP / 2)
     return mask / mask.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
 
 
@@ -529,8 +532,8 @@ def working_whitened(x: torch.Tensor) -> torch.Tensor:
 @register_method("tilemark")
 class TileMark(WatermarkMethod):
     description = (
-        "keyed periodic luminance tiles, informed embedding, 64-bit payload with a rate-1/2 "
-        "code; finds its own scale, rotation and shift; survives JPEG and resizing"
+        "keyed periodic luminance tiles, 64-bit payload with a rate-1/2 code; finds its own "
+        "scale, rotation and shift; survives JPEG, resizing, crops and rotation"
     )
     needs_key = True
     soft = True
