@@ -42,6 +42,9 @@ def bits_of(data: bytes) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- methods
 
+#: (payload bits matched, detected, p-value, payload shown) for one image
+Read = tuple[int, bool, float, bool]
+
 
 class Ours:
     """aigcguard, keyed: detection from the key's 64 sync bits alone (message not given)."""
@@ -62,8 +65,8 @@ class Ours:
         )
         return [common.from_tensor(t) for t in marked]
 
-    def read(self, images: list[np.ndarray]) -> list[tuple[int, bool, float]]:
-        """(payload bits matched, detected, p-value) per image."""
+    def read(self, images: list[np.ndarray]) -> list[Read]:
+        """(payload bits matched, detected, p-value, payload shown) per image."""
         tensors = [common.to_tensor(a) for a in images]
         m = get_method(self.method)
         if m.soft:
@@ -75,17 +78,17 @@ class Ours:
             bits = dwt.votes_to_bits(ones, total)
             _, payload_bits = P.split_frames(bits, KEY)
             matched = int((payload_bits[0] == self.expected).sum())
-            out.append((matched, bool(r.detected), float(r.p_value)))
+            out.append((matched, bool(r.detected), float(r.p_value), r.payload is not None))
         return out
 
-    def _read_soft(self, m, t: torch.Tensor) -> tuple[int, bool, float]:
+    def _read_soft(self, m, t: torch.Tensor) -> Read:
         # One read gives both the verdict (as ``detect`` judges it) and the decoded payload,
         # which is compared even when the mark is not detected.
         reading = m.read_soft(t[None], KEY)[0]
         verdict = api._judge_soft(reading, KEY, m.name, P_THRESHOLD)
         payload_bits = reading.payload ^ P.frame_layout(KEY).keystream
         matched = int((payload_bits == self.expected).sum())
-        return matched, verdict.detected, verdict.p_value
+        return matched, verdict.detected, verdict.p_value, verdict.payload is not None
 
 
 class Imwatermark:
@@ -108,7 +111,7 @@ class Imwatermark:
     def embed(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return [common.from_bgr(self.encoder.encode(common.to_bgr(a), self.method)) for a in images]
 
-    def read(self, images: list[np.ndarray]) -> list[tuple[int, bool, float]]:
+    def read(self, images: list[np.ndarray]) -> list[Read]:
         out = []
         for a in images:
             h, w = a.shape[:2]
@@ -117,7 +120,7 @@ class Imwatermark:
             bits = np.asarray(self.decoder.decode(common.to_bgr(a), self.method)).astype(bool)
             matched = int((bits == self.expected).sum())
             p = P.binomial_sf(matched, self.n_bits)
-            out.append((matched, p <= P_THRESHOLD, p))
+            out.append((matched, p <= P_THRESHOLD, p, p <= P_THRESHOLD))
         return out
 
 
@@ -180,13 +183,22 @@ def run_method(method, photos: list[common.Photo], indices: list[int]) -> dict:
         # The seed is the photo's index, so every method sees the same noise on a photo.
         attacked = [attack(m, i) for m, i in zip(marked, indices, strict=True)]
         reads = method.read(attacked)
-        accs = [matched / method.n_bits for matched, _, _ in reads]
+        accs = [matched / method.n_bits for matched, *_ in reads]
         per_attack[attack_name] = {
             "bit_accuracy": float(np.mean(accs)),
-            "detection_rate": float(np.mean([d for _, d, _ in reads])),
+            "detection_rate": float(np.mean([d for _, d, _, _ in reads])),
+            # a payload is shown when detected (tilemark: and its payload_error <= 1%)
+            "payload_shown_rate": float(np.mean([s for *_, s in reads])),
+            "wrong_payloads_shown": sum(s and mt < method.n_bits for mt, _, _, s in reads),
             "per_image": [
-                {"image": photos[i][0], "bits_matched": mt, "detected": d, "p_value": p}
-                for i, (mt, d, p) in zip(indices, reads, strict=True)
+                {
+                    "image": photos[i][0],
+                    "bits_matched": mt,
+                    "detected": d,
+                    "p_value": p,
+                    "payload_shown": s,
+                }
+                for i, (mt, d, p, s) in zip(indices, reads, strict=True)
             ],
         }
     elapsed = time.perf_counter() - t0
@@ -312,12 +324,33 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {info['cpu_model']}, torch {info['torch']}, invisible-watermark "
         f"{info['invisible_watermark']}.",
     ]
+    payload_rows = [
+        [
+            r["method"],
+            *[
+                f"{att['payload_shown_rate']:.2f} ({att['wrong_payloads_shown']})"
+                for att in (r["attacks"][a] for a in attack_names)
+            ],
+        ]
+        for r in results
+        if "tilemark" in r["method"]
+    ]
+    payload_part = []
+    if payload_rows:
+        payload_part = [
+            "",
+            "Payload shown by `detect` (detected, and its estimated `payload_error` at most "
+            "1%), with the number of wrong payloads shown in brackets:",
+            "",
+            common.markdown_table(["method", *attack_names], payload_rows),
+        ]
     title = "## Watermark robustness" + (" (quick run)" if args.quick else "")
     markdown = "\n".join(
         [
             title,
             "",
             common.markdown_table(header, rows),
+            *payload_part,
             "",
             *[f"- {n}" for n in notes + footnotes],
         ]

@@ -60,7 +60,7 @@ def test_round_trip_quality_and_payload(marked):
     results = detect([to_tensor(a) for a in out.values()], key=KEY, method="tilemark")
     for r in results:
         assert r.detected and r.p_value < 1e-9
-        assert r.payload_text == MESSAGE.decode()
+        assert r.payload_text == MESSAGE.decode() and r.payload_error <= 0.01
         assert r.bits_total == T.N_PILOT + 64  # the known chips: pilot and sync
 
 
@@ -146,6 +146,45 @@ def test_code_corrects_soft_errors():
     decoded = ecc.decode(2 * snr * noisy)
     errors = float((decoded != message).float().mean())
     assert raw_errors > 0.06 and errors < raw_errors / 4
+
+
+def test_payload_read_flags_a_decoder_that_settles_on_noise():
+    """Strong known chips beside coded chips that carry nothing: the decoder still returns a
+    codeword, and the consistency check must call it unreliable."""
+    gen = torch.Generator().manual_seed(11)
+    known = 2.0 + torch.randn(128, generator=gen)
+    noise_only = torch.randn(ecc.CODE_BITS, generator=gen)
+    r = ecc.read(noise_only, known)
+    assert not r.consistent and r.error == 1.0
+    message = torch.randint(0, 2, (1, ecc.MESSAGE_BITS), generator=gen).bool()
+    coded = (ecc.encode(message)[0].float() * 2 - 1) * 2.0 + torch.randn(128, generator=gen)
+    good = ecc.read(coded, known)
+    assert good.consistent and torch.equal(good.bits, message[0])
+    assert good.error is not None and good.error <= 0.01
+
+
+def test_shipped_frame_error_table_is_not_optimistic():
+    """The table is a bound: simulated reads around the SNR where it crosses 1% must not go
+    wrong more often than it says (seeded, 400 reads)."""
+    table = ecc._frame_error_table()
+    assert table is not None, f"data/{ecc.FRAME_ERRORS_FILE} is missing"
+    _, upper = table
+    assert np.all(np.diff(upper) <= 0) and ecc.frame_error_rate(0.5) == 1.0
+    assert ecc.frame_error_rate(0.9) > 0.1 and ecc.frame_error_rate(2.2) < 0.01
+    reads = ecc.simulate_reads(np.full(400, 1.3), T.N_PILOT + 64, seed=7)
+    claimed = [ecc.frame_error_rate(r.snr) for r in reads if r.consistent]
+    wrong = [r.error for r in reads if r.consistent]
+    assert sum(wrong) <= sum(claimed) + 2 * math.sqrt(sum(claimed))
+
+
+def test_unreliable_payload_is_withheld_but_the_mark_still_detected():
+    from aigcguard.watermark.api import MAX_PAYLOAD_ERROR, _verdict
+
+    sure = _verdict("tilemark", 128, 128, 1e-12, 1e-6, b"tile-42!", payload_error=1e-3)
+    assert sure.detected and sure.payload_text == "tile-42!" and sure.payload_error == 1e-3
+    unsure = _verdict("tilemark", 128, 128, 1e-12, 1e-6, b"tile-42!", payload_error=0.2)
+    assert unsure.detected and unsure.payload is None and unsure.payload_text is None
+    assert unsure.payload_error > MAX_PAYLOAD_ERROR and unsure.to_dict()["payload_error"] == 0.2
 
 
 def test_soft_p_value_is_a_valid_bound():

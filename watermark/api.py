@@ -32,6 +32,9 @@ Message = bytes | str
 #: Pixels processed together. On the CPU a chunk that stays in cache runs about twice as fast
 #: as the whole batch at once (measured at 64 x 512 x 512); a GPU wants large batches.
 _CHUNK_PIXELS = {"cpu": 1 << 20, "cuda": 1 << 26}
+#: a decoded payload more likely than this to be wrong is not shown: a wrong payload would
+#: point a ledger lookup at someone else's record
+MAX_PAYLOAD_ERROR = 0.01
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ class WatermarkDetection(JsonResult):
     plus the message bits when an expected message was given); ``p_value`` is the chance of
     matching that many by luck in an unmarked image; ``detected`` is ``p_value <= threshold``.
     ``payload`` is the decoded message as hex (``payload_text`` when it is printable text).
+    ``payload_error`` (tilemark) is the estimated chance that the decoded message is wrong;
+    above ``MAX_PAYLOAD_ERROR`` the payload is withheld even when the mark is detected: the
+    key's mark is there, its message could not be read reliably.
     ``known`` names a third-party mark (``stable-diffusion-v1``, ``sdxl``...) and
     ``convention`` how the pipeline that wrote it fed pixels to OpenCV.
     """
@@ -56,6 +62,7 @@ class WatermarkDetection(JsonResult):
     payload_text: str | None = None
     known: str | None = None
     convention: str | None = None
+    payload_error: float | None = None
 
 
 # --------------------------------------------------------------------------- batching helpers
@@ -295,12 +302,18 @@ def _judge_soft(reading: SoftReading, key, method_name, p_threshold) -> Watermar
     p = min(1.0, signed_sum_sf(evidence) * reading.trials)
     data = bits_to_bytes(reading.payload.cpu() ^ frame_layout(key).keystream)
     matched, total = int((evidence > 0).sum()), int(evidence.numel())
-    return _verdict(method_name, matched, total, p, p_threshold, data)
+    return _verdict(
+        method_name, matched, total, p, p_threshold, data, payload_error=reading.payload_error
+    )
 
 
-def _verdict(method_name, matched, total, p, p_threshold, data: bytes) -> WatermarkDetection:
-    """The detection record; the payload is shown only when the mark is detected."""
+def _verdict(
+    method_name, matched, total, p, p_threshold, data: bytes, payload_error: float | None = None
+) -> WatermarkDetection:
+    """The detection record; the payload is shown only when the mark is detected and, where
+    the method estimates it, the payload is unlikely to be wrong."""
     detected = p <= p_threshold
+    readable = detected and (payload_error is None or payload_error <= MAX_PAYLOAD_ERROR)
     return WatermarkDetection(
         detected=detected,
         method=method_name,
@@ -308,8 +321,9 @@ def _verdict(method_name, matched, total, p, p_threshold, data: bytes) -> Waterm
         bits_total=total,
         p_value=p,
         threshold=p_threshold,
-        payload=data.hex() if detected else None,
-        payload_text=_printable(data) if detected else None,
+        payload=data.hex() if readable else None,
+        payload_text=_printable(data) if readable else None,
+        payload_error=None if payload_error is None else float(f"{payload_error:.3g}"),
     )
 
 

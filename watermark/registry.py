@@ -22,11 +22,13 @@ class SoftReading:
     ``payload``: the decoded payload bits as embedded (still XORed with the key stream).
     ``trials``: how many readings (say, candidate geometries) the best one was picked from by
     its evidence; the p-value is multiplied by it (Bonferroni).
+    ``payload_error``: the estimated chance that ``payload`` is wrong, when the method has one.
     """
 
     evidence: torch.Tensor
     payload: torch.Tensor
     trials: int = 1
+    payload_error: float | None = None
 
 
 class WatermarkMethod(ABC):

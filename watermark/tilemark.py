@@ -556,12 +556,16 @@ class TileMark(WatermarkMethod):
             evidence = chips * layout.known
             evidence = evidence[layout.known != 0]
             coded = frame_values(chips, key)[SYNC_BITS:]
-            # Log-likelihood ratios for the decoder, scaled by how clearly the known chips read.
-            mean = evidence.mean().clamp(min=1e-6)
-            var = evidence.var().clamp(min=1e-12)
-            payload = ecc.decode((2 * mean / var * coded)[None])[0]
+            decoded = ecc.read(coded, evidence)
             if expected is not None:
                 code = ecc.encode(expected[i : i + 1].cpu())[0].float() * 2 - 1
                 evidence = torch.cat([evidence, coded * code])
-            readings.append(SoftReading(evidence=evidence, payload=payload, trials=trials))
+            readings.append(
+                SoftReading(
+                    evidence=evidence,
+                    payload=decoded.bits,
+                    trials=trials,
+                    payload_error=decoded.error,
+                )
+            )
         return readings
