@@ -8,7 +8,8 @@ distractors, and the benchmark's references (Kodak, scikit-image) are never seen
 gives ``--views`` views: itself and random crops (40-100% of each side), rescales (0.3-1x) and
 JPEG re-encodes (quality 40-95), so the whitening learns what survives those edits. k-means
 (faiss) on the pooled descriptors gives the codebook; PCA on the views' VLAD vectors gives the
-projection, stored as float16 to keep the shipped file small.
+projection, stored as float16 to keep the shipped file small; the views' final descriptors are
+kept as the background set for score normalisation.
 """
 
 from __future__ import annotations
@@ -84,10 +85,18 @@ def main() -> int:
     t0 = time.perf_counter()
     paths = training_paths()
     descs = [E.root_sift(v) for p in paths for v in views(_load(p), args.views, rng)]
-    print(f"{len(paths)} pictures, {len(descs)} views, {sum(map(len, descs))} descriptors "
-          f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    print(
+        f"{len(paths)} pictures, {len(descs)} views, {sum(map(len, descs))} descriptors "
+        f"({time.perf_counter() - t0:.0f} s)",
+        file=sys.stderr,
+    )
     arrays = E.train_vlad(descs, k=args.k, dim=args.dim, seed=args.seed)
     arrays["projection"] = arrays["projection"].astype(np.float16)
+    # The training views, described with the final codebook, are the background set that
+    # score normalisation compares each query with.
+    E.save_codebook(arrays, args.out)
+    emb = E.VladEmbedder(str(args.out))
+    arrays["background"] = np.stack([emb.embed_descriptors(d) for d in descs]).astype(np.float16)
     arrays["trained_on"] = np.array(",".join(f"{p.parent.name}/{p.name}" for p in paths))
     E.save_codebook(arrays, args.out)
     size = args.out.stat().st_size

@@ -1,6 +1,8 @@
 import click
 
 from aigcguard import __version__
+from aigcguard.cli.evaluate import eval_group
+from aigcguard.cli.similarity import audit_cmd, index_group, similar_cmd
 from aigcguard.cli.watermark import watermark_group
 
 
@@ -11,3 +13,7 @@ def main() -> None:
 
 
 main.add_command(watermark_group)
+main.add_command(index_group)
+main.add_command(similar_cmd)
+main.add_command(eval_group)
+main.add_command(audit_cmd)

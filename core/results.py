@@ -10,6 +10,8 @@ from typing import Any
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, JsonResult):
+        return value.to_dict()
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, Path):

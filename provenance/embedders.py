@@ -233,6 +233,8 @@ class VladEmbedder(Embedder):
         self.dim = int(self.projection.shape[0])
         self.spec = "vlad" if path is None else f"vlad:{path}"
         self.codebook_id = str(data["id"])
+        # Descriptors of unrelated pictures, for score normalisation (see provenance.similarity)
+        self.background = data["background"].astype(np.float32) if "background" in data else None
 
     def embed(self, images: Sequence[torch.Tensor]) -> np.ndarray:
         rows = [self.embed_descriptors(root_sift(_as_hwc(im))) for im in images]

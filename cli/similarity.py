@@ -1,0 +1,235 @@
+"""``aigc index build | add | remove | info``, ``aigc similar`` and ``aigc audit``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from aigcguard.cli.common import Run, device_option, unique_output
+from aigcguard.imageio import iter_image_paths, load_image, save_image
+from aigcguard.provenance.audit import run_audit, write_report
+from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, EmbedderError, list_embedders
+from aigcguard.provenance.similarity import Reference, SimilarityIndex, read_metadata_csv
+from aigcguard.provenance.store import StoreError
+
+index_option = click.option(
+    "--index",
+    "store",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The index directory (a store made by `aigc index build`).",
+)
+metadata_option = click.option(
+    "--metadata",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="CSV with a path column and title, creator, licence, source (paths relative to it).",
+)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _open(store: Path, device: str) -> SimilarityIndex:
+    try:
+        return SimilarityIndex.open(store, device=device)
+    except (StoreError, EmbedderError) as exc:
+        _fail(str(exc))
+
+
+def _references(inputs, metadata: Path | None) -> list[Reference]:
+    try:
+        meta = read_metadata_csv(metadata) if metadata else {}
+    except ValueError as exc:
+        _fail(str(exc))
+    refs = []
+    for path in iter_image_paths(inputs):
+        full = str(path.resolve())
+        refs.append(meta.get(full, Reference(path=full)))
+    return refs
+
+
+def _add(index: SimilarityIndex, refs: list[Reference], batch: int) -> None:
+    run = Run()
+    with tqdm(total=len(refs), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
+        for start in range(0, len(refs), batch):
+            report = index.add(refs[start : start + batch], batch=batch)
+            for work in index.store.get(report.added):
+                run.emit({"id": work.id, "path": work.path, "status": "added"})
+            for path in report.skipped:
+                run.emit({"path": path, "status": "already registered"})
+            for error in report.errors:
+                source, _, reason = error.partition(": ")
+                run.fail(source, reason)
+            bar.update(len(refs[start : start + batch]))
+    run.finish()
+
+
+@click.group("index")
+def index_group() -> None:
+    """Register reference works and manage the similarity index."""
+
+
+@index_group.command("build")
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@click.option(
+    "--embedder",
+    default=DEFAULT_EMBEDDER,
+    show_default=True,
+    help=f"Embedder spec: {', '.join(list_embedders())} (clip:ARCH/PRETRAINED or a checkpoint).",
+)
+@click.option("--index-type", help="faiss index string (default: chosen by size).")
+@metadata_option
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@device_option
+def build_cmd(inputs, store, embedder, index_type, metadata, batch_size, device):
+    """Create an index at --index and register every image in INPUTS (files or folders)."""
+    try:
+        index = SimilarityIndex.create(
+            store, embedder=embedder, index_type=index_type, device=device
+        )
+    except (StoreError, EmbedderError, ValueError) as exc:
+        _fail(str(exc))
+    with index:
+        _add(index, _references(inputs, metadata), batch_size)
+
+
+@index_group.command("add")
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@metadata_option
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@device_option
+def add_cmd(inputs, store, metadata, batch_size, device):
+    """Register more works; files already registered are skipped."""
+    with _open(store, device) as index:
+        _add(index, _references(inputs, metadata), batch_size)
+
+
+@index_group.command("remove")
+@click.argument("works", nargs=-1, required=True)
+@index_option
+def remove_cmd(works, store):
+    """Remove works by id or by registered path."""
+    with _open(store, "cpu") as index:
+        run = Run()
+        ids = []
+        for item in works:
+            found = index.store.find(path=str(Path(item).resolve()))
+            if not found and item.isdigit():
+                with contextlib.suppress(KeyError):
+                    found = index.store.get([int(item)])
+            if not found:
+                run.fail(item, "no such work in the index")
+            ids += [w.id for w in found]
+        index.remove(ids)
+        for work_id in ids:
+            run.emit({"id": work_id, "status": "removed"})
+        run.finish()
+
+
+@index_group.command("info")
+@index_option
+def info_cmd(store):
+    """What the index holds: embedder, size, index type, thresholds."""
+    with _open(store, "cpu") as index:
+        info = index.store.info().to_dict()
+        info["thresholds"] = index.thresholds.to_dict()
+        click.echo(json.dumps(info, ensure_ascii=False))
+
+
+@click.command("similar")
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--no-verify", is_flag=True, help="Skip geometric verification (faster).")
+@click.option(
+    "--evidence",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a side-by-side match picture per verified copy into this folder.",
+)
+@device_option
+def similar_cmd(inputs, store, top_k, no_verify, evidence, device):
+    """Which registered works does each image copy? One JSON line per image."""
+    run = Run()
+    taken: set[Path] = set()
+    with _open(store, device) as index:
+        paths = list(iter_image_paths(inputs))
+        for path, result in zip(
+            paths, index.search_files(paths, k=top_k, verify=not no_verify), strict=True
+        ):
+            if isinstance(result, str):
+                source, _, reason = result.partition(": ")
+                run.fail(source, reason)
+                continue
+            record = result.to_dict()
+            if evidence:
+                query = load_image(path).pixels
+                for m, rec in zip(result.matches, record["matches"], strict=True):
+                    if m.verdict == "copy":
+                        evidence.mkdir(parents=True, exist_ok=True)
+                        out = unique_output(evidence, f"{path.stem}--{m.id}", ".jpg", taken)
+                        picture = index.match_picture(query, m)
+                        save_image(_tensor(picture), out)
+                        rec["evidence"] = str(out)
+            run.emit(record)
+    run.finish()
+
+
+def _tensor(picture: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(picture.transpose(2, 0, 1)))
+
+
+@click.command("audit")
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@click.option(
+    "--report",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="report.html (with match pictures) or report.json",
+)
+@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--pool", type=click.FloatRange(min=0), help="Amount to share among creators.")
+@click.option(
+    "--platform-share",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="Part of the pool the platform keeps (used with --pool).",
+)
+@device_option
+def audit_cmd(inputs, store, report, top_k, pool, platform_share, device):
+    """Audit a batch: verdict counts, worst offenders first, creator shares (and payouts)."""
+    if report.suffix.lower() not in (".html", ".htm", ".json"):
+        raise click.BadParameter("must end in .html or .json", param_hint="--report")
+    with _open(store, device) as index:
+        files = list(iter_image_paths(inputs))
+        if not files:
+            _fail("no images found in the given inputs")
+        result = run_audit(index, files, k=top_k, pool=pool, platform_share=platform_share)
+        write_report(result, index, report)
+    summary = {
+        "report": str(report),
+        "images": result.images,
+        "counts": result.counts,
+        "creators": [c.to_dict() for c in result.creators[:10]],
+        "unattributed": result.unattributed,
+        "errors": len(result.errors),
+    }
+    click.echo(json.dumps(summary, ensure_ascii=False))
+    for error in result.errors:
+        click.echo(f"  {error}", err=True)
+    if result.errors:
+        click.echo(f"{len(result.errors)} of {len(files)} inputs failed", err=True)
+        sys.exit(1)

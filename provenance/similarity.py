@@ -1,0 +1,398 @@
+"""Which registered works does this image copy? Search, normalised scores, verdicts, evidence.
+
+    index = SimilarityIndex.create("refs", embedder="vlad")
+    index.add([Reference(path="works/a.jpg", title="Dawn", creator="Ann")])
+    for result in index.search(["upload.jpg"]):
+        print(result.to_json())          # path, matches: id, title, creator, score, verdict...
+
+A :class:`SimilarityIndex` is a :class:`~aigcguard.provenance.store.Store` (vectors and
+metadata) plus the embedder named in the store, the thresholds for that embedder, and
+geometric verification of the best candidates against the reference files.
+
+Scores. ``cosine`` is the exact similarity of the query's and the work's vectors (a mirrored
+query is also tried for embedders that need it). ``score`` is the cosine less the mean of the
+query's ten best cosines against a background set of unrelated pictures, when the embedder
+ships one (SSCD's score normalisation: a query that resembles everything gets less credit);
+otherwise ``score`` is the cosine.
+
+Verdicts, from strongest: ``exact`` (the same file bytes), ``copy`` (local features of the
+reference are found in the query by RANSAC: the copied region is reported), ``near_duplicate``
+(score at or above the calibrated copy threshold, without geometric confirmation),
+``similar`` (score at or above the similar threshold), ``none``. Thresholds come from the
+store's own calibration (``calibration.json``, written by ``aigc eval copy --calibrate``),
+else the table shipped for the embedder; without either, only ``exact``, ``copy`` and
+``none`` are given.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aigcguard.imageio import ImageLoadError, load_image
+from aigcguard.provenance import verify as V
+from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, Embedder, create_embedder
+from aigcguard.provenance.store import NewWork, Store, StoreError, Work
+from aigcguard.results import JsonResult
+
+VERDICTS = ("exact", "copy", "near_duplicate", "similar", "none")
+CALIBRATION_FILE = "similarity_calibration.json"  # shipped, per embedder
+STORE_CALIBRATION = "calibration.json"  # a store's own, beside its data
+BACKGROUND_K = 10
+#: candidates per query checked with local features (each costs a feature match)
+VERIFY_TOP = 3
+
+
+@dataclass(frozen=True)
+class Thresholds(JsonResult):
+    """Score levels for the verdicts: ``copy`` (near_duplicate without geometric evidence)
+    and ``similar``; ``precision`` is what ``copy`` was calibrated to, ``source`` where it
+    came from."""
+
+    copy: float | None
+    similar: float | None
+    precision: float | None = None
+    source: str = "none"
+
+
+@dataclass(frozen=True)
+class Match(JsonResult):
+    id: int
+    path: str
+    title: str | None
+    creator: str | None
+    licence: str | None
+    score: float
+    cosine: float
+    verdict: str
+    inliers: int | None  # None: not verified (below the similar level, or reference unreadable)
+    flipped: bool
+    region: list[list[float]] | None  # the work's outline in the query, when verified
+
+
+@dataclass(frozen=True)
+class QueryResult(JsonResult):
+    path: str
+    verdict: str  # the strongest verdict among the matches
+    matches: list[Match]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A work to register: its file and what is known about it."""
+
+    path: str
+    title: str | None = None
+    creator: str | None = None
+    licence: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class AddReport(JsonResult):
+    added: list[int]
+    skipped: list[str]  # already registered (same path and bytes)
+    errors: list[str]  # "path: reason"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_metadata_csv(path: str | os.PathLike) -> dict[str, Reference]:
+    """Metadata for ``add``: a CSV with a ``path`` column and any of ``title``, ``creator``,
+    ``licence`` (or ``license``), ``source``; paths relative to the CSV's folder. Keyed by
+    resolved path."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ValueError(f"{path}: needs a 'path' column, has {reader.fieldnames}")
+            out = {}
+            for n, row in enumerate(reader, start=2):
+                if not row.get("path"):
+                    raise ValueError(f"{path}: line {n} has no path")
+                full = (path.parent / row["path"]).resolve()
+                out[str(full)] = Reference(
+                    path=str(full),
+                    title=row.get("title") or None,
+                    creator=row.get("creator") or None,
+                    licence=row.get("licence") or row.get("license") or None,
+                    source=row.get("source") or None,
+                )
+            return out
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: cannot read metadata CSV ({exc})") from None
+
+
+@lru_cache(maxsize=1)
+def _shipped_calibration() -> dict:
+    try:
+        text = resources.files("aigcguard.data").joinpath(CALIBRATION_FILE).read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    return json.loads(text)
+
+
+def _thresholds_for(store_path: Path, embedder: Embedder) -> Thresholds:
+    own = store_path / STORE_CALIBRATION
+    if own.is_file():
+        try:
+            data = json.loads(own.read_text("utf-8"))
+            return Thresholds(data["copy"], data["similar"], data.get("precision"), source=str(own))
+        except (ValueError, KeyError) as exc:
+            raise StoreError(f"{own}: unreadable calibration ({exc})") from None
+    entry = _shipped_calibration().get("embedders", {}).get(_calibration_key(embedder))
+    if entry:
+        return Thresholds(
+            entry["copy"], entry["similar"], entry.get("precision"), source=CALIBRATION_FILE
+        )
+    return Thresholds(None, None)
+
+
+def _calibration_key(embedder: Embedder) -> str:
+    codebook = getattr(embedder, "codebook_id", None)
+    return f"{embedder.spec}@{codebook}" if codebook else embedder.spec
+
+
+class SimilarityIndex:
+    def __init__(self, store: Store, embedder: Embedder):
+        self.store = store
+        self.embedder = embedder
+        self.path = Path(store.info().path)
+        self.thresholds = _thresholds_for(self.path, embedder)
+        bg = getattr(embedder, "background", None)
+        self._background = None if bg is None else np.asarray(bg, np.float32)
+        self._ref_features: OrderedDict[int, V.Features | None] = OrderedDict()
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        embedder: str = DEFAULT_EMBEDDER,
+        index_type: str | None = None,
+        device: str | torch.device | None = "auto",
+    ) -> SimilarityIndex:
+        emb = create_embedder(embedder, device)
+        store = Store.create(
+            path, embedder=emb.spec, dim=emb.dim, binary=emb.binary, index_type=index_type
+        )
+        return cls(store, emb)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, device="auto") -> SimilarityIndex:
+        store = Store.open(path)
+        return cls(store, create_embedder(store.info().embedder, device))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> SimilarityIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --------------------------------------------------------------------------- writing
+
+    def add(self, references: Sequence[Reference], *, batch: int = 32) -> AddReport:
+        """Embed and register works, ``batch`` per transaction, so an interruption keeps every
+        batch already committed. Unreadable files and files the embedder cannot describe are
+        reported in ``errors`` and skipped; a file already registered (same path and bytes)
+        is skipped."""
+        added: list[int] = []
+        skipped: list[str] = []
+        errors: list[str] = []
+        for start in range(0, len(references), batch):
+            works, images = [], []
+            for ref in references[start : start + batch]:
+                try:
+                    digest = file_sha256(ref.path)
+                    if any(w.path == ref.path for w in self.store.find(sha256=digest)):
+                        skipped.append(ref.path)
+                        continue
+                    images.append(load_image(ref.path).pixels)
+                except ImageLoadError as exc:
+                    errors.append(str(exc))
+                    continue
+                except OSError as exc:
+                    errors.append(f"{ref.path}: {exc.strerror or exc}")
+                    continue
+                works.append(
+                    NewWork(
+                        path=ref.path,
+                        sha256=digest,
+                        title=ref.title,
+                        creator=ref.creator,
+                        licence=ref.licence,
+                        source=ref.source,
+                    )
+                )
+            if not works:
+                continue
+            vectors = self.embedder.embed(images)
+            keep = [i for i in range(len(works)) if self.embedder.binary or vectors[i].any()]
+            for i in sorted(set(range(len(works))) - set(keep)):
+                errors.append(f"{works[i].path}: no local features to describe (a flat picture?)")
+            if keep:
+                added += self.store.add([works[i] for i in keep], vectors[keep])
+        return AddReport(added=added, skipped=skipped, errors=errors)
+
+    def remove(self, ids: Sequence[int]) -> int:
+        for i in ids:
+            self._ref_features.pop(i, None)
+        return self.store.remove(ids)
+
+    # --------------------------------------------------------------------------- queries
+
+    def search(
+        self,
+        images: Sequence[torch.Tensor],
+        *,
+        paths: Sequence[str] | None = None,
+        sha256: Sequence[str | None] | None = None,
+        k: int = 5,
+        verify: bool = True,
+    ) -> list[QueryResult]:
+        """Best ``k`` works per query image (uint8 RGB 3 x H x W), strongest verdict first.
+        ``sha256`` (of the query files, when there are files) makes ``exact`` possible."""
+        n = len(images)
+        paths = list(paths) if paths is not None else [f"<image {i}>" for i in range(n)]
+        digests = list(sha256) if sha256 is not None else [None] * n
+        if n == 0 or self.store.info().count == 0:
+            return [QueryResult(p, "none", []) for p in paths]
+        depth = max(k, VERIFY_TOP) * 2
+        vectors = self.embedder.embed(images)
+        candidates = self._candidates(vectors, depth, flipped=False)
+        if self.embedder.mirror_sensitive:
+            mirrored = self.embedder.embed([im.flip(-1) for im in images])
+            for best, extra in zip(
+                candidates, self._candidates(mirrored, depth, flipped=True), strict=True
+            ):
+                for wid, item in extra.items():
+                    if wid not in best or item[1] > best[wid][1]:
+                        best[wid] = item
+        offsets = self._background_offsets(vectors)
+        results = []
+        for i in range(n):
+            ranked = sorted(candidates[i].values(), key=lambda c: -c[1])
+            matches = self._judge(images[i], digests[i], ranked, offsets[i], k, verify)
+            verdict = next((v for v in VERDICTS if any(m.verdict == v for m in matches)), "none")
+            results.append(QueryResult(paths[i], verdict, matches))
+        return results
+
+    def search_files(self, files: Sequence[str | os.PathLike], **kw) -> list[QueryResult | str]:
+        """``search`` on files; an unreadable file gives its error message instead."""
+        out: list[QueryResult | str] = []
+        for f in files:
+            try:
+                image = load_image(f).pixels
+                digest = file_sha256(f)
+            except ImageLoadError as exc:
+                out.append(str(exc))
+                continue
+            except OSError as exc:
+                out.append(f"{f}: {exc.strerror or exc}")
+                continue
+            out.append(self.search([image], paths=[str(f)], sha256=[digest], **kw)[0])
+        return out
+
+    # -------------------------------------------------------------------------- internals
+
+    def _candidates(self, vectors: np.ndarray, depth: int, *, flipped: bool):
+        """Per query: {work id: (work, cosine, flipped)}; a zero vector (no features) has none."""
+        out = [{} for _ in range(len(vectors))]
+        live = [i for i in range(len(vectors)) if self.embedder.binary or vectors[i].any()]
+        if not live:
+            return out
+        for i, hits in zip(live, self.store.search(vectors[live], k=depth), strict=True):
+            out[i] = {h.work.id: (h.work, h.score, flipped) for h in hits}
+        return out
+
+    def _background_offsets(self, vectors: np.ndarray) -> np.ndarray:
+        if self._background is None or self.embedder.binary:
+            return np.zeros(len(vectors))
+        sims = vectors.astype(np.float32) @ self._background.T
+        k = min(BACKGROUND_K, sims.shape[1])
+        return np.sort(sims, axis=1)[:, -k:].mean(axis=1)
+
+    def _judge(self, image, digest, ranked, offset, k, verify) -> list[Match]:
+        t = self.thresholds
+        query_features = None
+        matches = []
+        for rank, (work, cosine, flipped) in enumerate(ranked):
+            score = float(cosine - offset)
+            evidence = None
+            gate = t.similar if t.similar is not None else -np.inf
+            if verify and rank < VERIFY_TOP and score >= gate:
+                if query_features is None:
+                    query_features = V.extract(image)
+                ref = self._reference_features(work)
+                if ref is not None:
+                    evidence = V.verify_features(query_features, ref)
+            verified = evidence is not None and evidence.verified
+            if digest is not None and digest == work.sha256:
+                verdict = "exact"
+            elif verified:
+                verdict = "copy"
+            elif t.copy is not None and score >= t.copy:
+                verdict = "near_duplicate"
+            elif t.similar is not None and score >= t.similar:
+                verdict = "similar"
+            else:
+                verdict = "none"
+            matches.append(
+                Match(
+                    id=work.id,
+                    path=work.path,
+                    title=work.title,
+                    creator=work.creator,
+                    licence=work.licence,
+                    score=round(score, 6),
+                    cosine=round(float(cosine), 6),
+                    verdict=verdict,
+                    inliers=None if evidence is None else evidence.inliers,
+                    flipped=bool(evidence.flipped if verified else flipped),
+                    region=evidence.query_region if verified else None,
+                )
+            )
+        order = {v: i for i, v in enumerate(VERDICTS)}
+        matches.sort(key=lambda m: (order[m.verdict], -m.score))
+        return matches[:k]
+
+    def _reference_features(self, work: Work) -> V.Features | None:
+        if work.id in self._ref_features:
+            self._ref_features.move_to_end(work.id)
+            return self._ref_features[work.id]
+        try:
+            feats = V.extract(load_image(work.path).pixels)
+        except (ImageLoadError, OSError):
+            feats = None  # moved or deleted since it was registered: no geometric evidence
+        self._ref_features[work.id] = feats
+        if len(self._ref_features) > 256:
+            self._ref_features.popitem(last=False)
+        return feats
+
+    def match_picture(self, query: torch.Tensor, match: Match) -> np.ndarray:
+        """Side-by-side evidence picture of a query and one matched work."""
+        reference = load_image(match.path).pixels
+        return V.match_picture(query, reference, V.verify(query, reference))

@@ -1,0 +1,140 @@
+"""``aigc index ...`` and ``aigc similar`` through click's runner."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from aigcguard.cli import main
+
+
+def _lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def built(photos, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-sim")
+    works = root / "works"
+    works.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(photos[name]).save(works / f"{name}.png")
+    (works / "meta.csv").write_text("path,title,creator\nchelsea.png,Chelsea,Cat Owner\n")
+    store = root / "store"
+    result = CliRunner().invoke(
+        main,
+        [
+            "index",
+            "build",
+            str(works),
+            "--index",
+            str(store),
+            "--metadata",
+            str(works / "meta.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    added = _lines(result.output)
+    assert len(added) == 3 and all(r["status"] == "added" for r in added)
+    return root, store
+
+
+def test_similar_finds_the_copy_with_metadata_and_evidence(built, photos):
+    root, store = built
+    h, w = photos["chelsea"].shape[:2]
+    query = root / "query.jpg"
+    Image.fromarray(photos["chelsea"][h // 5 : -h // 5, w // 5 : -w // 5]).save(query, quality=70)
+    evidence = root / "evidence"
+    result = CliRunner().invoke(
+        main,
+        ["similar", str(query), "--index", str(store), "--top-k", "2", "--evidence", str(evidence)],
+    )
+    assert result.exit_code == 0, result.output
+    [record] = _lines(result.output)
+    top = record["matches"][0]
+    assert record["path"] == str(query) and record["verdict"] == "copy"
+    assert top["title"] == "Chelsea" and top["creator"] == "Cat Owner" and top["inliers"] >= 12
+    assert set(top) >= {"id", "path", "title", "creator", "score", "verdict", "inliers"}
+    with Image.open(top["evidence"]) as im:
+        assert im.size[0] > im.size[1]  # side by side
+
+
+def test_info_add_remove_and_bad_inputs(built, tmp_path, photos):
+    _, store = built
+    runner = CliRunner()
+    info = json.loads(runner.invoke(main, ["index", "info", "--index", str(store)]).output)
+    assert info["count"] == 3 and info["embedder"] == "vlad" and info["index_type"] == "IDMap2,Flat"
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    good = tmp_path / "clock.png"
+    Image.fromarray(photos["clock"]).save(good)
+    result = runner.invoke(main, ["index", "add", str(good), str(bad), "--index", str(store)])
+    assert result.exit_code == 1
+    records = _lines(result.output)
+    assert any(r.get("status") == "added" for r in records)
+    assert any("error" in r and r["path"] == str(bad) for r in records)
+    assert "1 of 2 inputs failed" in result.output
+
+    added_id = next(r["id"] for r in records if r.get("status") == "added")
+    result = runner.invoke(
+        main, ["index", "remove", str(added_id), "nope.png", "--index", str(store)]
+    )
+    assert result.exit_code == 1 and "no such work" in result.output
+    info = json.loads(runner.invoke(main, ["index", "info", "--index", str(store)]).output)
+    assert info["count"] == 3
+
+
+def test_missing_store_and_existing_store_are_clear_errors(built, tmp_path):
+    _, store = built
+    runner = CliRunner()
+    result = runner.invoke(main, ["similar", str(tmp_path), "--index", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "none" in result.output
+    result = runner.invoke(main, ["index", "build", str(tmp_path), "--index", str(store)])
+    assert result.exit_code == 1 and "error:" in result.output
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    result = runner.invoke(
+        main, ["index", "build", str(img), "--index", str(tmp_path / "s2"), "--embedder", "bogus"]
+    )
+    assert result.exit_code == 1 and "unknown embedder 'bogus'" in result.output
+
+
+@pytest.mark.slow
+def test_eval_copy_reports_and_calibrates(built, photos, tmp_path):
+    _, store = built
+    refs, others = tmp_path / "refs", tmp_path / "others"
+    refs.mkdir()
+    others.mkdir()
+    for name in ("astronaut", "rocket"):
+        Image.fromarray(photos[name]).save(refs / f"{name}.png")
+    Image.fromarray(photos["brick"]).save(others / "brick.png")
+    (refs / "junk.png").write_bytes(b"nope")
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "copy",
+            "--refs",
+            str(refs),
+            "--distractors",
+            str(others),
+            "--json",
+            "--calibrate-into",
+            str(store),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["references"] == 2 and report["distractor_queries"] == 1
+    assert report["verified"]["muap"] > 0.7
+    assert "junk.png" in result.output  # skipped with its reason
+    calibration = json.loads((store / "calibration.json").read_text())
+    assert calibration["copy"] == report["score_at_p90"] and calibration["precision"] == 0.9
+    info = json.loads(CliRunner().invoke(main, ["index", "info", "--index", str(store)]).output)
+    assert info["thresholds"]["copy"] == report["score_at_p90"]
+    (store / "calibration.json").unlink()
