@@ -6,8 +6,8 @@
         [result] = index.search_files(["upload.jpg"])
 
 ``create_embedder`` builds an embedder from a spec (``vlad``, ``pdq``, ``clip:ARCH/TAG``);
-``Store`` is the vector store underneath; ``verify`` checks a candidate copy with local
-features and RANSAC.
+``Store`` is the vector store underneath; ``aigcguard.provenance.verify`` checks a candidate
+copy with local features and RANSAC (``Verification``, ``match_picture``).
 """
 
 from aigcguard.provenance.embedders import (
@@ -27,7 +27,7 @@ from aigcguard.provenance.similarity import (
     Thresholds,
 )
 from aigcguard.provenance.store import Hit, NewWork, Store, StoreError, StoreInfo, Work
-from aigcguard.provenance.verify import Verification, match_picture, verify
+from aigcguard.provenance.verify import Verification, match_picture
 
 __all__ = [
     "DEFAULT_EMBEDDER",
@@ -50,5 +50,4 @@ __all__ = [
     "list_embedders",
     "match_picture",
     "register_embedder",
-    "verify",
 ]

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import aigcguard.provenance.verify as V
 from aigcguard.imageio import ImageLoadError, load_image
-from aigcguard.provenance import verify as V
 from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, Embedder, create_embedder
 from aigcguard.provenance.store import NewWork, Store, StoreError, Work
 from aigcguard.results import JsonResult
@@ -76,7 +76,7 @@ class Match(JsonResult):
     score: float
     cosine: float
     verdict: str
-    inliers: int | None  # None: not verified (below the similar level, or reference unreadable)
+    inliers: int | None  # None: not checked (beyond the best VERIFY_TOP, or reference unreadable)
     flipped: bool
     region: list[list[float]] | None  # the work's outline in the query, when verified
 
@@ -342,8 +342,9 @@ class SimilarityIndex:
         for rank, (work, cosine, flipped) in enumerate(ranked):
             score = float(cosine - offset)
             evidence = None
-            gate = t.similar if t.similar is not None else -np.inf
-            if verify and rank < VERIFY_TOP and score >= gate:
+            # The best few are checked whatever their score: a picture pasted into another
+            # scores low globally, and only local features show the copied region.
+            if verify and rank < VERIFY_TOP:
                 if query_features is None:
                     query_features = V.extract(image)
                 ref = self._reference_features(work)
@@ -388,7 +389,7 @@ class SimilarityIndex:
         except (ImageLoadError, OSError):
             feats = None  # moved or deleted since it was registered: no geometric evidence
         self._ref_features[work.id] = feats
-        if len(self._ref_features) > 256:
+        if len(self._ref_features) > 64:  # about 3 MB each at 1024 px
             self._ref_features.popitem(last=False)
         return feats
 

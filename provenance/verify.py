@@ -38,7 +38,14 @@ __all__ = [
     "verify_features",
 ]
 
-#: RANSAC inliers needed to call a pair a copy. TODO measurement.
+#: RANSAC inliers needed to call a pair a copy. Measured with verify_features as is (mirror
+#: tried on every miss) over 946 unrelated pairs (24 Kodak + 20 scikit-image photos, textures
+#: and documents included): at most 5 inliers with SIFT (99th percentile 4), 6 with ORB, and
+#: 5 / 6 on 276 Kodak pairs upscaled to fill max_side 1024. Copies (234: crops keeping 8-60%
+#: of the area, rescaled 0.4-1.5x, some rotated up to 15 degrees, mirrored, recoloured or
+#: blurred, JPEG 50-90) had median 207 (SIFT) / 248 (ORB); at 12, 10 (SIFT) / 14 (ORB) are
+#: missed, nearly all crops under 15% shrunk below 0.8x or near-textureless (skimage cell).
+#: Twice the unrelated maximum costs one copy in 234 over a threshold of 8.
 MIN_INLIERS = 12
 
 _KINDS = ("sift", "orb")
@@ -267,10 +274,8 @@ def _match(q: Features, r: Features) -> np.ndarray:
     # 4000 points. The mutual check then needs reverse neighbours only of the few survivors.
     qd, rd = torch.from_numpy(_as_unit(q)), torch.from_numpy(_as_unit(r))
     top, idx = (qd @ rd.T).topk(2, dim=1)
-    if q.kind == "sift":  # unit vectors: squared L2 distance is 2 - 2 cos
-        dist = (2 - 2 * top).clamp_(min=0).sqrt_()
-    else:  # +-1 vectors of 256 bits: Hamming distance is (256 - dot) / 2
-        dist = (256 - top) / 2
+    # SIFT: unit vectors, squared L2 distance 2 - 2 cos; ORB: 256 +-1 bits, Hamming (256 - dot) / 2
+    dist = (2 - 2 * top).clamp_(min=0).sqrt_() if q.kind == "sift" else (256 - top) / 2
     qi = torch.nonzero(dist[:, 0] < _RATIO * dist[:, 1]).ravel()
     ri = idx[qi, 0]
     mutual = (rd[ri] @ qd.T).argmax(dim=1) == qi
@@ -309,8 +314,8 @@ def _verify_one(q: Features, r: Features, *, flipped: bool) -> Verification:
         if h is not None and _plausible(h, ref_outline, flipped):
             model = h, mask
     if model is None:
-        # Few or nearly coplanar-in-a-line inliers make a homography swing wildly; an affine
-        # model has fewer degrees of freedom to do so.
+        # Few or nearly collinear inliers let a homography swing wildly; an affine model has
+        # fewer degrees of freedom to do so.
         a, mask = cv2.estimateAffine2D(
             rw,
             qw,
@@ -327,7 +332,7 @@ def _verify_one(q: Features, r: Features, *, flipped: bool) -> Verification:
         return none
     h, mask = model
     inl = mask.ravel().astype(bool)
-    if cv2.contourArea(cv2.convexHull(rw[inl])) < _MIN_SPREAD**2:
+    if inl.sum() < 3 or cv2.contourArea(cv2.convexHull(rw[inl])) < _MIN_SPREAD**2:
         return none
     # Back to original frames: query = Sq^-1 . H_work . Sr
     h = np.diag([1 / qs[0], 1 / qs[1], 1.0]) @ h @ np.diag([rs[0], rs[1], 1.0])
@@ -389,4 +394,5 @@ def _polyline(img: np.ndarray, pts: np.ndarray, colour: tuple[int, int, int], th
 
 def _fixed(p: np.ndarray) -> tuple[int, int]:
     """A point for OpenCV drawing with shift=4 (1/16 pixel)."""
-    return int(round(p[0] * 16)), int(round(p[1] * 16))
+    x, y = np.round(np.asarray(p, np.float64) * 16)
+    return int(x), int(y)
