@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from aigcguard.cli.common import Run, device_option, unique_output
-from aigcguard.imageio import iter_image_paths, load_image, save_image
+from aigcguard.imageio import iter_image_paths, load_image, load_images, save_image
 from aigcguard.provenance.audit import run_audit, write_report
 from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, EmbedderError, list_embedders
 from aigcguard.provenance.similarity import Reference, SimilarityIndex, read_metadata_csv
@@ -134,6 +134,24 @@ def remove_cmd(works, store):
         for work_id in ids:
             run.emit({"id": work_id, "status": "removed"})
         run.finish()
+
+
+@index_group.command("background")
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@device_option
+def background_cmd(inputs, store, device):
+    """Set the index's background set: pictures unrelated to the registered works, for score
+    normalisation (a query that resembles everything gets less credit)."""
+    with _open(store, device) as index:
+        loaded, failed = load_images(iter_image_paths(inputs))
+        for exc in failed:
+            click.echo(f"skipped {exc.source}: {exc.reason}", err=True)
+        try:
+            n = index.set_background([img.pixels for img in loaded])
+        except ValueError as exc:
+            _fail(str(exc))
+        click.echo(json.dumps({"index": str(store), "background": n}))
 
 
 @index_group.command("info")

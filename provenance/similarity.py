@@ -11,9 +11,10 @@ geometric verification of the best candidates against the reference files.
 
 Scores. ``cosine`` is the exact similarity of the query's and the work's vectors (a mirrored
 query is also tried for embedders that need it). ``score`` is the cosine less the mean of the
-query's ten best cosines against a background set of unrelated pictures, when the embedder
-ships one (SSCD's score normalisation: a query that resembles everything gets less credit);
-otherwise ``score`` is the cosine.
+query's ten best cosines against a background set of unrelated pictures (SSCD's score
+normalisation: a query that resembles everything gets less credit): the store's own
+(``aigc index background``), else the one the embedder ships (``vlad``); without either, and
+for hashes, ``score`` is the cosine.
 
 Verdicts, from strongest: ``exact`` (the same file bytes), ``copy`` (local features of the
 reference are found in the query by RANSAC: the copied region is reported), ``near_duplicate``
@@ -49,6 +50,7 @@ from aigcguard.results import JsonResult
 VERDICTS = ("exact", "copy", "near_duplicate", "similar", "none")
 CALIBRATION_FILE = "similarity_calibration.json"  # shipped, per embedder
 STORE_CALIBRATION = "calibration.json"  # a store's own, beside its data
+STORE_BACKGROUND = "background.npy"  # a store's own background set (score normalisation)
 BACKGROUND_K = 10
 #: candidates per query checked with local features (each costs a feature match)
 VERIFY_TOP = 3
@@ -177,8 +179,7 @@ class SimilarityIndex:
         self.embedder = embedder
         self.path = Path(store.info().path)
         self.thresholds = _thresholds_for(self.path, embedder)
-        bg = getattr(embedder, "background", None)
-        self._background = None if bg is None else np.asarray(bg, np.float32)
+        self._background = self._load_background(embedder)
         self._ref_features: OrderedDict[int, V.Features | None] = OrderedDict()
 
     # ------------------------------------------------------------------------- lifecycle
@@ -256,6 +257,42 @@ class SimilarityIndex:
             if keep:
                 added += self.store.add([works[i] for i in keep], vectors[keep])
         return AddReport(added=added, skipped=skipped, errors=errors)
+
+    def set_background(self, images: Sequence[torch.Tensor]) -> int:
+        """Embed unrelated pictures as this store's background set for score normalisation
+        (replacing the embedder's shipped one); returns how many were usable. Written
+        atomically beside the store's data."""
+        if self.embedder.binary:
+            raise ValueError(
+                f"{self.embedder.spec} compares hashes by Hamming distance; "
+                "score normalisation needs float vectors"
+            )
+        vectors = self.embedder.embed(images)
+        vectors = vectors[np.abs(vectors).sum(axis=1) > 0]
+        if len(vectors) < BACKGROUND_K:
+            raise ValueError(
+                f"a background needs at least {BACKGROUND_K} usable pictures, got {len(vectors)}"
+            )
+        target = self.path / STORE_BACKGROUND
+        tmp = target.with_name(target.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, vectors.astype(np.float16))
+        os.replace(tmp, target)
+        self._background = vectors.astype(np.float32)
+        return len(vectors)
+
+    def _load_background(self, embedder: Embedder) -> np.ndarray | None:
+        own = self.path / STORE_BACKGROUND
+        if own.is_file():
+            try:
+                data = np.load(own, allow_pickle=False).astype(np.float32)
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"{own}: unreadable background set ({exc})") from None
+            if data.ndim != 2 or data.shape[1] != embedder.dim:
+                raise StoreError(f"{own}: background vectors are not {embedder.dim}-d")
+            return data
+        shipped = getattr(embedder, "background", None)
+        return None if shipped is None else np.asarray(shipped, np.float32)
 
     def remove(self, ids: Sequence[int]) -> int:
         for i in ids:

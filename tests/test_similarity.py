@@ -151,3 +151,34 @@ def test_empty_index_and_featureless_query(tmp_path):
         assert r.verdict == "none" and r.matches == []
     finally:
         idx.close()
+
+
+def test_own_background_normalises_scores_and_persists(works_dir, photos, tmp_path):
+    from click.testing import CliRunner
+
+    from aigcguard.cli import main
+
+    idx = S.SimilarityIndex.create(tmp_path / "p", embedder="pdq")
+    with pytest.raises(ValueError, match="Hamming"):
+        idx.set_background([to_tensor(photos["brick"])])
+    idx.close()
+
+    store = tmp_path / "v"
+    idx = S.SimilarityIndex.create(store, embedder="vlad")
+    idx.add([S.Reference(str(works_dir / "chelsea.png"))])
+    query = to_tensor(_jpeg(_crop(photos["chelsea"], 0.7)))
+    shipped = idx.search([query])[0].matches[0]
+    idx.close()
+    folder = tmp_path / "bg"
+    folder.mkdir()
+    names = ["astronaut", "coffee", "camera", "rocket", "brick", "clock"]
+    for n in names:
+        for j, frac in enumerate((1.0, 0.6)):
+            Image.fromarray(_crop(photos[n], frac)).save(folder / f"{n}{j}.png")
+    result = CliRunner().invoke(main, ["index", "background", str(folder), "--index", str(store)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["background"] == 2 * len(names)
+    with S.SimilarityIndex.open(store) as again:
+        own = again.search([query])[0].matches[0]
+    assert own.cosine == pytest.approx(shipped.cosine) and own.score != pytest.approx(shipped.score)
+    assert own.score < own.cosine
