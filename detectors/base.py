@@ -1,0 +1,152 @@
+"""What every real-versus-generated detector shares: the interface, calibration, a registry.
+
+A detector turns uint8 RGB images (3 x H x W tensors, any size) into raw scores, higher for
+"generated"; it owns its preprocessing (crops, sizes, normalisation). Its :class:`Calibration`,
+fitted on validation data, turns a raw score into a probability (temperature scaling) and
+carries the threshold chosen for a stated false-positive rate. A detector saves itself to one
+file that records its kind, so ``load_detector(path)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aigcguard.results import JsonResult
+
+BANDS = ("likely_real", "uncertain", "likely_generated")
+
+
+@dataclass(frozen=True)
+class Calibration(JsonResult):
+    """``probability = sigmoid((raw - bias) / temperature)``; ``threshold`` is on that
+    probability, chosen so that at most ``target_fpr`` of validation real images reach it.
+    Between ``uncertain_below`` and ``threshold`` the band is ``uncertain``."""
+
+    temperature: float = 1.0
+    bias: float = 0.0
+    threshold: float = 0.5
+    target_fpr: float | None = None
+    uncertain_below: float = 0.5
+
+    def probability(self, raw: np.ndarray) -> np.ndarray:
+        z = (np.asarray(raw, np.float64) - self.bias) / self.temperature
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+    def band(self, probability: float) -> str:
+        if probability >= self.threshold:
+            return "likely_generated"
+        if probability >= self.uncertain_below:
+            return "uncertain"
+        return "likely_real"
+
+
+def fit_calibration(
+    raw: np.ndarray, labels: np.ndarray, *, target_fpr: float = 0.05
+) -> Calibration:
+    """Temperature and bias by logistic regression of the labels on the raw scores (Platt
+    scaling, which is temperature scaling with a shift), then the threshold: the smallest
+    probability that at most ``target_fpr`` of the real (label 0) images reach. Probabilities
+    below the real images' median are ``likely_real``; between that and the threshold,
+    ``uncertain``."""
+    from sklearn.linear_model import LogisticRegression
+
+    raw = np.asarray(raw, np.float64).reshape(-1, 1)
+    labels = np.asarray(labels).astype(int)
+    if len(set(labels.tolist())) != 2:
+        raise ValueError("calibration needs validation images of both classes")
+    lr = LogisticRegression(C=1e6).fit(raw, labels)
+    slope, intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if slope <= 0:
+        raise ValueError("the detector's scores do not separate the classes on validation data")
+    cal = Calibration(temperature=1.0 / slope, bias=-intercept / slope)
+    p = cal.probability(raw[:, 0])
+    real = np.sort(p[labels == 0])
+    # The threshold sits just above the real score that (1 - target_fpr) of reals stay under.
+    k = math.floor(len(real) * (1 - target_fpr))
+    threshold = float(np.nextafter(real[min(k, len(real) - 1)], 1.0)) if k < len(real) else 1.0
+    uncertain_below = min(float(np.median(real)), threshold)
+    return replace(cal, threshold=threshold, target_fpr=target_fpr, uncertain_below=uncertain_below)
+
+
+class Detector(ABC):
+    #: registry kind, recorded in saved files
+    kind: str = ""
+
+    def __init__(self, calibration: Calibration | None = None):
+        self.calibration = calibration or Calibration()
+        self.spec = self.kind
+
+    @abstractmethod
+    def raw_scores(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+        """One raw score per image (higher = generated), any image size."""
+
+    def probabilities(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+        return self.calibration.probability(self.raw_scores(images))
+
+    @abstractmethod
+    def state(self) -> dict:
+        """What ``save`` writes besides the kind and the calibration."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: dict, calibration: Calibration) -> Detector: ...
+
+    def save(self, path: str | Path) -> Path:
+        """One file (torch.save of plain tensors and numbers), written atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(
+            {
+                "format": DETECTOR_FORMAT,
+                "kind": self.kind,
+                "calibration": self.calibration.to_dict(),
+                "state": self.state(),
+                # how it was trained (epochs, validation AUC, seconds), for model cards
+                "training": getattr(self, "training", None),
+            },
+            tmp,
+        )
+        tmp.replace(path)
+        return path
+
+
+DETECTOR_FORMAT = 1
+_REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register_detector(cls: type[Detector]) -> type[Detector]:
+    if not cls.kind or cls.kind in _REGISTRY:
+        raise ValueError(f"detector kind {cls.kind!r} is empty or already registered")
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def list_detectors() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_detector(path: str | Path) -> Detector:
+    """A detector saved by :meth:`Detector.save`; clear errors for anything else."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such detector file") from None
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable detector file ({exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != DETECTOR_FORMAT:
+        raise ValueError(f"{path}: not a detector file of format {DETECTOR_FORMAT}")
+    cls = _REGISTRY.get(blob.get("kind"))
+    if cls is None:
+        raise ValueError(f"{path}: unknown detector kind {blob.get('kind')!r}")
+    det = cls.from_state(blob["state"], Calibration(**blob["calibration"]))
+    det.spec = str(path)
+    det.training = blob.get("training")
+    return det

@@ -1,0 +1,188 @@
+"""Detectors: calibration, the NPR network and its crops, training (resumable), saving, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from aigcguard.cli import main
+from aigcguard.detectors import api
+from aigcguard.detectors.base import Calibration, fit_calibration, load_detector
+from aigcguard.detectors.npr import NprDetector, NprNet, crops, npr
+from aigcguard.detectors.training import TrainConfig, augment, train_npr
+
+
+def _synthetic(n: int, seed: int, size: int = 32) -> tuple[list[np.ndarray], np.ndarray]:
+    """Class 1 is upsampled 2x by pixel repetition (the trace generators leave), class 0 is
+    fine-grained noise with the same overall statistics."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        if i % 2:
+            small = rng.integers(0, 256, (size // 2, size // 2, 3), dtype=np.uint8)
+            images.append(small.repeat(2, axis=0).repeat(2, axis=1))
+        else:
+            images.append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        labels.append(i % 2)
+    return images, np.array(labels)
+
+
+def test_calibration_threshold_keeps_the_false_positive_rate():
+    rng = np.random.default_rng(0)
+    raw = np.concatenate([rng.normal(-1, 1, 2000), rng.normal(1.5, 1, 2000)])
+    labels = np.array([0] * 2000 + [1] * 2000)
+    cal = fit_calibration(raw, labels, target_fpr=0.05)
+    p = cal.probability(raw)
+    assert np.mean(p[labels == 0] >= cal.threshold) <= 0.05
+    assert np.mean(p[labels == 1] >= cal.threshold) > 0.5
+    assert cal.band(cal.threshold) == "likely_generated"
+    assert cal.band(0.0) == "likely_real"
+    assert cal.band((cal.threshold + cal.uncertain_below) / 2) == "uncertain"
+    # calibrated: in a band of probabilities the share of generated images matches
+    mid = (p > 0.4) & (p < 0.6)
+    assert abs(labels[mid].mean() - 0.5) < 0.1
+    with pytest.raises(ValueError, match="both classes"):
+        fit_calibration(raw[:10], np.zeros(10))
+
+
+def test_npr_residual_and_network_any_size():
+    x = torch.rand(2, 3, 8, 8)
+    flat = x[:, :, ::2, ::2].repeat_interleave(2, 2).repeat_interleave(2, 3)
+    assert torch.allclose(npr(flat), torch.zeros_like(flat))
+    net = NprNet().eval()
+    for h, w in [(32, 32), (64, 48)]:
+        assert net(torch.rand(3, 3, h, w)).shape == (3,)
+    tiny = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
+    big = torch.randint(0, 256, (3, 300, 500), dtype=torch.uint8)
+    assert crops(tiny, 32, 9).shape == (1, 3, 32, 32)
+    c = crops(big, 32, 9)
+    assert c.shape == (9, 3, 32, 32) and torch.equal(c, crops(big, 32, 9))
+    det = NprDetector(net, crop=32, n_crops=4)
+    scores = det.raw_scores([tiny, big, torch.zeros(3, 1, 1, dtype=torch.uint8)])
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def test_augment_is_the_same_pipeline_for_both_classes():
+    cfg = TrainConfig(crop=32)
+    rng = np.random.default_rng(1)
+    for arr in (np.zeros((20, 24, 3), np.uint8), np.zeros((100, 80, 3), np.uint8)):
+        out = augment(arr, cfg, rng)
+        assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+
+
+def test_training_learns_resumes_and_saves(tmp_path):
+    train, train_y = _synthetic(256, 0)
+    val, val_y = _synthetic(64, 1)
+    cfg = TrainConfig(crop=32, epochs=3, batch=32, jpeg_p=0.0, blur_p=0.0, rescale_p=0.0)
+    out = tmp_path / "det.pt"
+
+    def interrupt_after_first_epoch(message):
+        if message.startswith("epoch 1"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_npr(train, train_y, val, val_y, out=out, cfg=cfg, log=interrupt_after_first_epoch)
+    assert (tmp_path / "det.pt.ckpt").exists() and not out.exists()
+    logs = []
+    det = train_npr(train, train_y, val, val_y, out=out, cfg=cfg, log=logs.append)
+    assert logs[0].startswith("resuming") and "after epoch 1" in logs[0]
+    assert [h["epoch"] for h in det.training["history"]] == [1, 2, 3]
+    assert det.training["history"][-1]["val_auc"] > 0.95
+    again = load_detector(out)
+    tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in val]
+    np.testing.assert_allclose(again.raw_scores(tensors), det.raw_scores(tensors), rtol=1e-5)
+    assert isinstance(again.calibration, Calibration) and again.calibration.target_fpr == 0.05
+    with pytest.raises(ValueError, match="other settings"):
+        train_npr(train, train_y, val, val_y, out=out, cfg=TrainConfig(crop=32, epochs=5))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ValueError, match="no such detector file"):
+        load_detector(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable detector file"):
+        load_detector(bad)
+    torch.save({"format": 1, "kind": "nope", "calibration": {}, "state": {}}, bad)
+    with pytest.raises(ValueError, match="unknown detector kind 'nope'"):
+        api.load(str(bad))
+
+
+def test_cli_train_and_detect(tmp_path):
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    real.mkdir()
+    fake.mkdir()
+    images, labels = _synthetic(80, 3, size=64)
+    for i, (arr, y) in enumerate(zip(images, labels, strict=True)):
+        Image.fromarray(arr).save((fake if y else real) / f"{i}.png")
+    model = tmp_path / "m.pt"
+    runner = CliRunner()
+    r = runner.invoke(
+        main,
+        [
+            "detector",
+            "train",
+            "--real",
+            str(real),
+            "--fake",
+            str(fake),
+            "--out",
+            str(model),
+            "--epochs",
+            "2",
+            "--crop",
+            "32",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["kind"] == "npr" and summary["validation"] > 0
+    (tmp_path / "broken.png").write_bytes(b"no")
+    r = runner.invoke(
+        main,
+        [
+            "detect",
+            str(fake / "1.png"),
+            str(real / "0.png"),
+            str(tmp_path / "broken.png"),
+            "--model",
+            str(model),
+        ],
+    )
+    assert r.exit_code == 1
+    lines = [json.loads(x) for x in r.output.splitlines() if x.startswith("{")]
+    scored = [x for x in lines if "score" in x]
+    assert len(scored) == 2 and {"path", "score", "band", "model", "threshold"} <= set(scored[0])
+    assert scored[0]["score"] > scored[1]["score"]  # the upsampled one scores higher
+    assert any("error" in x for x in lines)
+    r = runner.invoke(main, ["detect", str(real), "--model", str(tmp_path / "missing.pt")])
+    assert r.exit_code == 1 and "no such detector file" in r.output
+    r = runner.invoke(
+        main, ["detector", "eval", "--real", str(real), "--fake", str(fake), "--model", str(model)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "JPEG 75" in r.output and "resize x0.5" in r.output and "AUC" in r.output
+    r = runner.invoke(
+        main,
+        [
+            "detector",
+            "train",
+            "--real",
+            str(real),
+            "--fake",
+            str(fake),
+            "--out",
+            str(tmp_path / "s.pt"),
+            "--kind",
+            "spectral",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert api.load(str(tmp_path / "s.pt")).kind == "spectral"
