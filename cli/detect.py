@@ -13,6 +13,7 @@ from aigcguard.cli.common import Run, batch_size_option, device_option
 from aigcguard.detectors import api
 from aigcguard.device import pick_device
 from aigcguard.imageio import ImageLoadError, iter_image_paths, load_image
+from aigcguard.provenance.embedders import EmbedderError
 
 model_option = click.option(
     "--model",
@@ -109,7 +110,10 @@ folder_type = click.Path(file_okay=False, exists=True, path_type=Path)
 @click.option("--real", required=True, type=folder_type, help="Folder of real pictures.")
 @click.option("--fake", required=True, type=folder_type, help="Folder of generated pictures.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["npr", "spectral"]), default="npr", show_default=True)
+@click.option(
+    "--kind", type=click.Choice(["npr", "spectral", "clip-probe"]), default="npr", show_default=True
+)
+@click.option("--clip", "clip_spec", help="clip-probe: the CLIP spec, clip:ARCH/PRETRAINED.")
 @click.option("--epochs", type=click.IntRange(1), default=6, show_default=True)
 @click.option("--crop", type=click.IntRange(16, 1024), default=64, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0.05, 0.5), default=0.15, show_default=True)
@@ -117,7 +121,9 @@ folder_type = click.Path(file_okay=False, exists=True, path_type=Path)
 @click.option("--init", help="Start from this detector (npr): `default` or a path.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
-def train_cmd(real, fake, out, kind, epochs, crop, val_fraction, target_fpr, init, seed, device):
+def train_cmd(
+    real, fake, out, kind, clip_spec, epochs, crop, val_fraction, target_fpr, init, seed, device
+):
     """Train a detector; the validation split (by file-name hash) calibrates it and sets the
     threshold for --target-fpr. npr training resumes from OUT.ckpt when rerun."""
     from aigcguard.detectors.base import fit_calibration
@@ -137,13 +143,26 @@ def train_cmd(real, fake, out, kind, epochs, crop, val_fraction, target_fpr, ini
     if len(set(labels[val].tolist())) < 2 or len(set(labels[train].tolist())) < 2:
         click.echo("error: too few images to give both splits both classes", err=True)
         sys.exit(1)
-    if kind == "spectral":
+    if kind in ("spectral", "clip-probe"):
         import torch
 
+        from aigcguard.detectors.clip_probe import ClipProbeDetector
         from aigcguard.detectors.spectral import SpectralDetector
 
         tensors = [torch.from_numpy(np.array(a, np.uint8)).permute(2, 0, 1) for a in images]
-        det = SpectralDetector.fit([tensors[i] for i in train], labels[train], seed=seed)
+        train_x = [tensors[i] for i in train]
+        if kind == "spectral":
+            det = SpectralDetector.fit(train_x, labels[train], seed=seed)
+        elif not clip_spec:
+            raise click.UsageError("--kind clip-probe needs --clip clip:ARCH/PRETRAINED")
+        else:
+            try:
+                det = ClipProbeDetector.fit(
+                    clip_spec, train_x, labels[train], seed=seed, device=device
+                )
+            except EmbedderError as exc:
+                click.echo(f"error: {exc}", err=True)
+                sys.exit(1)
         det.calibration = fit_calibration(
             det.raw_scores([tensors[i] for i in val]), labels[val], target_fpr=target_fpr
         )

@@ -5,12 +5,14 @@
     results = score(detector, images, paths)   # calibrated probability, band, threshold
 
 Kinds (``list_detectors``): ``npr``, a small residual CNN on neighbouring-pixel relationships
-(the default); ``spectral``, FFT and block-DCT statistics with a linear classifier. Training:
+(the default); ``spectral``, FFT and block-DCT statistics with a linear classifier;
+``clip-probe``, a linear probe on open_clip image features (needs CLIP weights). Training:
 ``detectors.training.train_npr``, ``SpectralDetector.fit``; evaluation: ``detectors.metrics``;
 videos: ``detectors.video.score_video``.
 """
 
-from aigcguard.detectors import npr as _npr  # noqa: F401  (registers the kinds)
+from aigcguard.detectors import clip_probe as _clip_probe  # noqa: F401  (registers the kinds)
+from aigcguard.detectors import npr as _npr  # noqa: F401
 from aigcguard.detectors import spectral as _spectral  # noqa: F401
 from aigcguard.detectors.api import DEFAULT_MODEL, Detection, load, score
 from aigcguard.detectors.base import (

@@ -186,3 +186,32 @@ def test_cli_train_and_detect(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert api.load(str(tmp_path / "s.pt")).kind == "spectral"
+
+
+def test_clip_probe_with_a_tiny_random_clip(tmp_path, photos):
+    import open_clip
+
+    from aigcguard.detectors.clip_probe import ClipProbeDetector
+    from aigcguard.tests.test_embedders import TINY_CLIP
+
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    (folder / "aigc-tiny-probe.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(folder)
+    # A checkpoint file, so the saved probe can rebuild the very same (random) CLIP.
+    net = open_clip.create_model("aigc-tiny-probe", pretrained=None)
+    ckpt = tmp_path / "tiny.pt"
+    torch.save({"state_dict": net.state_dict()}, ckpt)
+    spec = f"clip:aigc-tiny-probe/{ckpt}"
+    images, labels = _synthetic(60, 5, size=64)
+    tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in images]
+    probe = ClipProbeDetector.fit(spec, tensors[:40], labels[:40], device="cpu")
+    probe.calibration = fit_calibration(probe.raw_scores(tensors[40:]), labels[40:])
+    path = probe.save(tmp_path / "probe.pt")
+    again = api.load(str(path), device="cpu")
+    assert again.kind == "clip-probe" and again.clip_spec == spec
+    np.testing.assert_allclose(
+        again.raw_scores(tensors[:5]), probe.raw_scores(tensors[:5]), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="probe has 3 weights"):
+        ClipProbeDetector(spec, np.zeros(3), 0.0, device="cpu")
