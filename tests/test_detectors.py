@@ -215,3 +215,19 @@ def test_clip_probe_with_a_tiny_random_clip(tmp_path, photos):
     )
     with pytest.raises(ValueError, match="probe has 3 weights"):
         ClipProbeDetector(spec, np.zeros(3), 0.0, device="cpu")
+
+
+def test_shipped_default_scores_the_sample_photos():
+    from pathlib import Path
+
+    samples = Path(__file__).resolve().parents[1] / "data" / "samples"
+    r = CliRunner().invoke(main, ["detect", str(samples), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in r.output.splitlines() if x.startswith("{")]
+    assert len(lines) >= 2
+    for rec in lines:
+        assert 0.0 <= rec["score"] <= 1.0 and rec["model"] == "default"
+        assert rec["band"] in ("likely_real", "uncertain", "likely_generated")
+    det = api.load("default", device="cpu")
+    assert det.kind == "npr" and det.calibration.target_fpr == 0.05
+    assert det.training["history"][-1]["val_auc"] > 0.95
