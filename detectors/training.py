@@ -73,7 +73,7 @@ def augment(arr: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.n
         im = Image.open(buf).convert("RGB")
     out = np.asarray(im)
     if out.shape[0] != cfg.crop or out.shape[1] != cfg.crop:  # smaller than the crop: pad
-        t = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)[None].float()
+        t = torch.from_numpy(np.array(out, np.uint8)).permute(2, 0, 1)[None].float()
         t = F.pad(t, (0, cfg.crop - out.shape[1], 0, cfg.crop - out.shape[0]), mode="replicate")
         out = t[0].permute(1, 2, 0).to(torch.uint8).numpy()
     return out
