@@ -174,7 +174,13 @@ def train_npr(
         log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, validation AUC {val_auc:.4f}")
     net.eval()
     raw = detector.raw_scores(val_tensors)
-    detector.calibration = fit_calibration(raw, vlabels, target_fpr=cfg.target_fpr)
+    try:
+        detector.calibration = fit_calibration(raw, vlabels, target_fpr=cfg.target_fpr)
+    except ValueError as exc:
+        raise ValueError(
+            f"training finished, but {exc} (validation AUC {_auc(raw, vlabels):.3f}): no "
+            f"detector written to {out}; the trained weights are kept in {ckpt}"
+        ) from None
     detector.n_crops = 9
     detector.training = {"history": history, "seconds": time.perf_counter() - started}
     detector.save(out)

@@ -97,6 +97,12 @@ def test_training_learns_resumes_and_saves(tmp_path):
     tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in val]
     np.testing.assert_allclose(again.raw_scores(tensors), det.raw_scores(tensors), rtol=1e-5)
     assert isinstance(again.calibration, Calibration) and again.calibration.target_fpr == 0.05
+    # Labels that contradict what the network learnt: calibration refuses, the weights stay.
+    flipped = tmp_path / "flipped.pt"
+    one = TrainConfig(crop=32, epochs=1, batch=32, jpeg_p=0.0, blur_p=0.0, rescale_p=0.0)
+    with pytest.raises(ValueError, match="no detector written"):
+        train_npr(train, train_y, val, 1 - val_y, out=flipped, cfg=one, init=det)
+    assert (tmp_path / "flipped.pt.ckpt").exists() and not flipped.exists()
     with pytest.raises(ValueError, match="other settings"):
         train_npr(train, train_y, val, val_y, out=out, cfg=TrainConfig(crop=32, epochs=5))
 
