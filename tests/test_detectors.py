@@ -237,3 +237,25 @@ def test_shipped_default_scores_the_sample_photos():
     det = api.load("default", device="cpu")
     assert det.kind == "npr" and det.calibration.target_fpr == 0.05
     assert det.training["history"][-1]["val_auc"] > 0.95
+
+
+def test_cli_detect_scores_a_video_by_segments(tmp_path):
+    import cv2
+
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # 3 s
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    r = CliRunner().invoke(
+        main, ["detect", str(path), "--every", "0.5", "--segment", "1", "--device", "cpu"]
+    )
+    assert r.exit_code == 0, r.output
+    [rec] = [json.loads(x) for x in r.output.splitlines() if x.startswith("{")]
+    assert rec["path"] == str(path) and rec["frames"] == 6 and len(rec["segments"]) == 3
+    assert 0.0 <= rec["score"] <= 1.0 and rec["model"] == "default" and "threshold" in rec
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    r = CliRunner().invoke(main, ["detect", str(broken), "--device", "cpu"])
+    assert r.exit_code == 1 and "broken.mp4" in r.output
