@@ -93,13 +93,9 @@ def main() -> int:
     photos = common.load_kodak() if common.kodak_available() else common.load_skimage()
     batch = [common.to_tensor(common.square(a, 512)) for _, a in photos][:32]
     batch = (batch * 2)[:32]
-    detector.probabilities(batch[:4])
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        detector.probabilities(batch)
-        times.append(time.perf_counter() - t0)
-    rate = len(batch) / float(np.median(times))
+    device = getattr(detector, "device", "cpu")
+    median, _ = common.time_median(lambda: detector.probabilities(batch), 3, device)
+    rate = len(batch) / median
     info = common.machine_info()
     parts += [
         f"Speed at 512 x 512: {rate:.1f} images/s (batches of 32, median of 3; "

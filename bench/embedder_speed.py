@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,15 +41,14 @@ def main() -> int:
     rows = []
     for spec in args.specs.split(","):
         emb = create_embedder(spec, args.device)
-        emb.embed(images[:2])  # warm-up: lazy loads, allocator
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
+        device = getattr(emb, "device", torch.device("cpu"))
+
+        def embed_all(emb=emb):
             for start in range(0, len(images), 16):
                 emb.embed(images[start : start + 16])
-            times.append(time.perf_counter() - t0)
-        rate = len(images) / float(np.median(times))
-        device = getattr(emb, "device", torch.device("cpu"))
+
+        median, _ = common.time_median(embed_all, args.repeats, device)
+        rate = len(images) / median
         rows.append([spec, str(device), emb.dim, f"{rate:.1f}"])
         print(f"{spec}: {rate:.1f} img/s", file=sys.stderr)
     info = common.machine_info()

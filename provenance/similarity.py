@@ -116,6 +116,13 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _unreadable(path: str | os.PathLike, exc: ImageLoadError | OSError) -> str:
+    """The message for a file that could not be hashed or decoded: its path, then why."""
+    if isinstance(exc, ImageLoadError):
+        return str(exc)
+    return f"{path}: {exc.strerror or exc}"
+
+
 def read_metadata_csv(path: str | os.PathLike) -> dict[str, Reference]:
     """Metadata for ``add``: a CSV with a ``path`` column and any of ``title``, ``creator``,
     ``licence`` (or ``license``), ``source``; paths relative to the CSV's folder. Keyed by
@@ -232,11 +239,8 @@ class SimilarityIndex:
                         skipped.append(ref.path)
                         continue
                     images.append(load_image(ref.path).pixels)
-                except ImageLoadError as exc:
-                    errors.append(str(exc))
-                    continue
-                except OSError as exc:
-                    errors.append(f"{ref.path}: {exc.strerror or exc}")
+                except (ImageLoadError, OSError) as exc:
+                    errors.append(_unreadable(ref.path, exc))
                     continue
                 works.append(
                     NewWork(
@@ -344,11 +348,8 @@ class SimilarityIndex:
             try:
                 image = load_image(f).pixels
                 digest = file_sha256(f)
-            except ImageLoadError as exc:
-                out.append(str(exc))
-                continue
-            except OSError as exc:
-                out.append(f"{f}: {exc.strerror or exc}")
+            except (ImageLoadError, OSError) as exc:
+                out.append(_unreadable(f, exc))
                 continue
             out.append(self.search([image], paths=[str(f)], sha256=[digest], **kw)[0])
         return out
