@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from train_vlad import held_out_paths
 
+from aigcguard.fileio import atomic_write
 from aigcguard.provenance import copyeval
 from aigcguard.provenance.similarity import CALIBRATION_FILE, Reference, SimilarityIndex
 from aigcguard.provenance.similarity import _calibration_key as calibration_key
@@ -190,9 +190,8 @@ def write_calibration(reports: list[dict], n_queries: int) -> None:
                 "precision reaches 0.9, similar = where it reaches 0.5"
             ),
         }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table, indent=1) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write((json.dumps(table, indent=1) + "\n").encode())
     print(f"wrote {path}", file=sys.stderr)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -14,7 +12,12 @@ from aigcguard.cli.common import device_option
 from aigcguard.imageio import iter_image_paths, load_images
 from aigcguard.provenance import copyeval
 from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, EmbedderError
-from aigcguard.provenance.similarity import STORE_CALIBRATION, Reference, SimilarityIndex
+from aigcguard.provenance.similarity import (
+    Reference,
+    SimilarityIndex,
+    Thresholds,
+    save_calibration,
+)
 from aigcguard.provenance.store import StoreError
 
 
@@ -75,17 +78,12 @@ def copy_cmd(refs, distractors, embedder, seed, calibrate_into, as_json, device)
         if result.score_at_p90 is None:
             click.echo("error: precision never reached 90%; calibration not written", err=True)
             sys.exit(1)
-        target = calibrate_into / STORE_CALIBRATION
-        data = {
-            "copy": result.score_at_p90,
-            "similar": result.score_at_p50,
-            "precision": 0.9,
-            "embedder": result.embedder,
-            "data": f"aigc eval copy --refs {refs}, {result.queries} queries",
-        }
-        tmp_file = target.with_suffix(".tmp")
-        tmp_file.write_text(json.dumps(data, indent=1))
-        os.replace(tmp_file, target)
+        target = save_calibration(
+            calibrate_into,
+            Thresholds(result.score_at_p90, result.score_at_p50, precision=0.9),
+            embedder=result.embedder,
+            data=f"aigc eval copy --refs {refs}, {result.queries} queries",
+        )
         click.echo(f"wrote {target}", err=True)
     if as_json:
         click.echo(result.to_json())

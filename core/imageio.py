@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from aigcguard.fileio import atomic_write
 
 #: Default ceiling on width x height. 64 MP covers 8000 x 8000 photos; larger inputs are
 #: refused unless the caller raises the limit (``AIGC_MAX_PIXELS`` or ``max_pixels=``).
@@ -278,23 +279,6 @@ def save_image(
     if _SAVE_FORMATS[fmt_key] in ("JPEG", "WEBP"):
         options["quality"] = int(quality)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: it creates the file 0600, so every saved image would end up
-    # readable by its owner only. os.open with 0o666 lets the umask decide, like open().
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            im.save(handle, format=_SAVE_FORMATS[fmt_key], **options)
-            handle.flush()
-            os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        im.save(handle, format=_SAVE_FORMATS[fmt_key], **options)
     return path

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aigcguard.fileio import atomic_write
 from aigcguard.results import JsonResult
 
 BANDS = ("likely_real", "uncertain", "likely_generated")
@@ -101,19 +102,18 @@ class Detector(ABC):
     def save(self, path: str | Path) -> Path:
         """One file (torch.save of plain tensors and numbers), written atomically."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(
-            {
-                "format": DETECTOR_FORMAT,
-                "kind": self.kind,
-                "calibration": self.calibration.to_dict(),
-                "state": self.state(),
-                # how it was trained (epochs, validation AUC, seconds), for model cards
-                "training": getattr(self, "training", None),
-            },
-            tmp,
-        )
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            torch.save(
+                {
+                    "format": DETECTOR_FORMAT,
+                    "kind": self.kind,
+                    "calibration": self.calibration.to_dict(),
+                    "state": self.state(),
+                    # how it was trained (epochs, validation AUC, seconds), for model cards
+                    "training": getattr(self, "training", None),
+                },
+                f,
+            )
         return path
 
 

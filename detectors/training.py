@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from aigcguard.detectors.base import fit_calibration
 from aigcguard.detectors.npr import NprDetector, NprNet
+from aigcguard.fileio import atomic_write
 
 
 @dataclass(frozen=True)
@@ -158,19 +159,18 @@ def train_npr(
         net.eval()
         val_auc = _auc(detector.raw_scores(val_tensors), vlabels)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_auc": val_auc})
-        tmp = ckpt.with_name(ckpt.name + ".tmp")
-        torch.save(
-            {
-                "net": net.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "config": _config_dict(cfg, len(train)),
-            },
-            tmp,
-        )
-        tmp.replace(ckpt)
+        with atomic_write(ckpt) as f:
+            torch.save(
+                {
+                    "net": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "config": _config_dict(cfg, len(train)),
+                },
+                f,
+            )
         log(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, validation AUC {val_auc:.4f}")
     net.eval()
     raw = detector.raw_scores(val_tensors)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from aigcguard.fileio import atomic_write
 from aigcguard.imageio import load_image
 from aigcguard.provenance.similarity import VERDICTS, QueryResult, SimilarityIndex
 from aigcguard.results import JsonResult
@@ -220,7 +221,6 @@ def write_report(report: AuditReport, index: SimilarityIndex, path: str | os.Pat
         text = report.to_json()
     else:
         raise ValueError(f"{path}: the report must end in .html or .json")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
     return path

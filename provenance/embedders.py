@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from aigcguard.device import pick_device
+from aigcguard.fileio import atomic_write
 
 DEFAULT_EMBEDDER = "vlad"
 
@@ -298,11 +299,8 @@ def train_vlad(
 
 def save_codebook(arrays: dict[str, np.ndarray], path: Path) -> None:
     """Write atomically: a temporary file beside the target, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         np.savez(f, **arrays)
-    tmp.replace(path)
 
 
 @register_embedder("vlad")

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 import aigcguard.provenance.verify as V
+from aigcguard.fileio import atomic_write
 from aigcguard.imageio import ImageLoadError, load_image
 from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, Embedder, create_embedder
 from aigcguard.provenance.store import NewWork, Store, StoreError, Work
@@ -157,6 +158,20 @@ def _shipped_calibration() -> dict:
     except FileNotFoundError:
         return {}
     return json.loads(text)
+
+
+def save_calibration(store_path: str | os.PathLike, thresholds: Thresholds, **about) -> Path:
+    """Write a store's own thresholds (what ``_thresholds_for`` reads first), atomically;
+    ``about`` adds fields saying where they came from."""
+    target = Path(store_path) / STORE_CALIBRATION
+    data = {
+        "copy": thresholds.copy,
+        "similar": thresholds.similar,
+        "precision": thresholds.precision,
+    }
+    with atomic_write(target) as f:
+        f.write(json.dumps({**data, **about}, indent=1).encode())
+    return target
 
 
 def _thresholds_for(store_path: Path, embedder: Embedder) -> Thresholds:
@@ -277,11 +292,8 @@ class SimilarityIndex:
             raise ValueError(
                 f"a background needs at least {BACKGROUND_K} usable pictures, got {len(vectors)}"
             )
-        target = self.path / STORE_BACKGROUND
-        tmp = target.with_name(target.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(self.path / STORE_BACKGROUND) as f:
             np.save(f, vectors.astype(np.float16))
-        os.replace(tmp, target)
         self._background = vectors.astype(np.float32)
         return len(vectors)
 

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import secrets
 import sqlite3
 import threading
 import warnings
@@ -46,6 +45,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from aigcguard.fileio import atomic_path, atomic_write
 from aigcguard.results import JsonResult
 
 STORE_FORMAT = 1
@@ -327,43 +327,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())  # on disk before the name points at it
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        handle.write(data)
 
 
 def _write_index_file(index, path: Path, binary: bool) -> None:
     """Write a faiss index atomically: to a temporary file beside it, fsync, rename."""
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         (faiss.write_index_binary if binary else faiss.write_index)(index, str(tmp))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _bump_generation(conn: sqlite3.Connection, generation: int, count: int) -> None:
@@ -491,8 +463,7 @@ class Store:
         }
         # Built under a temporary name and renamed: a crash never leaves a half-made store.
         db = path / DB_NAME
-        tmp = _tmp_name(db)
-        try:
+        with atomic_path(db) as tmp:
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
                 # A 512-d row is ~2.2 KB: 4 KB pages hold one (half the file empty), 16 KB
@@ -505,13 +476,6 @@ class Store:
                 conn.execute("COMMIT")
             finally:
                 conn.close()
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, db)
-            _fsync_dir(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         store = cls.open(path)
         return store
 
@@ -1169,7 +1133,6 @@ class Store:
                 "written": _now(),
             }
             _write_atomic(self.path / INDEX_STATE, (json.dumps(state, indent=1) + "\n").encode())
-            _fsync_dir(self.path)
             for old in self.path.glob("index.*.faiss"):
                 if old.name != name:
                     old.unlink(missing_ok=True)
