@@ -1,6 +1,7 @@
 """Train the default real-versus-generated detector on CIFAKE; write it to data/.
 
-    python bench/train_detector.py [--epochs 6] [--out data/detector_npr.pt] [--device auto]
+    python bench/train_detector.py [--epochs 15] [--inputs npr+rgb]
+                                   [--out data/detector_npr.pt] [--device auto]
 
 CIFAKE (../shared/data/cifake/cifake_25k.zip, read in place): 25,000 real CIFAR-10 pictures and
 25,000 Stable Diffusion 1.4 pictures, 32 x 32. Split by a hash of each file name: 20% test
@@ -27,7 +28,8 @@ SPLITS = (0.20, 0.08, 0.72)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--inputs", choices=["npr", "npr+rgb"], default="npr+rgb")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
@@ -44,7 +46,7 @@ def main() -> int:
         f"{len(train)} training, {len(val)} validation",
         file=sys.stderr,
     )
-    cfg = TrainConfig(epochs=args.epochs, batch=args.batch, seed=args.seed)
+    cfg = TrainConfig(epochs=args.epochs, batch=args.batch, seed=args.seed, inputs=args.inputs)
     det = train_npr(
         [images[i] for i in train],
         labels[train],

@@ -19,7 +19,8 @@ model_option = click.option(
     "--model",
     default=api.DEFAULT_MODEL,
     show_default=True,
-    help="`default` (shipped) or the path of a detector saved by `aigc detector train`.",
+    help="`default` (shipped NPR, trained on CIFAKE), `spectral` (shipped, trained on "
+    "full-resolution aigc_small) or the path of a detector saved by `aigc detector train`.",
 )
 
 
@@ -118,11 +119,30 @@ folder_type = click.Path(file_okay=False, exists=True, path_type=Path)
 @click.option("--crop", type=click.IntRange(16, 1024), default=64, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0.05, 0.5), default=0.15, show_default=True)
 @click.option("--target-fpr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True)
+@click.option(
+    "--inputs",
+    type=click.Choice(["npr", "npr+rgb"]),
+    default="npr+rgb",
+    show_default=True,
+    help="npr: what the network sees, the residual alone or with the picture.",
+)
 @click.option("--init", help="Start from this detector (npr): `default` or a path.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
 def train_cmd(
-    real, fake, out, kind, clip_spec, epochs, crop, val_fraction, target_fpr, init, seed, device
+    real,
+    fake,
+    out,
+    kind,
+    clip_spec,
+    epochs,
+    crop,
+    val_fraction,
+    target_fpr,
+    inputs,
+    init,
+    seed,
+    device,
 ):
     """Train a detector; the validation split (by file-name hash) calibrates it and sets the
     threshold for --target-fpr. npr training resumes from OUT.ckpt when rerun."""
@@ -147,12 +167,13 @@ def train_cmd(
         import torch
 
         from aigcguard.detectors.clip_probe import ClipProbeDetector
+        from aigcguard.detectors.spectral import TRAINING as SPECTRAL_TRAINING
         from aigcguard.detectors.spectral import SpectralDetector
 
         tensors = [torch.from_numpy(np.array(a, np.uint8)).permute(2, 0, 1) for a in images]
         train_x = [tensors[i] for i in train]
         if kind == "spectral":
-            det = SpectralDetector.fit(train_x, labels[train], seed=seed)
+            det = SpectralDetector.fit(train_x, labels[train], seed=seed, **SPECTRAL_TRAINING)
         elif not clip_spec:
             raise click.UsageError("--kind clip-probe needs --clip clip:ARCH/PRETRAINED")
         else:
@@ -168,7 +189,7 @@ def train_cmd(
         )
         det.save(out)
     else:
-        cfg = TrainConfig(crop=crop, epochs=epochs, seed=seed, target_fpr=target_fpr)
+        cfg = TrainConfig(crop=crop, epochs=epochs, seed=seed, target_fpr=target_fpr, inputs=inputs)
         det = train_npr(
             [images[i] for i in train],
             labels[train],

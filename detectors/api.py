@@ -15,7 +15,7 @@ from aigcguard.results import JsonResult
 
 DEFAULT_MODEL = "default"
 #: shipped weights, by the name ``--model`` takes
-SHIPPED = {"default": "detector_npr.pt"}
+SHIPPED = {"default": "detector_npr.pt", "spectral": "detector_spectral.pt"}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,12 @@ that relationship and removes the picture's content, so a small network trained 
 on it generalises across generators better than one that sees the picture. The network is
 fully convolutional with global pooling: it scores crops of any size; an image is scored on
 several crops of the training size and the crops' raw scores are averaged.
+
+The network may also see the picture itself beside the residual (``inputs="npr+rgb"``). On
+small, already downscaled pictures such as CIFAKE's 32 x 32, downscaling has erased most
+upsampling traces and colour and texture carry what is left: there, seeing both raised the
+validation AUC from 0.957 to 0.975 at equal training (2 epochs on 12,000 pictures; NPR alone
+0.957, the picture alone 0.964).
 """
 
 from __future__ import annotations
@@ -44,16 +50,25 @@ class _Block(nn.Module):
         return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
 
 
-class NprNet(nn.Module):
-    """NPR residual -> stem -> three residual stages (widths ``widths``) -> global mean and
-    max pooling -> one logit. About 0.7 M parameters at the default widths."""
+#: what the network sees: the NPR residual alone, or the residual and the picture
+INPUTS = ("npr", "npr+rgb")
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128)):
+
+class NprNet(nn.Module):
+    """NPR residual (and the picture, with ``inputs="npr+rgb"``) -> stem -> three residual
+    stages (widths ``widths``) -> global mean and max pooling -> one logit. About 0.7 M
+    parameters at the default widths."""
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), inputs: str = "npr"):
         super().__init__()
+        if inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, not {inputs!r}")
         w0, w1, w2 = widths
         self.widths = tuple(widths)
+        self.inputs = inputs
+        cin = 6 if inputs == "npr+rgb" else 3
         self.stem = nn.Sequential(
-            nn.Conv2d(3, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU()
+            nn.Conv2d(cin, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU()
         )
         self.stages = nn.Sequential(
             _Block(w0, w0, 1),
@@ -66,7 +81,10 @@ class NprNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B x 3 x H x W float in [0, 1] -> B logits."""
-        f = self.stages(self.stem(npr(x) * 4.0))  # residuals are small: scale to unit-ish range
+        z = npr(x) * 4.0  # residuals are small: scale to a unit-ish range
+        if self.inputs == "npr+rgb":
+            z = torch.cat([z, x - 0.5], dim=1)
+        f = self.stages(self.stem(z))
         pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)[:, 0]
 
@@ -128,6 +146,7 @@ class NprDetector(Detector):
     def state(self) -> dict:
         return {
             "widths": list(self.net.widths),
+            "inputs": self.net.inputs,
             "crop": self.crop,
             "n_crops": self.n_crops,
             "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
@@ -135,7 +154,7 @@ class NprDetector(Detector):
 
     @classmethod
     def from_state(cls, state: dict, calibration: Calibration) -> NprDetector:
-        net = NprNet(state["widths"])
+        net = NprNet(state["widths"], state.get("inputs", "npr"))
         net.load_state_dict(state["weights"])
         return cls(
             net, crop=int(state["crop"]), n_crops=int(state["n_crops"]), calibration=calibration

@@ -38,6 +38,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     widths: tuple[int, int, int] = (32, 64, 128)
+    inputs: str = "npr+rgb"  # see aigcguard.detectors.npr.INPUTS
     jpeg_p: float = 0.6  # share of samples re-encoded, quality uniform in jpeg_quality
     jpeg_quality: tuple[int, int] = (50, 100)
     blur_p: float = 0.2
@@ -80,6 +81,25 @@ def augment(arr: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.n
     return out
 
 
+def random_view(image: torch.Tensor, rng: np.random.Generator, cfg: TrainConfig = TrainConfig()):
+    """A whole uint8 3 x H x W picture as a platform might pass it on: maybe rescaled
+    (x 0.5-1), maybe blurred, maybe re-encoded as JPEG, drawn from ``cfg``'s distributions
+    (the crop-free part of :func:`augment`, for detectors that look at the whole picture)."""
+    im = Image.fromarray(image.expand(3, -1, -1).permute(1, 2, 0).numpy())
+    if rng.random() < cfg.rescale_p and min(im.size) >= 2 * cfg.crop:
+        f = rng.uniform(0.5, 1.0)
+        im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.BICUBIC)
+    if rng.random() < cfg.blur_p:
+        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.0)))
+    if rng.random() < cfg.jpeg_p:
+        buf = io.BytesIO()
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        im.save(buf, format="JPEG", quality=q)
+        buf.seek(0)
+        im = Image.open(buf).convert("RGB")
+    return torch.from_numpy(np.array(im, np.uint8)).permute(2, 0, 1)
+
+
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -108,7 +128,7 @@ def train_npr(
     if set(labels.tolist()) != {0, 1} or set(vlabels.tolist()) != {0, 1}:
         raise ValueError("training and validation data need both classes (0 = real, 1 = generated)")
     torch.manual_seed(cfg.seed)
-    net = NprNet(cfg.widths) if init is None else init.net
+    net = NprNet(cfg.widths, cfg.inputs) if init is None else init.net
     device = torch.device(device)
     net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

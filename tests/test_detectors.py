@@ -14,7 +14,7 @@ from aigcguard.cli import main
 from aigcguard.detectors import api
 from aigcguard.detectors.base import Calibration, fit_calibration, load_detector
 from aigcguard.detectors.npr import NprDetector, NprNet, crops, npr
-from aigcguard.detectors.training import TrainConfig, augment, train_npr
+from aigcguard.detectors.training import TrainConfig, augment, random_view, train_npr
 
 
 def _synthetic(n: int, seed: int, size: int = 32) -> tuple[list[np.ndarray], np.ndarray]:
@@ -259,3 +259,31 @@ def test_cli_detect_scores_a_video_by_segments(tmp_path):
     broken.write_bytes(b"not a video")
     r = CliRunner().invoke(main, ["detect", str(broken), "--device", "cpu"])
     assert r.exit_code == 1 and "broken.mp4" in r.output
+
+
+def test_npr_net_may_see_the_picture_too():
+    both = NprNet(inputs="npr+rgb").eval()
+    assert both.stem[0].in_channels == 6 and both(torch.rand(2, 3, 32, 32)).shape == (2,)
+    # flat 2 x 2 blocks have no residual: only the picture's own channels tell them apart
+    a = torch.rand(1, 3, 16, 16).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    alone = NprNet().eval()
+    assert alone(a).item() == pytest.approx(alone(a * 0.5).item())
+    assert both(a).item() != pytest.approx(both(a * 0.5).item())
+    det = NprDetector(both, crop=32)
+    back = NprDetector.from_state(det.state(), det.calibration)
+    assert back.net.inputs == "npr+rgb"
+    old = det.state() | {"inputs": None}
+    del old["inputs"]
+    old["weights"] = NprNet().state_dict()
+    assert NprDetector.from_state(old, det.calibration).net.inputs == "npr"
+    with pytest.raises(ValueError, match="inputs"):
+        NprNet(inputs="rgb")
+
+
+def test_random_view_whole_picture_seeded():
+    img = torch.randint(0, 256, (3, 120, 90), dtype=torch.uint8)
+    views = [random_view(img, np.random.default_rng(4)) for _ in range(2)]
+    assert torch.equal(views[0], views[1]) and views[0].dtype == torch.uint8
+    shapes = {tuple(random_view(img, np.random.default_rng(s)).shape) for s in range(20)}
+    assert (3, 120, 90) in shapes and len(shapes) > 1  # some rescaled, some not
+    assert random_view(img[:1], np.random.default_rng(0)).shape[0] == 3  # gray in, RGB out

@@ -1,0 +1,321 @@
+"""The ledger: what was generated, keyed by the watermark payload it carries.
+
+Metadata does not survive platforms (they strip XMP, EXIF and C2PA manifests); the watermark
+does. So every picture the generation pipeline marks is recorded here under its payload, and
+``lookup`` reads the mark of any copy, however stripped and re-encoded, and returns the record:
+when, by which generator and model, the prompt's hash, the hash of the file as written, and the
+C2PA manifest it was signed with.
+
+A ledger is one SQLite file (``meta`` table with the format version; ``records`` with one row
+per payload and key). Each ``record`` call is one transaction: a batch is recorded whole or
+not at all. Payloads are allocated here (``new_payloads``), at random, and checked unused
+under the same key, so two pictures never share one.
+
+    with Ledger("ledger.sqlite") as ledger:
+        [payload] = ledger.new_payloads(1, key_id=key_fingerprint(key))
+        ledger.record([LedgerRecord(payload=payload, ...)])
+        [found] = lookup_images(["upload.jpg"], ledger, key=key)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from aigcguard.results import JsonResult
+
+LEDGER_FORMAT = 1
+
+#: lookup states: the record was found; a mark was read but no record has its payload; a mark
+#: was detected but its payload could not be read reliably; no mark
+LOOKUP_STATES = ("found", "not_in_ledger", "payload_unreadable", "no_watermark")
+
+
+class LedgerError(ValueError):
+    """A ledger file that cannot be opened or used (names the file and the problem)."""
+
+
+def key_fingerprint(key: str | bytes) -> str:
+    """A short public name for a watermark key (never the key itself): the ledger keeps
+    records per key, since the same payload under two keys is two different marks."""
+    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    return hashlib.sha256(b"aigcguard/key-id/v1\x00" + raw).hexdigest()[:16]
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class LedgerRecord(JsonResult):
+    """One generated picture. ``payload``: the watermark payload (hex); ``key_id``: the key's
+    fingerprint; ``prompt_sha256``: the prompt's hash, never the prompt; ``image_sha256``: of
+    the file as written (after labels and signing); ``manifest``: the C2PA manifest store as
+    read back from that file (JSON), if it was signed."""
+
+    payload: str
+    key_id: str
+    method: str
+    generator: str
+    created: str = field(default_factory=_now)
+    model: str | None = None
+    prompt_sha256: str | None = None
+    image_sha256: str | None = None
+    path: str | None = None
+    manifest: dict[str, Any] | None = None
+    labels: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_COLUMNS = (
+    "payload",
+    "key_id",
+    "method",
+    "generator",
+    "created",
+    "model",
+    "prompt_sha256",
+    "image_sha256",
+    "path",
+    "manifest",
+    "labels",
+    "extra",
+)
+_JSON_COLUMNS = {"manifest", "labels", "extra"}
+
+
+class Ledger:
+    """A SQLite ledger at ``path`` (created if missing). Safe to share between threads; use as
+    a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise LedgerError(f"{self.path}: no such ledger")
+        if self.path.exists() and not self.path.is_file():
+            raise LedgerError(f"{self.path}: is not a file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._init()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path}: not a usable ledger ({exc})") from None
+
+    def _init(self) -> None:
+        with self._db:
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+            row = self._db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+            if row is None:
+                tables = self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'meta'"
+                ).fetchall()
+                if tables:
+                    raise LedgerError(f"{self.path}: a SQLite file, but not an aigc-guard ledger")
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT INTO meta VALUES ('format', ?)", (str(LEDGER_FORMAT),))
+                self._db.execute(
+                    """CREATE TABLE records (
+                        payload TEXT NOT NULL, key_id TEXT NOT NULL, method TEXT NOT NULL,
+                        generator TEXT NOT NULL, created TEXT NOT NULL, model TEXT,
+                        prompt_sha256 TEXT, image_sha256 TEXT, path TEXT, manifest TEXT,
+                        labels TEXT, extra TEXT NOT NULL,
+                        PRIMARY KEY (key_id, payload))"""
+                )
+                self._db.execute("CREATE INDEX records_image ON records (image_sha256)")
+                self._db.execute("COMMIT")
+            elif row[0] != str(LEDGER_FORMAT):
+                raise LedgerError(
+                    f"{self.path}: ledger format {row[0]}, this version reads {LEDGER_FORMAT}"
+                )
+
+    # ---- writing
+
+    def new_payloads(self, n: int, *, key_id: str) -> list[str]:
+        """``n`` fresh random 64-bit payloads (hex) unused under ``key_id``. They are not
+        reserved: record them in the same process before handing out more."""
+        out: list[str] = []
+        with self._lock:
+            while len(out) < n:
+                p = secrets.token_bytes(8).hex()
+                taken = self._db.execute(
+                    "SELECT 1 FROM records WHERE key_id = ? AND payload = ?", (key_id, p)
+                ).fetchone()
+                if not taken and p not in out:
+                    out.append(p)
+        return out
+
+    def record(self, records: Sequence[LedgerRecord]) -> None:
+        """Add records in one transaction; a payload already recorded under the same key
+        refuses the whole batch (a payload must lead back to one picture)."""
+        rows = []
+        for r in records:
+            _check_payload(r.payload)
+            d = r.to_dict()
+            rows.append(
+                tuple(
+                    json.dumps(d[c], ensure_ascii=False, sort_keys=True)
+                    if c in _JSON_COLUMNS and d[c] is not None
+                    else d[c]
+                    for c in _COLUMNS
+                )
+            )
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    f"INSERT INTO records ({', '.join(_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                raise LedgerError(
+                    f"{self.path}: a payload in this batch is already recorded under the same "
+                    "key; nothing of the batch was recorded"
+                ) from None
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    # ---- reading
+
+    def get(self, payload: str, *, key_id: str | None = None) -> LedgerRecord | None:
+        """The record of ``payload`` (hex) under ``key_id``, or under any key if None (the
+        newest first, should two keys have used it)."""
+        _check_payload(payload)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM records WHERE payload = ?"
+        args: tuple = (payload.lower(),)
+        if key_id is not None:
+            sql += " AND key_id = ?"
+            args += (key_id,)
+        with self._lock:
+            row = self._db.execute(sql + " ORDER BY created DESC LIMIT 1", args).fetchone()
+        return None if row is None else _from_row(row)
+
+    def by_image_sha256(self, digest: str) -> list[LedgerRecord]:
+        """Records whose file, as written, has this SHA-256 (an untouched copy)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM records WHERE image_sha256 = ?", (digest,)
+            ).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_payload(payload: str) -> None:
+    try:
+        ok = len(bytes.fromhex(payload)) == 8
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"payload must be 16 hex digits (64 bits), got {payload!r}")
+
+
+def _from_row(row: tuple) -> LedgerRecord:
+    d = dict(zip(_COLUMNS, row, strict=True))
+    for c in _JSON_COLUMNS:
+        if d[c] is not None:
+            d[c] = json.loads(d[c])
+    return LedgerRecord(**d)
+
+
+@dataclass(frozen=True)
+class Lookup(JsonResult):
+    """What the ledger knows about a picture: ``state`` is one of :data:`LOOKUP_STATES`;
+    ``watermark`` is the detection behind it; ``record`` is set when ``state == "found"``."""
+
+    path: str
+    state: str
+    watermark: JsonResult | None
+    record: LedgerRecord | None = None
+    matched_by: str | None = None  # "watermark", or "file_hash" for an untouched copy
+
+
+def lookup(
+    images: Sequence, ledger: Ledger, *, key: str | bytes, method: str | None = None, device=None
+) -> list[Lookup]:
+    """Decode each loaded picture's watermark (made with ``key``) and find its record;
+    ``images`` are :class:`aigcguard.imageio.LoadedImage` (pixels and source)."""
+    from aigcguard.watermark import DEFAULT_METHOD, detect
+
+    if not images:
+        return []
+    kid = key_fingerprint(key)
+    detections = detect(
+        [img.pixels for img in images], key=key, method=method or DEFAULT_METHOD, device=device
+    )
+    out = []
+    for img, det in zip(images, detections, strict=True):
+        if det.detected and det.payload is not None:
+            rec = ledger.get(det.payload, key_id=kid)
+            if rec is not None:
+                out.append(Lookup(img.source, "found", det, rec, "watermark"))
+                continue
+        # an untouched copy is found by its bytes even where the mark cannot be read
+        same = _same_file(img.source, ledger)
+        if same is not None:
+            out.append(Lookup(img.source, "found", det, same, "file_hash"))
+        elif not det.detected:
+            out.append(Lookup(img.source, "no_watermark", det))
+        elif det.payload is None:
+            out.append(Lookup(img.source, "payload_unreadable", det))
+        else:
+            out.append(Lookup(img.source, "not_in_ledger", det))
+    return out
+
+
+def lookup_images(
+    paths: Sequence[str | Path], ledger: Ledger, *, key: str | bytes, **kw
+) -> tuple[list[Lookup], list[str]]:
+    """:func:`lookup` on files; returns the lookups and one error message per unreadable
+    file (the others go on)."""
+    from aigcguard.imageio import load_images
+
+    loaded, failed = load_images(paths)
+    return lookup(loaded, ledger, key=key, **kw), [str(e) for e in failed]
+
+
+def _same_file(source: str, ledger: Ledger) -> LedgerRecord | None:
+    try:
+        found = ledger.by_image_sha256(sha256_file(source))
+    except OSError:  # not a file on disk (bytes, a stream)
+        return None
+    return found[0] if found else None

@@ -1,0 +1,176 @@
+"""The ledger: records keyed by watermark payload, atomic batches, lookups of stripped copies."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import threading
+
+import pytest
+from PIL import Image
+
+from aigcguard.imageio import save_image
+from aigcguard.provenance.ledger import (
+    Ledger,
+    LedgerError,
+    LedgerRecord,
+    key_fingerprint,
+    lookup_images,
+    sha256_file,
+)
+from aigcguard.tests.conftest import to_tensor
+from aigcguard.watermark import embed
+
+KEY = "ledger test key"
+
+
+def _rec(payload: str, **kw) -> LedgerRecord:
+    return LedgerRecord(
+        payload=payload, key_id=key_fingerprint(KEY), method="tilemark", generator="test", **kw
+    )
+
+
+def test_record_and_get_round_trip(tmp_path):
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        [p] = ledger.new_payloads(1, key_id=key_fingerprint(KEY))
+        rec = _rec(
+            p,
+            model="tiny",
+            prompt_sha256="ab" * 32,
+            manifest={"active_manifest": "urn:x", "manifests": {}},
+            extra={"seed": 3},
+        )
+        ledger.record([rec])
+        assert len(ledger) == 1
+        assert ledger.get(p, key_id=key_fingerprint(KEY)) == rec
+        assert ledger.get(p.upper()) == rec  # hex case does not matter
+        assert ledger.get(p, key_id=key_fingerprint("another key")) is None
+    # persists across opens
+    with Ledger(tmp_path / "l.sqlite", create=False) as again:
+        assert again.get(p) == rec
+
+
+def test_a_batch_with_a_used_payload_records_nothing(tmp_path):
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        a, b = ledger.new_payloads(2, key_id=key_fingerprint(KEY))
+        ledger.record([_rec(a)])
+        with pytest.raises(LedgerError, match="already recorded"):
+            ledger.record([_rec(b), _rec(a)])
+        assert len(ledger) == 1 and ledger.get(b) is None
+        # the same payload under another key is another mark
+        ledger.record([LedgerRecord(a, key_fingerprint("k2"), "tilemark", "test")])
+        assert len(ledger) == 2
+
+
+def test_payloads_fresh_and_checked(tmp_path):
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ps = ledger.new_payloads(200, key_id="k")
+        assert len(set(ps)) == 200 and all(len(bytes.fromhex(p)) == 8 for p in ps)
+        with pytest.raises(ValueError, match="16 hex digits"):
+            ledger.record([_rec("xyz")])
+        with pytest.raises(ValueError, match="16 hex digits"):
+            ledger.get("00")
+
+
+def test_threads_share_a_ledger(tmp_path):
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+
+        def work(i):
+            for p in ledger.new_payloads(5, key_id=f"k{i}"):
+                ledger.record([LedgerRecord(p, f"k{i}", "tilemark", "t")])
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(ledger) == 20
+
+
+def test_bad_files_refused_with_their_name(tmp_path):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(LedgerError, match=r"junk\.sqlite"):
+        Ledger(junk)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(LedgerError, match="not an aigc-guard ledger"):
+        Ledger(other)
+    with pytest.raises(LedgerError, match="no such ledger"):
+        Ledger(tmp_path / "missing.sqlite", create=False)
+    newer = tmp_path / "newer.sqlite"
+    Ledger(newer).close()
+    with sqlite3.connect(newer) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE name = 'format'")
+    with pytest.raises(LedgerError, match="format 99"):
+        Ledger(newer)
+
+
+def test_lookup_finds_a_stripped_re_encoded_copy(tmp_path, photos):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    payload, stranger = ledger.new_payloads(2, key_id=key_fingerprint(KEY))
+    photo = to_tensor(photos["astronaut"])
+    [marked] = embed([photo], message=bytes.fromhex(payload), key=KEY)
+    original = save_image(marked, tmp_path / "generated.png")
+    ledger.record([_rec(payload, image_sha256=sha256_file(original), path=str(original))])
+    # what a platform serves: pixels only (no metadata), JPEG 80
+    buf = io.BytesIO()
+    Image.open(original).convert("RGB").save(buf, format="JPEG", quality=80)
+    (tmp_path / "upload.jpg").write_bytes(buf.getvalue())
+    [other] = embed([to_tensor(photos["coffee"])], message=bytes.fromhex(stranger), key=KEY)
+    save_image(other, tmp_path / "unrecorded.png")
+    save_image(to_tensor(photos["chelsea"]), tmp_path / "plain.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    names = ["upload.jpg", "unrecorded.png", "plain.png", "broken.png", "generated.png"]
+    found, errors = lookup_images([tmp_path / n for n in names], ledger, key=KEY)
+    by_name = {r.path.rsplit("/", 1)[-1]: r for r in found}
+    assert by_name["upload.jpg"].state == "found"
+    assert by_name["upload.jpg"].record.payload == payload
+    assert by_name["upload.jpg"].matched_by == "watermark"
+    assert by_name["unrecorded.png"].state == "not_in_ledger"
+    assert by_name["plain.png"].state == "no_watermark" and by_name["plain.png"].record is None
+    assert by_name["generated.png"].state == "found"
+    assert len(errors) == 1 and "broken.png" in errors[0]
+    # with the wrong key the mark is not there
+    wrong, _ = lookup_images([tmp_path / "upload.jpg"], ledger, key="some other key")
+    assert wrong[0].state == "no_watermark"
+    d = by_name["upload.jpg"].to_dict()
+    assert d["record"]["payload"] == payload and d["watermark"]["detected"] is True
+    ledger.close()
+
+
+def test_untouched_copy_found_by_its_bytes(tmp_path, photos):
+    """A picture too small to carry a readable mark is still found while its file is intact."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    small = save_image(to_tensor(photos["rocket"][:40, :40]), tmp_path / "tiny.png")
+    [p] = ledger.new_payloads(1, key_id=key_fingerprint(KEY))
+    ledger.record([_rec(p, image_sha256=sha256_file(small))])
+    [res], errors = lookup_images([small], ledger, key=KEY)
+    assert not errors and res.state == "found" and res.matched_by == "file_hash"
+    ledger.close()
+
+
+def test_cli_lookup(tmp_path, photos):
+    import json
+
+    from click.testing import CliRunner
+
+    from aigcguard.cli import main
+
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        [payload] = ledger.new_payloads(1, key_id=key_fingerprint(KEY))
+        ledger.record([_rec(payload)])
+    [marked] = embed([to_tensor(photos["coffee"])], message=bytes.fromhex(payload), key=KEY)
+    save_image(marked, tmp_path / "a.jpg", quality=85)
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    runner = CliRunner()
+    args = ["provenance", "lookup", str(tmp_path / "a.jpg"), str(tmp_path / "bad.jpg")]
+    r = runner.invoke(main, [*args, "--ledger", str(tmp_path / "l.sqlite"), "--key", KEY])
+    assert r.exit_code == 1  # one input failed, the other was answered
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    ok = next(x for x in lines if "state" in x)
+    assert ok["state"] == "found" and ok["record"]["payload"] == payload
+    assert any("bad.jpg" in x.get("path", "") and "error" in x for x in lines)
+    r = runner.invoke(main, [*args[:3], "--ledger", str(tmp_path / "none.sqlite"), "--key", KEY])
+    assert r.exit_code != 0 and "no such ledger" in r.output
