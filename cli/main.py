@@ -3,6 +3,7 @@ import click
 from aigcguard import __version__
 from aigcguard.cli.detect import detect_cmd, detector_group
 from aigcguard.cli.evaluate import eval_group
+from aigcguard.cli.generate import generate_cmd
 from aigcguard.cli.provenance import provenance_group
 from aigcguard.cli.similarity import audit_cmd, index_group, similar_cmd
 from aigcguard.cli.watermark import watermark_group
@@ -22,3 +23,4 @@ main.add_command(audit_cmd)
 main.add_command(detect_cmd)
 main.add_command(detector_group)
 main.add_command(provenance_group)
+main.add_command(generate_cmd)
