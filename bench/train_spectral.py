@@ -13,6 +13,10 @@ the photos are 723 to 3996 px wide and the generated pictures all 559 px, and a 
 trained on plainly resized pictures learns how much each was shrunk. The figures on the plain
 protocol (same size only) are reported beside them for the detector trained size-matched.
 
+Training sees each picture clean and after the platform operations of ``TRAINING["views"]``
+(JPEG 90/75/50, halving), both classes alike; the test columns apply the same operations to
+the held-out fold's pictures.
+
 The shipped detector is then trained on all 100 pictures; its calibration (Platt scaling and
 the 5%-FPR threshold) is fitted on the pooled out-of-fold scores, which no model saw in
 training.
@@ -37,7 +41,7 @@ from detector_eval import AI_FILES, AIGC_SMALL, aigc_small
 from aigcguard.detectors.base import fit_calibration
 from aigcguard.detectors.metrics import PERTURBATIONS
 from aigcguard.detectors.spectral import TRAINING as SETTINGS
-from aigcguard.detectors.spectral import SpectralDetector
+from aigcguard.detectors.spectral import SpectralDetector, spectral_features
 
 
 def tpr_at(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
@@ -60,19 +64,32 @@ def main() -> int:
     labels = np.array([0] * len(real) + [1] * len(fake))
     plain_real, plain_fake, _ = aigc_small()
     plain = plain_real + plain_fake
-    tests = {name: [f(im) for im in images] for name, f in PERTURBATIONS.items()}
-    tests["plain protocol (same size only)"] = plain
+    # Features once per picture and operation (the classifier is refitted per fold on rows of
+    # them, as SpectralDetector.fit would compute them); training views and test conditions
+    # are the same platform operations, on other pictures.
+    feat = dict(tile=64, max_tiles=SETTINGS["max_tiles"], channels=SETTINGS["channels"])
+    features = {
+        name: spectral_features([f(im) for im in images], **feat)
+        for name, f in PERTURBATIONS.items()
+    }
+    features["plain protocol (same size only)"] = spectral_features(plain, **feat)
+    fit_args = {k: v for k, v in SETTINGS.items() if k != "views"}
+    train_views = ["clean", *SETTINGS["views"]]
+    print(f"features: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     # out-of-fold raw scores, per repeat and test condition
-    oof = {name: np.zeros((args.repeats, len(images))) for name in tests}
+    oof = {name: np.zeros((args.repeats, len(images))) for name in features}
     for r in range(args.repeats):
         folds = StratifiedKFold(5, shuffle=True, random_state=r).split(labels, labels)
         for k, (tr, te) in enumerate(folds):
-            det = SpectralDetector.fit(
-                [images[i] for i in tr], labels[tr], seed=100 * r + k, **SETTINGS
+            det = SpectralDetector.fit_features(
+                np.concatenate([features[v][tr] for v in train_views]),
+                np.tile(labels[tr], len(train_views)),
+                seed=100 * r + k,
+                **fit_args,
             )
-            for name, ims in tests.items():
-                oof[name][r, te] = det.raw_scores([ims[i] for i in te])
+            for name, f in features.items():
+                oof[name][r, te] = det.scores_from_features(f[te])
         print(f"repeat {r + 1}/{args.repeats}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     rows = [

@@ -81,25 +81,6 @@ def augment(arr: np.ndarray, cfg: TrainConfig, rng: np.random.Generator) -> np.n
     return out
 
 
-def random_view(image: torch.Tensor, rng: np.random.Generator, cfg: TrainConfig = TrainConfig()):
-    """A whole uint8 3 x H x W picture as a platform might pass it on: maybe rescaled
-    (x 0.5-1), maybe blurred, maybe re-encoded as JPEG, drawn from ``cfg``'s distributions
-    (the crop-free part of :func:`augment`, for detectors that look at the whole picture)."""
-    im = Image.fromarray(image.expand(3, -1, -1).permute(1, 2, 0).numpy())
-    if rng.random() < cfg.rescale_p and min(im.size) >= 2 * cfg.crop:
-        f = rng.uniform(0.5, 1.0)
-        im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.BICUBIC)
-    if rng.random() < cfg.blur_p:
-        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.0)))
-    if rng.random() < cfg.jpeg_p:
-        buf = io.BytesIO()
-        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-        im.save(buf, format="JPEG", quality=q)
-        buf.seek(0)
-        im = Image.open(buf).convert("RGB")
-    return torch.from_numpy(np.array(im, np.uint8)).permute(2, 0, 1)
-
-
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 

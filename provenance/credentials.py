@@ -35,6 +35,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aigcguard import __version__
 from aigcguard.fileio import atomic_path, atomic_write
+from aigcguard.provenance.labels import (
+    COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
+    DIGITAL_SOURCE_TYPE_BASE,
+    TRAINED_ALGORITHMIC_MEDIA,
+)
+from aigcguard.provenance.labels import DIGITAL_SOURCE_TYPES as _SOURCE_TYPES
 from aigcguard.results import JsonResult
 
 __all__ = [
@@ -56,37 +62,13 @@ __all__ = [
     "verify",
 ]
 
-#: The IPTC vocabulary C2PA uses for ``digitalSourceType``.
-IPTC_DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-#: Made by a model trained on sampled content (text-to-image and the like).
-TRAINED_ALGORITHMIC_MEDIA = IPTC_DIGITAL_SOURCE_TYPE + "trainedAlgorithmicMedia"
-#: Real content combined with generated content (inpainting, generative fill).
-COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA = (
-    IPTC_DIGITAL_SOURCE_TYPE + "compositeWithTrainedAlgorithmicMedia"
-)
-#: Made purely by an algorithm not trained on sampled content (procedural, fractals).
-ALGORITHMIC_MEDIA = IPTC_DIGITAL_SOURCE_TYPE + "algorithmicMedia"
-#: Real content enhanced by an algorithm, without adding or removing content.
-ALGORITHMICALLY_ENHANCED = IPTC_DIGITAL_SOURCE_TYPE + "algorithmicallyEnhanced"
-#: A composite that includes synthetic elements.
-COMPOSITE_SYNTHETIC = IPTC_DIGITAL_SOURCE_TYPE + "compositeSynthetic"
-#: Captured from a real-life source by a camera or scanner.
-DIGITAL_CAPTURE = IPTC_DIGITAL_SOURCE_TYPE + "digitalCapture"
-#: Made by a person with software (drawing, 3D modelling).
-DIGITAL_CREATION = IPTC_DIGITAL_SOURCE_TYPE + "digitalCreation"
-
-_SOURCE_TYPES = {
-    uri.rsplit("/", 1)[1]: uri
-    for uri in (
-        TRAINED_ALGORITHMIC_MEDIA,
-        COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
-        ALGORITHMIC_MEDIA,
-        ALGORITHMICALLY_ENHANCED,
-        COMPOSITE_SYNTHETIC,
-        DIGITAL_CAPTURE,
-        DIGITAL_CREATION,
-    )
-}
+# The IPTC digital source type vocabulary is defined once, in labels (XMP uses it too).
+IPTC_DIGITAL_SOURCE_TYPE = DIGITAL_SOURCE_TYPE_BASE
+ALGORITHMIC_MEDIA = _SOURCE_TYPES["algorithmicMedia"]
+ALGORITHMICALLY_ENHANCED = _SOURCE_TYPES["algorithmicallyEnhanced"]
+COMPOSITE_SYNTHETIC = _SOURCE_TYPES["compositeSynthetic"]
+DIGITAL_CAPTURE = _SOURCE_TYPES["digitalCapture"]
+DIGITAL_CREATION = _SOURCE_TYPES["digitalCreation"]
 
 #: Our soft-binding algorithms are named ``com.aigc-guard.<method>`` (an entity-specific name,
 #: as the C2PA soft binding algorithm list allows for algorithms not on it).

@@ -14,7 +14,7 @@ from aigcguard.cli import main
 from aigcguard.detectors import api
 from aigcguard.detectors.base import Calibration, fit_calibration, load_detector
 from aigcguard.detectors.npr import NprDetector, NprNet, crops, npr
-from aigcguard.detectors.training import TrainConfig, augment, random_view, train_npr
+from aigcguard.detectors.training import TrainConfig, augment, train_npr
 
 
 def _synthetic(n: int, seed: int, size: int = 32) -> tuple[list[np.ndarray], np.ndarray]:
@@ -278,12 +278,3 @@ def test_npr_net_may_see_the_picture_too():
     assert NprDetector.from_state(old, det.calibration).net.inputs == "npr"
     with pytest.raises(ValueError, match="inputs"):
         NprNet(inputs="rgb")
-
-
-def test_random_view_whole_picture_seeded():
-    img = torch.randint(0, 256, (3, 120, 90), dtype=torch.uint8)
-    views = [random_view(img, np.random.default_rng(4)) for _ in range(2)]
-    assert torch.equal(views[0], views[1]) and views[0].dtype == torch.uint8
-    shapes = {tuple(random_view(img, np.random.default_rng(s)).shape) for s in range(20)}
-    assert (3, 120, 90) in shapes and len(shapes) > 1  # some rescaled, some not
-    assert random_view(img[:1], np.random.default_rng(0)).shape[0] == 3  # gray in, RGB out

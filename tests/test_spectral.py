@@ -184,12 +184,14 @@ def test_colour_features_see_what_luminance_cannot(photos):
         spectral_features(train[:1], channels="rgb")
 
 
-def test_degraded_views_are_seeded(photos):
+def test_platform_views_join_training(photos):
     images, labels = make_set(photos, TRAIN_PHOTOS, 12, seed=9)
-    a = SpectralDetector.fit(images, labels, views=2, seed=3, channels="y")
-    b = SpectralDetector.fit(images, labels, views=2, seed=3, channels="y")
-    plain = SpectralDetector.fit(images, labels, views=0, seed=3, channels="y")
+    a = SpectralDetector.fit(images, labels, views=("JPEG 75", "resize x0.5"), channels="y")
+    b = SpectralDetector.fit(images, labels, views=("JPEG 75", "resize x0.5"), channels="y")
+    plain = SpectralDetector.fit(images, labels, channels="y")
     np.testing.assert_array_equal(a.coef, b.coef)
     assert not np.array_equal(a.coef, plain.coef)
+    with pytest.raises(ValueError, match="unknown views"):
+        SpectralDetector.fit(images, labels, views=("JPEG 7",))
     with pytest.raises(ValueError, match="labels"):
         SpectralDetector.fit(images, labels[:-1])
