@@ -25,11 +25,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: field metadata that keeps a field out of the JSON (working data kept for the library's
+#: own later use, such as the keypoint matches behind a verdict)
+NOT_JSON = {"json": False}
+
+
 class JsonResult:
     """Mixin for frozen dataclasses: ``to_dict()`` gives the stable JSON fields."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.metadata.get("json", True)
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)

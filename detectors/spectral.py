@@ -85,6 +85,7 @@ TRAINING = {
     "max_tiles": 64,
     "views": ("JPEG 90", "JPEG 75", "JPEG 50", "resize x0.5"),
     "C": 0.1,
+    "max_side": 512,
 }
 
 MIN_SIDE = 16
@@ -268,6 +269,26 @@ def spectral_features(
     return out.numpy()
 
 
+def shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
+    """A uint8 picture whose short side exceeds ``max_side``, resized (bicubic, with
+    antialiasing, as Pillow does) so that it is ``max_side``; smaller pictures unchanged, never
+    enlarged. Traces measured at a 4000-px photo's own resolution (sensor noise, demosaicing)
+    are not what a detector trained on 512-px pictures has seen."""
+    if max_side is None or image.ndim < 3 or min(image.shape[-2:]) <= max_side:
+        return image
+    h, w = image.shape[-2:]
+    s = max_side / min(h, w)
+    size = (max(max_side, round(h * s)), max(max_side, round(w * s)))
+    x = F.interpolate(
+        image.reshape(-1, *image.shape[-3:]).float(),
+        size=size,
+        mode="bicubic",
+        antialias=True,
+        align_corners=False,
+    )
+    return x.round().clamp(0, 255).to(torch.uint8).reshape(*image.shape[:-2], *size)
+
+
 # --------------------------------------------------------------------------------------------
 # detector
 
@@ -288,6 +309,7 @@ class SpectralDetector(Detector):
         tile: int = 64,
         max_tiles: int = 16,
         channels: str = "y",
+        max_side: int | None = None,
         calibration: Calibration | None = None,
     ):
         super().__init__(calibration)
@@ -301,6 +323,7 @@ class SpectralDetector(Detector):
         self.tile = int(tile)
         self.max_tiles = int(max_tiles)
         self.channels = channels
+        self.max_side = None if max_side is None else int(max_side)
 
     # ---- training
 
@@ -315,19 +338,22 @@ class SpectralDetector(Detector):
         tile: int = 64,
         max_tiles: int = 16,
         channels: str = "y",
+        max_side: int | None = None,
         views: Sequence[str] = (),
     ) -> SpectralDetector:
         """Train on uint8 images with labels 1 = generated, 0 = real. ``views`` names
         operations from :data:`aigcguard.detectors.metrics.PERTURBATIONS` (``"JPEG 75"``,
         ``"resize x0.5"``...): each picture, whatever its class, is also seen after each of
-        them, so the classifier leans on traces that survive what platforms do. The
-        calibration is the identity; fit one on validation data with ``fit_calibration``."""
+        them, so the classifier leans on traces that survive what platforms do. ``max_side``:
+        larger pictures are first shrunk to that short side (see :func:`shrink`), in training
+        and in scoring. The calibration is the identity; fit one on validation data with
+        ``fit_calibration``."""
         from aigcguard.detectors.metrics import PERTURBATIONS
 
         unknown = [v for v in views if v not in PERTURBATIONS]
         if unknown:
             raise ValueError(f"unknown views {unknown}; choose from {', '.join(PERTURBATIONS)}")
-        images = list(images)
+        images = [shrink(im, max_side) for im in images]
         y = np.asarray(labels).astype(int).reshape(-1)
         if len(y) != len(images):
             raise ValueError(f"{len(images)} images but {len(y)} labels")
@@ -341,6 +367,7 @@ class SpectralDetector(Detector):
             tile=tile,
             max_tiles=max_tiles,
             channels=channels,
+            max_side=max_side,
         )
 
     @classmethod
@@ -354,9 +381,11 @@ class SpectralDetector(Detector):
         tile: int = 64,
         max_tiles: int = 16,
         channels: str = "y",
+        max_side: int | None = None,
     ) -> SpectralDetector:
         """Train on features already computed by :func:`spectral_features` with the same
-        ``tile``, ``max_tiles`` and ``channels`` (lets a benchmark compute them once)."""
+        ``tile``, ``max_tiles`` and ``channels``, of pictures no larger than ``max_side``
+        (lets a benchmark compute them once)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -380,13 +409,17 @@ class SpectralDetector(Detector):
             tile=tile,
             max_tiles=max_tiles,
             channels=channels,
+            max_side=max_side,
         )
 
     # ---- scoring
 
     def features(self, images: Sequence[torch.Tensor] | torch.Tensor) -> np.ndarray:
         return spectral_features(
-            images, tile=self.tile, max_tiles=self.max_tiles, channels=self.channels
+            [shrink(im, self.max_side) for im in images],
+            tile=self.tile,
+            max_tiles=self.max_tiles,
+            channels=self.channels,
         )
 
     def scores_from_features(self, features: np.ndarray) -> np.ndarray:
@@ -405,6 +438,7 @@ class SpectralDetector(Detector):
             "tile": self.tile,
             "max_tiles": self.max_tiles,
             "channels": self.channels,
+            "max_side": self.max_side,
             "mean": torch.from_numpy(self.mean.copy()),
             "scale": torch.from_numpy(self.scale.copy()),
             "coef": torch.from_numpy(self.coef.copy()),
@@ -427,5 +461,6 @@ class SpectralDetector(Detector):
             tile=state["tile"],
             max_tiles=state["max_tiles"],
             channels=state.get("channels", "y"),
+            max_side=state.get("max_side"),
             calibration=calibration,
         )

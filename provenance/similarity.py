@@ -33,7 +33,7 @@ import json
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -46,7 +46,7 @@ from aigcguard.fileio import atomic_write
 from aigcguard.imageio import ImageLoadError, load_image
 from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, Embedder, create_embedder
 from aigcguard.provenance.store import NewWork, Store, StoreError, Work
-from aigcguard.results import JsonResult
+from aigcguard.results import NOT_JSON, JsonResult
 
 VERDICTS = ("exact", "copy", "near_duplicate", "similar", "none")
 CALIBRATION_FILE = "similarity_calibration.json"  # shipped, per embedder
@@ -82,6 +82,10 @@ class Match(JsonResult):
     inliers: int | None  # None: not checked (beyond the best VERIFY_TOP, or reference unreadable)
     flipped: bool
     region: list[list[float]] | None  # the work's outline in the query, when verified
+    # the local-feature check behind the verdict, for evidence pictures; not in the JSON
+    evidence: V.Verification | None = field(
+        default=None, repr=False, compare=False, metadata=NOT_JSON
+    )
 
 
 @dataclass(frozen=True)
@@ -424,6 +428,7 @@ class SimilarityIndex:
                     inliers=None if evidence is None else evidence.inliers,
                     flipped=bool(evidence.flipped if verified else flipped),
                     region=evidence.query_region if verified else None,
+                    evidence=evidence,
                 )
             )
         order = {v: i for i, v in enumerate(VERDICTS)}
@@ -444,6 +449,8 @@ class SimilarityIndex:
         return feats
 
     def match_picture(self, query: torch.Tensor, match: Match) -> np.ndarray:
-        """Side-by-side evidence picture of a query and one matched work."""
+        """Side-by-side evidence picture of a query and one matched work (its local-feature
+        check is reused when the search made one)."""
         reference = load_image(match.path).pixels
-        return V.match_picture(query, reference, V.verify(query, reference))
+        evidence = match.evidence if match.evidence is not None else V.verify(query, reference)
+        return V.match_picture(query, reference, evidence)

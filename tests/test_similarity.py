@@ -63,6 +63,23 @@ def test_cropped_reencoded_copy_is_a_verified_copy(index, photos):
     assert top.score < top.cosine  # background normalisation takes something off
     d = result.to_dict()
     assert d["matches"][0]["title"] == "Chelsea" and set(d) == {"path", "verdict", "matches"}
+    assert "evidence" not in d["matches"][0]  # working data, not part of the JSON
+
+
+def test_evidence_picture_reuses_the_search_check(index, photos, monkeypatch):
+    import aigcguard.provenance.verify as V
+
+    query = to_tensor(_jpeg(_crop(photos["chelsea"], 0.6)))
+    [result] = index.search([query], k=1)
+    top = result.matches[0]
+    assert top.evidence is not None and top.evidence.verified
+
+    def no_second_check(*a, **kw):
+        raise AssertionError("verified twice")
+
+    monkeypatch.setattr(V, "verify", no_second_check)
+    picture = index.match_picture(query, top)
+    assert picture.ndim == 3 and picture.shape[2] == 3
 
 
 def test_mirrored_copy_is_found_as_flipped(index, photos):

@@ -195,3 +195,18 @@ def test_platform_views_join_training(photos):
         SpectralDetector.fit(images, labels, views=("JPEG 7",))
     with pytest.raises(ValueError, match="labels"):
         SpectralDetector.fit(images, labels[:-1])
+
+
+def test_large_pictures_scored_at_the_training_scale(photos, trained):
+    from aigcguard.detectors.spectral import shrink
+
+    big = to_tensor(photos["astronaut"])  # 512 x 512
+    assert shrink(big, 600) is big and shrink(big, None) is big
+    half = shrink(big, 256)
+    assert half.shape == (3, 256, 256) and half.dtype == torch.uint8
+    wide = torch.zeros(3, 300, 900, dtype=torch.uint8)
+    assert shrink(wide, 100).shape == (3, 100, 300)
+    det = SpectralDetector.from_state(trained.state() | {"max_side": 256}, trained.calibration)
+    assert det.raw_scores([big])[0] == pytest.approx(trained.raw_scores([half])[0], rel=1e-6)
+    back = SpectralDetector.from_state(det.state(), det.calibration)
+    assert back.max_side == 256
