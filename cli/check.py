@@ -1,0 +1,82 @@
+"""`aigc check`: every signal about each picture and a summary of what decided it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from aigcguard.cli.common import Run, device_option
+
+
+@click.command("check")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--index",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Similarity store to search for copied works.",
+)
+@click.option(
+    "--ledger",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="AIGC_LEDGER",
+    help="Ledger of generated pictures (or AIGC_LEDGER).",
+)
+@click.option(
+    "--key",
+    default=None,
+    envvar="AIGC_WATERMARK_KEY",
+    help="Watermark key to look for (or AIGC_WATERMARK_KEY); the public default key if unset.",
+)
+@click.option(
+    "--detector",
+    default="auto",
+    show_default=True,
+    help="auto (by picture size), default, spectral, or a detector file.",
+)
+@click.option(
+    "--trust",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM file of trusted C2PA roots (repeatable).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    show_default=True,
+    help="json: one line per picture; table: a short readable summary.",
+)
+@device_option
+def check_cmd(inputs, index, ledger, key, detector, trust, fmt, device):
+    """Check each picture with every available signal: Content Credentials, labels and
+    generator metadata, known watermarks, our watermark and its ledger record, the detector,
+    and similarity (with --index). The summary (generated, likely_generated, unknown,
+    likely_real) names the evidence that decided it."""
+    from aigcguard.check import Checker
+    from aigcguard.imageio import iter_image_paths
+
+    try:
+        checker = Checker(
+            key=key, ledger=ledger, index=index, detector=detector, trust=trust, device=device
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    run = Run()
+    paths = list(iter_image_paths(inputs))
+    if fmt == "table":
+        click.echo(f"{'verdict':<17} {'decided by':<28} picture")
+    with checker:
+        for path, result in zip(paths, checker.check_files(paths), strict=True):
+            if isinstance(result, str):
+                run.fail(str(path), result)
+            elif fmt == "table":
+                decided = ", ".join(result.summary.decided_by) or "-"
+                click.echo(f"{result.summary.verdict:<17} {decided:<28} {result.path}")
+                for reason in result.summary.reasons:
+                    click.echo(f"{'':<17} - {reason}")
+                run.done += 1
+            else:
+                run.emit(result.to_dict())
+    run.finish()

@@ -1,0 +1,122 @@
+"""`aigc check`: each signal kept apart, and a summary that names the evidence behind it."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from aigcguard.check import Checker, summarise
+from aigcguard.cli import main
+from aigcguard.detectors.api import Detection
+from aigcguard.imageio import save_image
+from aigcguard.provenance import credentials
+from aigcguard.provenance.ledger import Ledger
+from aigcguard.provenance.pipeline import ProvenancePipeline, Signing
+from aigcguard.tests.conftest import to_tensor
+
+KEY = "check test key"
+
+
+def _det(band: str) -> Detection:
+    return Detection("x.jpg", {"likely_real": 0.1, "uncertain": 0.5}.get(band, 0.9), band, "m", 0.8)
+
+
+def test_summary_rules():
+    assert summarise({}).verdict == "unknown"
+    assert summarise({"detector": _det("uncertain")}).verdict == "unknown"
+    s = summarise({"detector": _det("likely_generated")})
+    assert s.verdict == "likely_generated" and s.decided_by == ["detector"]
+    s = summarise({"detector": _det("likely_real")})
+    assert s.verdict == "likely_real" and s.decided_by == ["detector"]
+    tampered = credentials.CredentialCheck(
+        "x.jpg",
+        "invalid",
+        codes=["assertion.dataHash.mismatch"],
+        digital_source_types=[credentials.TRAINED_ALGORITHMIC_MEDIA],
+    )
+    s = summarise({"credentials": tampered, "detector": _det("likely_real")})
+    # a broken signature is reported, not taken as a declaration either way
+    assert s.verdict == "likely_real" and any("invalid" in r for r in s.reasons)
+    capture = credentials.CredentialCheck(
+        "x.jpg",
+        "trusted",
+        signer={"common_name": "Cam"},
+        digital_source_types=[credentials.DIGITAL_CAPTURE],
+    )
+    s = summarise({"credentials": capture, "detector": _det("likely_generated")})
+    assert s.verdict == "likely_real" and s.decided_by == ["credentials"]
+    untrusted_capture = credentials.CredentialCheck(
+        "x.jpg", "valid", digital_source_types=[credentials.DIGITAL_CAPTURE]
+    )
+    assert summarise({"credentials": untrusted_capture}).verdict == "unknown"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, photos):
+    """A picture made by the pipeline (marked, labelled, signed, recorded), and a copy of it
+    stripped of all metadata and re-encoded, as a platform would serve it."""
+    folder = tmp_path_factory.mktemp("check")
+    ca = credentials.make_dev_ca(folder / "ca")
+
+    def generate(prompt):
+        arr = photos["coffee"][:400, :400]
+        return torch.from_numpy(arr).permute(2, 0, 1)[None]
+
+    with Ledger(folder / "ledger.sqlite") as ledger:
+        pipe = ProvenancePipeline(
+            generate,
+            ledger=ledger,
+            out_dir=folder / "out",
+            key=KEY,
+            generator_name="check-service",
+            signing=Signing(ca.chain, ca.key),
+        )
+        [item] = pipe(["a cup of coffee"])
+    buf = io.BytesIO()
+    Image.open(item.path).convert("RGB").save(buf, format="JPEG", quality=85)
+    stripped = folder / "stripped.jpg"
+    stripped.write_bytes(buf.getvalue())
+    plain = save_image(to_tensor(photos["astronaut"]), folder / "plain.png")
+    return folder, ca, item, stripped, plain
+
+
+def test_every_signal_on_a_pipeline_picture(generated):
+    folder, ca, item, stripped, plain = generated
+    with Checker(key=KEY, ledger=folder / "ledger.sqlite", trust=[ca.ca]) as checker:
+        signed, copy, photo = checker.check_files([item.path, stripped, plain])
+    assert signed.summary.verdict == "generated"
+    assert set(signed.summary.decided_by) >= {"credentials", "watermark", "ledger", "labels"}
+    assert signed.credentials.state == "trusted" and signed.ledger.payload == item.payload
+    # metadata gone: the mark and the ledger still decide
+    assert copy.summary.verdict == "generated"
+    assert copy.summary.decided_by == ["watermark", "ledger"]
+    assert copy.credentials.state == "absent" and not copy.labels.ai_labelled
+    # an unmarked photo: nothing declares anything; the detector has its say
+    assert "watermark" not in photo.summary.decided_by and photo.ledger is None
+    assert photo.detector is not None and photo.detector.model == "spectral"
+    assert photo.summary.verdict in ("unknown", "likely_real", "likely_generated")
+    d = signed.to_dict()
+    assert d["summary"]["verdict"] == "generated" and d["watermark"]["detected"] is True
+
+
+def test_cli_check_json_table_and_bad_files(generated, tmp_path):
+    folder, _, _, stripped, plain = generated
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    runner = CliRunner()
+    args = ["check", str(stripped), str(plain), str(tmp_path / "broken.jpg"), "--key", KEY]
+    r = runner.invoke(main, [*args, "--ledger", str(folder / "ledger.sqlite")])
+    assert r.exit_code == 1  # the broken file, reported after the others were checked
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    by_path = {x["path"]: x for x in lines}
+    assert by_path[str(stripped)]["summary"]["verdict"] == "generated"
+    assert by_path[str(stripped)]["ledger"]["generator"] == "check-service"
+    assert "error" in by_path[str(tmp_path / "broken.jpg")]
+    r = runner.invoke(main, ["check", str(plain), "--format", "table", "--detector", "default"])
+    assert r.exit_code == 0, r.output
+    assert "verdict" in r.stdout.splitlines()[0] and "plain.png" in r.stdout
+    assert "detector (default)" in r.stdout
