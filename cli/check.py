@@ -41,6 +41,12 @@ from aigcguard.cli.common import Run, device_option
     help="PEM file of trusted C2PA roots (repeatable).",
 )
 @click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML report here.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["json", "table"]),
@@ -49,12 +55,12 @@ from aigcguard.cli.common import Run, device_option
     help="json: one line per picture; table: a short readable summary.",
 )
 @device_option
-def check_cmd(inputs, index, ledger, key, detector, trust, fmt, device):
+def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, device):
     """Check each picture with every available signal: Content Credentials, labels and
     generator metadata, known watermarks, our watermark and its ledger record, the detector,
     and similarity (with --index). The summary (generated, likely_generated, unknown,
     likely_real) names the evidence that decided it."""
-    from aigcguard.check import Checker
+    from aigcguard.check import Checker, write_html
     from aigcguard.imageio import iter_image_paths
 
     try:
@@ -65,13 +71,17 @@ def check_cmd(inputs, index, ledger, key, detector, trust, fmt, device):
         raise click.ClickException(str(exc)) from None
     run = Run()
     paths = list(iter_image_paths(inputs))
+    kept = []
     if fmt == "table":
         click.echo(f"{'verdict':<17} {'decided by':<28} picture")
     with checker:
         for path, result in zip(paths, checker.check_files(paths), strict=True):
             if isinstance(result, str):
                 run.fail(str(path), result)
-            elif fmt == "table":
+                continue
+            if html_path is not None:
+                kept.append(result)
+            if fmt == "table":
                 decided = ", ".join(result.summary.decided_by) or "-"
                 click.echo(f"{result.summary.verdict:<17} {decided:<28} {result.path}")
                 for reason in result.summary.reasons:
@@ -79,4 +89,7 @@ def check_cmd(inputs, index, ledger, key, detector, trust, fmt, device):
                 run.done += 1
             else:
                 run.emit(result.to_dict())
+        if html_path is not None:
+            write_html(html_path, kept, checker)
+            click.echo(f"report: {html_path}", err=True)
     run.finish()

@@ -15,20 +15,18 @@ receives stays unattributed.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from aigcguard.fileio import atomic_write
 from aigcguard.imageio import load_image
 from aigcguard.provenance.similarity import VERDICTS, QueryResult, SimilarityIndex
+from aigcguard.report import STYLE, data_uri
 from aigcguard.results import JsonResult
 
 UNKNOWN_CREATOR = "(unknown creator)"
@@ -130,30 +128,13 @@ def run_audit(
 # ------------------------------------------------------------------------------------- HTML
 
 
-def _data_uri(picture: np.ndarray, max_side: int = 900) -> str:
-    im = Image.fromarray(picture)
-    im.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=82)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-_STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1100px}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
-.v-exact,.v-copy{color:#b00020;font-weight:600}.v-near_duplicate{color:#c75b00}
-.v-similar{color:#8a6d00}.v-none{color:#555}img{max-width:100%;border:1px solid #ddd}
-section{border-top:1px solid #eee;margin-top:1.5em;padding-top:.5em}
-"""
-
-
 def render_html(report: AuditReport, index: SimilarityIndex, *, pictures: int = 50) -> str:
     """A self-contained HTML page: counts, creator shares, then each image that resembles a
     work, worst first, with side-by-side match pictures for the first ``pictures`` copies."""
     e = html.escape
     parts = [
         "<!doctype html><meta charset='utf-8'><title>aigc audit</title>",
-        f"<style>{_STYLE}</style><h1>Similarity audit</h1>",
+        f"<style>{STYLE}</style><h1>Similarity audit</h1>",
         f"<p>{report.images} images against <code>{e(report.index)}</code> "
         f"(embedder <code>{e(report.embedder)}</code>).</p>",
         "<table><tr>"
@@ -204,7 +185,7 @@ def render_html(report: AuditReport, index: SimilarityIndex, *, pictures: int = 
             try:
                 query = load_image(r.path).pixels
                 picture = index.match_picture(query, best)
-                parts.append(f"<img alt='match' src='{_data_uri(picture)}'>")
+                parts.append(f"<img alt='match' src='{data_uri(picture)}'>")
                 drawn += 1
             except Exception as exc:  # a file moved since the search: say so, keep going
                 parts.append(f"<p>(no picture: {e(str(exc))})</p>")

@@ -116,7 +116,32 @@ def test_cli_check_json_table_and_bad_files(generated, tmp_path):
     assert by_path[str(stripped)]["summary"]["verdict"] == "generated"
     assert by_path[str(stripped)]["ledger"]["generator"] == "check-service"
     assert "error" in by_path[str(tmp_path / "broken.jpg")]
+    report = tmp_path / "report.html"
+    r = runner.invoke(
+        main, [*args, "--ledger", str(folder / "ledger.sqlite"), "--html", str(report)]
+    )
+    page = report.read_text()
+    assert "stripped.jpg" in page and "plain.png" in page and "data:image/jpeg;base64" in page
+    assert "class='v-generated'" in page and "Ledger" in page and "broken.jpg" not in page
     r = runner.invoke(main, ["check", str(plain), "--format", "table", "--detector", "default"])
     assert r.exit_code == 0, r.output
     assert "verdict" in r.stdout.splitlines()[0] and "plain.png" in r.stdout
     assert "detector (default)" in r.stdout
+
+
+def test_similarity_is_reported_not_summed_up(generated, photos, tmp_path):
+    from aigcguard.check import write_html
+    from aigcguard.provenance.similarity import Reference, SimilarityIndex
+
+    _, _, _, stripped, plain = generated
+    work = tmp_path / "coffee.png"
+    Image.fromarray(photos["coffee"]).save(work)
+    with SimilarityIndex.create(tmp_path / "refs", embedder="vlad", device="cpu") as index:
+        index.add([Reference(str(work), title="Coffee", creator="Ann")])
+    with Checker(index=tmp_path / "refs", detector="spectral") as checker:
+        copy, photo = checker.check_files([stripped, plain])
+        assert copy.similarity.verdict == "copy" and copy.similarity.matches[0].title == "Coffee"
+        assert "similarity" not in copy.summary.decided_by  # copying says nothing of origin
+        assert any("Coffee" in reason for reason in copy.summary.reasons)
+        page = write_html(tmp_path / "r.html", [copy, photo], checker).read_text()
+    assert page.count("alt='match'") == 1 and "Coffee" in page
