@@ -6,6 +6,7 @@ from aigcguard.cli.detect import detect_cmd, detector_group
 from aigcguard.cli.evaluate import eval_group
 from aigcguard.cli.generate import generate_cmd
 from aigcguard.cli.provenance import provenance_group
+from aigcguard.cli.serve import serve_cmd
 from aigcguard.cli.similarity import audit_cmd, index_group, similar_cmd
 from aigcguard.cli.watermark import watermark_group
 
@@ -26,3 +27,4 @@ main.add_command(detector_group)
 main.add_command(provenance_group)
 main.add_command(generate_cmd)
 main.add_command(check_cmd)
+main.add_command(serve_cmd)

@@ -1,0 +1,197 @@
+"""The HTTP service, driven over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the service needs fastapi")
+import uvicorn
+
+from aigcguard.service import ServiceConfig, create_app
+
+KEY = "service test key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serve():
+    """Start services on loopback; yields a function config -> base URL."""
+    servers = []
+
+    def start(config: ServiceConfig) -> str:
+        port = _free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(config, device="cpu"), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the service did not become ready")
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def open_service(serve):
+    return serve(ServiceConfig(watermark_key=KEY, max_body_bytes=4_000_000, max_pixels=2_000_000))
+
+
+def test_health_and_check_by_multipart_and_raw_body(open_service, photos):
+    base = open_service
+    assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+    png = _png(photos["astronaut"])
+    r = httpx.post(f"{base}/v1/check", files={"file": ("a.png", png, "image/png")}, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["path"] == "a.png" and body["summary"]["verdict"] in (
+        "unknown",
+        "likely_real",
+        "likely_generated",
+    )
+    assert body["credentials"]["state"] == "absent" and body["detector"]["model"] == "spectral"
+    r = httpx.post(f"{base}/v1/check", content=png, timeout=120)
+    assert r.status_code == 200 and r.json()["summary"] == body["summary"]
+    assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "aigc-guard"
+
+
+def test_embed_detect_round_trip_and_idempotency(open_service, photos):
+    base = open_service
+    png = _png(photos["coffee"])
+    files = {"file": ("c.png", png, "image/png")}
+    r = httpx.post(
+        f"{base}/v1/watermark/embed",
+        files=files,
+        params={"message": "id-7"},
+        headers={"Idempotency-Key": "job-1"},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["x-watermark-payload"] == b"id-7".ljust(8, b"\0").hex()
+    again = httpx.post(
+        f"{base}/v1/watermark/embed",
+        files=files,
+        params={"message": "id-7"},
+        headers={"Idempotency-Key": "job-1"},
+        timeout=120,
+    )
+    assert again.content == r.content
+    other = httpx.post(
+        f"{base}/v1/watermark/embed",
+        files=files,
+        params={"message": "id-8"},
+        headers={"Idempotency-Key": "job-1"},
+        timeout=120,
+    )
+    assert other.status_code == 422 and "Idempotency-Key" in other.json()["error"]["message"]
+    d = httpx.post(f"{base}/v1/watermark/detect", content=r.content, timeout=120).json()
+    assert d["watermark"]["detected"] and d["watermark"]["payload_text"] == "id-7"
+
+
+def test_errors_are_json_with_the_right_status(open_service, photos):
+    base = open_service
+    r = httpx.post(f"{base}/v1/check", content=b"this is not a picture", timeout=30)
+    assert r.status_code == 415 and "error" in r.json()
+    truncated = _png(photos["coffee"])[:2000]
+    r = httpx.post(f"{base}/v1/check", content=truncated, timeout=30)
+    assert r.status_code == 422 and r.json()["error"]["status"] == 422
+    r = httpx.post(f"{base}/v1/check", content=b"", timeout=30)
+    assert r.status_code == 400
+    big = np.zeros((1500, 2000, 3), np.uint8)  # 3 MP: above the 2 MP limit, small as PNG
+    r = httpx.post(f"{base}/v1/check", content=_png(big), timeout=30)
+    assert r.status_code == 413 and "pixels" in r.json()["error"]["message"]
+    r = httpx.post(f"{base}/v1/check", content=b"x" * 4_000_001, timeout=30)
+    assert r.status_code == 413
+    r = httpx.post(f"{base}/v1/similar", content=_png(photos["coffee"]), timeout=30)
+    assert r.status_code == 501
+    r = httpx.post(f"{base}/v1/check", data={"file": "a form, not a picture"}, timeout=30)
+    assert r.status_code == 415 and "error" in r.json()
+    r = httpx.post(
+        f"{base}/v1/check",
+        data={"file": "text"},
+        files={"other": ("o.png", b"x", "image/png")},
+        timeout=30,
+    )
+    assert r.status_code == 422 and "must be a file" in r.json()["error"]["message"]
+    r = httpx.post(
+        f"{base}/v1/watermark/embed",
+        content=_png(photos["coffee"]),
+        params={"message_hex": "zz"},
+        timeout=30,
+    )
+    assert r.status_code == 422
+    r = httpx.post(
+        f"{base}/v1/check/batch",
+        files=[
+            ("files", ("ok.png", _png(photos["rocket"]), "image/png")),
+            ("files", ("bad.png", b"nope", "image/png")),
+        ],
+        timeout=120,
+    )
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert "summary" in results[0] and results[1]["error"]["status"] == 415
+    assert httpx.get(f"{base}/readyz").status_code == 200  # still ready after all that
+
+
+def test_api_keys(serve, photos):
+    base = serve(ServiceConfig(api_keys=("s3cret",)))
+    png = _png(photos["coffee"][:200, :200])
+    assert httpx.post(f"{base}/v1/check", content=png, timeout=30).status_code == 401
+    bad = httpx.post(f"{base}/v1/check", content=png, headers={"X-API-Key": "nope"}, timeout=30)
+    assert bad.status_code == 401 and "API key" in bad.json()["error"]["message"]
+    ok = httpx.post(
+        f"{base}/v1/check", content=png, headers={"Authorization": "Bearer s3cret"}, timeout=60
+    )
+    assert ok.status_code == 200
+    assert httpx.get(f"{base}/healthz").status_code == 200  # probes need no key
+
+
+def test_config_file_and_cli_refuses_open_host_without_keys(tmp_path):
+    from click.testing import CliRunner
+
+    from aigcguard.cli import main
+
+    cfg = tmp_path / "service.toml"
+    cfg.write_text('[service]\napi_keys = ["k"]\nledger = "l.sqlite"\nmax_batch = 4\n')
+    loaded = ServiceConfig.load(cfg)
+    assert loaded.api_keys == ("k",) and loaded.ledger == str(tmp_path / "l.sqlite")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[service]\nmax_bodybytes = 5\n")
+    with pytest.raises(ValueError, match="unknown service settings"):
+        ServiceConfig.load(bad)
+    r = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0"])
+    assert r.exit_code != 0 and "without API keys" in r.output
