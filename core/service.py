@@ -10,8 +10,9 @@ or as the raw body), ``POST /v1/check/batch`` (multipart fields ``files``),
 
 Errors are JSON, ``{"error": {"status": N, "message": "..."}}``: 400 a request that cannot be
 used, 401 a missing or wrong API key (when keys are configured), 413 a body or a picture above
-the limits, 415 not a picture, 422 a picture that cannot be decoded or a bad field, 501 a
-feature this service was not configured with (similarity without an index), 503 not ready.
+the limits, 404 an unknown path or a feature this service was not configured with (similarity
+without an index), 415 not a picture, 422 a picture that cannot be decoded or a bad field,
+503 not ready.
 """
 
 from __future__ import annotations
@@ -398,7 +399,7 @@ def create_app(config: ServiceConfig = ServiceConfig(), *, device: str = "auto")
         [(name, data)] = (await read_upload(request))[:1]
         checker = need_ready()
         if checker.index is None:
-            raise ApiError(501, "this service has no similarity index configured")
+            raise ApiError(404, "this service has no similarity index configured")
 
         def work():
             pixels = decode(name, data)

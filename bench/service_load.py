@@ -1,0 +1,242 @@
+"""The HTTP service under load, and under malformed requests.
+
+    python bench/service_load.py [--clients 50] [--seconds 60] [--malformed 1000] [--out FILE.md]
+
+Starts `aigc serve` in its own process on a free loopback port (default config: public
+watermark key, `auto` detector), waits for /readyz, then:
+
+1. Load: ``--clients`` concurrent clients (asyncio + httpx, one connection each) post a
+   512 x 512 JPEG (Kodak or scikit-image photo, quality 90) to /v1/check, back to back, for
+   ``--seconds``; every response's status and latency is recorded. Requests still in flight at
+   the end are awaited and counted.
+2. Malformed: ``--malformed`` requests of kinds drawn in turn: truncated JPEG and PNG bodies,
+   random bytes, an empty body, a form instead of a picture, a multipart text field, a PNG
+   header claiming 100,000 x 100,000 pixels, a body above the size limit, wrong methods and
+   paths, bad query values; statuses are tallied, any 5xx is a failure. /readyz must still
+   answer 200 afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+
+#: run the `aigc` command in a child process, whatever its script's path
+SERVE = "from aigcguard.cli import main; main()"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` (a decompression-bomb probe)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + iend
+    )
+
+
+async def _load(base: str, body: bytes, clients: int, seconds: float) -> tuple[list, Counter]:
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    stop = time.perf_counter() + seconds
+
+    async def client():
+        async with httpx.AsyncClient(timeout=600) as http:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post(
+                        f"{base}/v1/check", files={"file": ("q.jpg", body, "image/jpeg")}
+                    )
+                    statuses[r.status_code] += 1
+                except httpx.HTTPError as exc:
+                    statuses[type(exc).__name__] += 1
+                latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, statuses
+
+
+def _malformed_requests(good_jpeg: bytes, good_png: bytes, limit: int):
+    rng = np.random.default_rng(0)
+    kinds = [
+        (
+            "truncated JPEG",
+            lambda: ("POST", "/v1/check", {"content": good_jpeg[: len(good_jpeg) // 3]}),
+        ),
+        (
+            "truncated PNG",
+            lambda: ("POST", "/v1/check", {"content": good_png[: len(good_png) // 2]}),
+        ),
+        (
+            "random bytes",
+            lambda: ("POST", "/v1/check", {"content": rng.bytes(int(rng.integers(1, 5000)))}),
+        ),
+        ("empty body", lambda: ("POST", "/v1/check", {"content": b""})),
+        ("form, not a picture", lambda: ("POST", "/v1/check", {"data": {"file": "hello"}})),
+        (
+            "multipart text field",
+            lambda: ("POST", "/v1/check", {"data": {"file": "x"}, "files": {"o": ("o", b"1")}}),
+        ),
+        (
+            "huge dimensions",
+            lambda: ("POST", "/v1/check", {"content": _png_header(100_000, 100_000)}),
+        ),
+        ("above the size limit", lambda: ("POST", "/v1/check", {"content": b"\xff" * (limit + 1)})),
+        ("wrong method", lambda: ("GET", "/v1/check", {})),
+        ("unknown path", lambda: ("POST", "/v1/nothing", {"content": good_jpeg})),
+        (
+            "bad message_hex",
+            lambda: (
+                "POST",
+                "/v1/watermark/embed",
+                {"content": good_jpeg, "params": {"message_hex": "xyz"}},
+            ),
+        ),
+        (
+            "batch of garbage",
+            lambda: ("POST", "/v1/check/batch", {"files": [("files", ("a", rng.bytes(100)))]}),
+        ),
+        ("similar without index", lambda: ("POST", "/v1/similar", {"content": good_jpeg})),
+        (
+            "wrong content type",
+            lambda: (
+                "POST",
+                "/v1/watermark/detect",
+                {"content": b'{"a": 1}', "headers": {"content-type": "application/json"}},
+            ),
+        ),
+    ]
+    return kinds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--malformed", type=int, default=1000)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    photos = common.load_kodak() if common.kodak_available() else common.load_skimage()
+    picture = common.square(photos[0][1], 512)
+    body = _jpeg(picture)
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    good_png = buf.getvalue()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "serve", "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                print("error: the service did not become ready", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        httpx.post(f"{base}/v1/check", content=body, timeout=120)  # warm-up
+        t0 = time.perf_counter()
+        latencies, statuses = asyncio.run(_load(base, body, args.clients, args.seconds))
+        wall = time.perf_counter() - t0
+        errors = sum(n for s, n in statuses.items() if s != 200)
+        q = statistics.quantiles(latencies, n=100)
+        load_rows = [
+            "| clients | seconds | requests | errors | throughput (req/s) | p50 (s) | p95 (s) "
+            "| p99 (s) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {args.clients} | {wall:.0f} | {len(latencies)} | {errors} | "
+            f"{len(latencies) / wall:.2f} | {q[49]:.2f} | {q[94]:.2f} | {q[98]:.2f} |",
+        ]
+        print("\n".join(load_rows), file=sys.stderr)
+
+        kinds = _malformed_requests(body, good_png, 25 * 1024 * 1024)
+        tally: dict[str, Counter] = {name: Counter() for name, _ in kinds}
+        with httpx.Client(base_url=base, timeout=120) as http:
+            for i in range(args.malformed):
+                name, make = kinds[i % len(kinds)]
+                method, path, kw = make()
+                try:
+                    r = http.request(method, path, **kw)
+                    tally[name][r.status_code] += 1
+                except httpx.HTTPError as exc:
+                    tally[name][type(exc).__name__] += 1
+            ready = http.get("/readyz").status_code
+        fivexx = sum(
+            n for c in tally.values() for s, n in c.items() if isinstance(s, int) and s >= 500
+        )
+        bad_rows = ["| request | count | statuses |", "| --- | ---: | --- |"]
+        for name, counts in tally.items():
+            got = ", ".join(f"{s}: {n}" for s, n in sorted(counts.items(), key=str))
+            bad_rows.append(f"| {name} | {sum(counts.values())} | {got} |")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    info = common.machine_info()
+    markdown = "\n".join(
+        [
+            f"### Load: /v1/check, 512 x 512 JPEG, {args.clients} concurrent clients",
+            "",
+            *load_rows,
+            "",
+            f"Statuses: {dict(statuses)}.",
+            "",
+            f"### Malformed requests ({args.malformed})",
+            "",
+            *bad_rows,
+            "",
+            f"5xx responses: {fivexx}; /readyz afterwards: {ready}. "
+            f"{info['cpu_model']}, {os.cpu_count()} cores, CPU only.",
+        ]
+    )
+    print(markdown)
+    if args.out:
+        args.out.write_text(markdown + "\n")
+    return 0 if errors == 0 and fivexx == 0 and ready == 200 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
