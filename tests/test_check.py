@@ -145,3 +145,24 @@ def test_similarity_is_reported_not_summed_up(generated, photos, tmp_path):
         assert any("Coffee" in reason for reason in copy.summary.reasons)
         page = write_html(tmp_path / "r.html", [copy, photo], checker).read_text()
     assert page.count("alt='match'") == 1 and "Coffee" in page
+
+
+def test_readme_try_it_on_the_bundled_samples(tmp_path):
+    """The README's first command: mark the bundled photos, then check originals and marks."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("aigcguard.data").joinpath("samples")) as samples:
+        runner = CliRunner()
+        r = runner.invoke(
+            main,
+            ["watermark", "embed", str(samples), "--out", str(tmp_path), "--message", "hello"],
+        )
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(main, ["check", str(samples), str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    verdicts = {json.loads(x)["path"]: json.loads(x)["summary"] for x in r.stdout.splitlines()}
+    marked = [v for p, v in verdicts.items() if p.startswith(str(tmp_path))]
+    originals = [v for p, v in verdicts.items() if not p.startswith(str(tmp_path))]
+    assert len(marked) == len(originals) >= 2
+    assert all(v["verdict"] == "generated" and v["decided_by"] == ["watermark"] for v in marked)
+    assert all("watermark" not in v["decided_by"] for v in originals)
