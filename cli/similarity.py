@@ -18,12 +18,24 @@ from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, EmbedderError, list
 from aigcguard.provenance.similarity import Reference, SimilarityIndex, read_metadata_csv
 from aigcguard.provenance.store import StoreError
 
+
+def _store_spec(ctx, param, value):
+    """A store directory (Path) or a Milvus URI (kept as text)."""
+    if value is None or "://" in value:
+        return value
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{value} is a file, not a store directory")
+    return path
+
+
 index_option = click.option(
     "--index",
     "store",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The index directory (a store made by `aigc index build`).",
+    callback=_store_spec,
+    help="The index: a store directory (made by `aigc index build`), or a Milvus collection "
+    "(milvus://HOST:PORT/COLLECTION, milvus-lite://FILE.db/COLLECTION).",
 )
 metadata_option = click.option(
     "--metadata",
@@ -162,6 +174,37 @@ def info_cmd(store):
         info = index.store.info().to_dict()
         info["thresholds"] = index.thresholds.to_dict()
         click.echo(json.dumps(info, ensure_ascii=False))
+
+
+@index_group.command("export")
+@index_option
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="The new Milvus collection: milvus://HOST:PORT/COLLECTION or "
+    "milvus-lite://FILE.db/COLLECTION.",
+)
+def export_cmd(store, target):
+    """Copy an index into a new Milvus collection, keeping ids and metadata."""
+    from aigcguard.provenance.milvus_store import export_store, is_milvus_uri
+
+    if not is_milvus_uri(target):
+        raise click.BadParameter("expected a milvus:// or milvus-lite:// URI", param_hint="--to")
+    with _open(store, "cpu") as index:
+        total = index.store.info().count
+        try:
+            with tqdm(total=total, unit="work", file=sys.stderr, disable=None, leave=False) as bar:
+                copied = export_store(index.store, target, progress=bar.update)
+        except (StoreError, ValueError) as exc:
+            _fail(str(exc))
+        with copied:
+            click.echo(json.dumps({"from": str(store), "to": target, **_counts(copied)}))
+
+
+def _counts(store) -> dict:
+    info = store.info()
+    return {"works": info.count, "embedder": info.embedder, "index_type": info.index_type}
 
 
 @click.command("similar")

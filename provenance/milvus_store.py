@@ -233,26 +233,28 @@ class MilvusStore:
             # the counter moves first: a crash after it wastes ids, never reuses one
             self._meta["next_id"] = start + len(works)
             self._save_meta()
-            added = _now()
-            rows = [
-                {
-                    "id": i,
-                    "vector": v.tolist(),
-                    "path": str(w.path),
-                    "sha256": str(w.sha256).lower(),
-                    "title": w.title,
-                    "creator": w.creator,
-                    "licence": w.licence,
-                    "source": w.source,
-                    "added": added,
-                }
-                for i, w, v in zip(ids, works, vecs, strict=True)
-            ]
-            try:
-                self._client.insert(self._name, rows)
-            except Exception as exc:
-                raise StoreError(f"{self.path}: insert failed ({exc})") from None
+            self._insert(ids, works, vecs, _now())
             return ids
+
+    def _insert(self, ids, works, vecs, added) -> None:
+        rows = [
+            {
+                "id": i,
+                "vector": v.tolist(),
+                "path": str(w.path),
+                "sha256": str(w.sha256).lower(),
+                "title": w.title,
+                "creator": w.creator,
+                "licence": w.licence,
+                "source": w.source,
+                "added": w.added if isinstance(w, Work) and w.added else added,
+            }
+            for i, w, v in zip(ids, works, vecs, strict=True)
+        ]
+        try:
+            self._client.insert(self._name, rows)
+        except Exception as exc:
+            raise StoreError(f"{self.path}: insert failed ({exc})") from None
 
     def remove(self, ids: Sequence[int]) -> int:
         wanted = sorted({int(i) for i in ids})
@@ -337,6 +339,22 @@ class MilvusStore:
             )
         return sorted((self._row_to_work(r) for r in rows), key=lambda w: w.id)
 
+    def ids(self) -> list[int]:
+        """Every registered work's id, ascending."""
+        out: list[int] = []
+        with self._lock:
+            self._check_open()
+            last = 0
+            while True:  # in pages: a query returns at most 16,384 rows
+                rows = self._client.query(
+                    self._name, filter=f"id > {last}", output_fields=["id"], limit=16384
+                )
+                if not rows:
+                    return sorted(out)
+                page = [int(r["id"]) for r in rows]
+                out += page
+                last = max(page)
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         wanted = [int(i) for i in ids]
         with self._lock:
@@ -383,3 +401,26 @@ def _search_params(params: str | None) -> dict:
             key, value = part.split("=", 1)
             out[key.strip()] = int(float(value))
     return out
+
+
+def export_store(source, uri: str, *, batch: int = 1000, progress=None) -> MilvusStore:
+    """Copy a store (FAISS or Milvus) into a new Milvus collection at ``uri``, keeping ids,
+    metadata and the time each work was added. Returns the new store (open)."""
+    info = source.info()
+    target = MilvusStore.create(uri, embedder=info.embedder, dim=info.dim, binary=info.binary)
+    ids = source.ids()
+    try:
+        for start in range(0, len(ids), batch):
+            part = ids[start : start + batch]
+            works = source.get(part)
+            vecs = target._as_float(source.vectors(part), "vectors", allow_1d=False)
+            with target._lock:
+                target._insert(part, works, vecs, _now())
+            if progress is not None:
+                progress(len(part))
+        target._meta["next_id"] = max([0, *ids]) + 1
+        target._save_meta()
+    except BaseException:
+        target.close()
+        raise
+    return target

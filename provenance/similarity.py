@@ -178,9 +178,14 @@ def save_calibration(store_path: str | os.PathLike, thresholds: Thresholds, **ab
     return target
 
 
-def _thresholds_for(store_path: Path, embedder: Embedder) -> Thresholds:
-    own = store_path / STORE_CALIBRATION
-    if own.is_file():
+def _is_uri(where: str) -> bool:
+    return "://" in where
+
+
+def _thresholds_for(store_path: Path | None, embedder: Embedder) -> Thresholds:
+    """The store's own calibration (a file in its directory), else the shipped one."""
+    own = None if store_path is None else store_path / STORE_CALIBRATION
+    if own is not None and own.is_file():
         try:
             data = json.loads(own.read_text("utf-8"))
             return Thresholds(data["copy"], data["similar"], data.get("precision"), source=str(own))
@@ -199,12 +204,24 @@ def _calibration_key(embedder: Embedder) -> str:
     return f"{embedder.spec}@{codebook}" if codebook else embedder.spec
 
 
+def _store_class(path: str | os.PathLike):
+    """The FAISS store for a directory, the Milvus store for a milvus:// or milvus-lite://
+    URI."""
+    from aigcguard.provenance.milvus_store import MilvusStore, is_milvus_uri
+
+    return MilvusStore if is_milvus_uri(str(path)) else Store
+
+
 class SimilarityIndex:
     def __init__(self, store: Store, embedder: Embedder):
         self.store = store
         self.embedder = embedder
-        self.path = Path(store.info().path)
-        self.thresholds = _thresholds_for(self.path, embedder)
+        where = store.info().path
+        # a store's own calibration and background set live in its directory; a Milvus
+        # store has none yet and uses the embedder's shipped ones
+        self.local = not _is_uri(where)
+        self.path = Path(where) if self.local else where
+        self.thresholds = _thresholds_for(self.path if self.local else None, embedder)
         self._background = self._load_background(embedder)
         self._ref_features: OrderedDict[int, V.Features | None] = OrderedDict()
 
@@ -220,14 +237,18 @@ class SimilarityIndex:
         device: str | torch.device | None = "auto",
     ) -> SimilarityIndex:
         emb = create_embedder(embedder, device)
-        store = Store.create(
-            path, embedder=emb.spec, dim=emb.dim, binary=emb.binary, index_type=index_type
+        store = _store_class(path).create(
+            str(path) if _is_uri(str(path)) else path,
+            embedder=emb.spec,
+            dim=emb.dim,
+            binary=emb.binary,
+            index_type=index_type,
         )
         return cls(store, emb)
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, device="auto") -> SimilarityIndex:
-        store = Store.open(path)
+        store = _store_class(path).open(str(path) if _is_uri(str(path)) else path)
         return cls(store, create_embedder(store.info().embedder, device))
 
     def close(self) -> None:
@@ -290,6 +311,11 @@ class SimilarityIndex:
                 f"{self.embedder.spec} compares hashes by Hamming distance; "
                 "score normalisation needs float vectors"
             )
+        if not self.local:
+            raise ValueError(
+                f"{self.path}: a Milvus store has no background set of its own yet; it uses "
+                f"the embedder's shipped one"
+            )
         vectors = self.embedder.embed(images)
         vectors = vectors[np.abs(vectors).sum(axis=1) > 0]
         if len(vectors) < BACKGROUND_K:
@@ -302,8 +328,8 @@ class SimilarityIndex:
         return len(vectors)
 
     def _load_background(self, embedder: Embedder) -> np.ndarray | None:
-        own = self.path / STORE_BACKGROUND
-        if own.is_file():
+        own = self.path / STORE_BACKGROUND if self.local else None
+        if own is not None and own.is_file():
             try:
                 data = np.load(own, allow_pickle=False).astype(np.float32)
             except (OSError, ValueError) as exc:

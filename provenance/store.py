@@ -710,6 +710,12 @@ class Store:
             ).fetchall()
         return [Work(*r) for r in rows]
 
+    def ids(self) -> list[int]:
+        """Every registered work's id, ascending."""
+        with self._lock, self._guard():
+            self._check_open()
+            return [r[0] for r in self._conn.execute("SELECT id FROM works ORDER BY id")]
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored vectors of these works, one row per id in order (float32 N x dim, or
         uint8 N x dim/8 for binary stores); KeyError names any unknown id."""

@@ -75,3 +75,44 @@ def test_errors_name_the_store(tmp_path):
         MilvusStore.create(uri, embedder="t", dim=4)
     with MilvusStore.open(uri) as s, pytest.raises(ValueError, match="N x 4"):
         s.add(_works(1), np.ones((1, 5), np.float32))
+
+
+def test_cli_build_similar_and_export_on_milvus(tmp_path, photos):
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from aigcguard.cli import main
+
+    works = tmp_path / "works"
+    works.mkdir()
+    for name in ("astronaut", "coffee", "rocket"):
+        Image.fromarray(photos[name]).save(works / f"{name}.png")
+    query = tmp_path / "q.jpg"
+    Image.fromarray(photos["coffee"][40:360, 60:500]).save(query, quality=80)
+    runner = CliRunner()
+    lite = f"milvus-lite://{tmp_path}/m.db/refs"
+    r = runner.invoke(main, ["index", "build", str(works), "--index", lite, "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["similar", str(query), "--index", lite, "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    on_milvus = json.loads(r.stdout.splitlines()[0])
+    assert on_milvus["verdict"] == "copy" and on_milvus["matches"][0]["path"].endswith("coffee.png")
+    # the same works in a FAISS store, exported: the same answer, ids kept
+    faiss_dir = tmp_path / "faiss"
+    runner.invoke(main, ["index", "build", str(works), "--index", str(faiss_dir)])
+    exported = f"milvus-lite://{tmp_path}/e.db/refs"
+    r = runner.invoke(main, ["index", "export", "--index", str(faiss_dir), "--to", exported])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["works"] == 3
+    r1 = runner.invoke(main, ["similar", str(query), "--index", str(faiss_dir)])
+    r2 = runner.invoke(main, ["similar", str(query), "--index", exported])
+    a, b = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert [m["id"] for m in a["matches"]] == [m["id"] for m in b["matches"]]
+    assert [m["verdict"] for m in a["matches"]] == [m["verdict"] for m in b["matches"]]
+    assert [m["score"] for m in a["matches"]] == pytest.approx(
+        [m["score"] for m in b["matches"]], abs=1e-5
+    )
+    r = runner.invoke(main, ["index", "export", "--index", str(faiss_dir), "--to", exported])
+    assert r.exit_code != 0 and "already exists" in r.output
