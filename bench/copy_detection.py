@@ -53,14 +53,17 @@ def load_sets() -> tuple[list[common.Photo], list[common.Photo]]:
     return refs, distractors
 
 
-def run(spec: str, refs, queries, folder: Path) -> copyeval.CopyReport:
+def run(spec: str, refs, queries, folder: Path, store: str | None = None) -> copyeval.CopyReport:
+    """Index ``refs`` with ``spec`` in a new store (under ``folder``, or at ``store``: a
+    directory or a Milvus URI) and evaluate ``queries`` against it."""
     files = {}
     for name, arr in refs:
         path = folder / (name.replace("/", "_") + ".png")
         if not path.exists():
             Image.fromarray(arr).save(path)
         files[name] = path
-    store = folder / f"store-{spec.replace('/', '_').replace(':', '_')}"
+    if store is None:
+        store = folder / f"store-{spec.replace('/', '_').replace(':', '_')}"
     with SimilarityIndex.create(store, embedder=spec, device="auto") as index:
         report = index.add([Reference(str(p), title=n) for n, p in files.items()])
         if report.errors:
