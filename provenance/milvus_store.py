@@ -75,6 +75,7 @@ class MilvusStore:
         self._binary = bool(meta["binary"])
         self._lock = threading.RLock()
         self._closed = False
+        self._dirty = False  # inserts not yet flushed into sealed, indexed segments
 
     # ---- construction
 
@@ -160,6 +161,11 @@ class MilvusStore:
         client, name = cls._connect(uri)
         if not client.has_collection(f"{name}__meta") or not client.has_collection(name):
             raise StoreError(f"{uri}: no aigc-guard store in that collection")
+        try:  # a collection another process wrote is "released" until loaded
+            client.load_collection(f"{name}__meta")
+            client.load_collection(name)
+        except Exception as exc:
+            raise StoreError(f"{uri}: cannot load the collection ({exc})") from None
         rows = client.get(f"{name}__meta", ids=[0], output_fields=["meta"])
         if not rows:
             raise StoreError(f"{uri}: the store's settings are missing")
@@ -255,6 +261,7 @@ class MilvusStore:
             self._client.insert(self._name, rows)
         except Exception as exc:
             raise StoreError(f"{self.path}: insert failed ({exc})") from None
+        self._dirty = True
 
     def remove(self, ids: Sequence[int]) -> int:
         wanted = sorted({int(i) for i in ids})
@@ -284,6 +291,11 @@ class MilvusStore:
             if len(q) == 0:
                 return []
             try:
+                if self._dirty:
+                    # unsealed inserts are searched by brute force, slowly (1.3 s a query
+                    # at 100k in Milvus Lite); one flush after a batch of adds seals them
+                    self._client.flush(self._name)
+                    self._dirty = False
                 found = self._client.search(
                     self._name,
                     data=q.tolist(),

@@ -116,3 +116,24 @@ def test_cli_build_similar_and_export_on_milvus(tmp_path, photos):
     )
     r = runner.invoke(main, ["index", "export", "--index", str(faiss_dir), "--to", exported])
     assert r.exit_code != 0 and "already exists" in r.output
+
+
+def test_a_store_written_by_another_process_is_searchable(tmp_path):
+    """Milvus leaves a collection another process wrote "released" until it is loaded."""
+    import subprocess
+    import sys
+
+    uri = f"milvus-lite://{tmp_path}/p.db/works"
+    script = (
+        "import numpy as np\n"
+        "from aigcguard.provenance.milvus_store import MilvusStore\n"
+        "from aigcguard.provenance.store import NewWork\n"
+        f"s = MilvusStore.create({uri!r}, embedder='t', dim=8)\n"
+        "v = np.eye(8, dtype=np.float32)\n"
+        "s.add([NewWork(f'w{i}', f'{i:064x}') for i in range(8)], v)\n"
+        "s.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    with MilvusStore.open(uri) as store:
+        [hits] = store.search(np.eye(8, dtype=np.float32)[3], k=2)
+        assert hits[0].work.id == 4 and hits[0].score == pytest.approx(1.0)
