@@ -330,12 +330,7 @@ def machine_info() -> dict:
         info["opencv_threads"] = cv2.getNumThreads()
     except ImportError:
         pass
-    try:
-        from importlib.metadata import version
-
-        info["invisible_watermark"] = version("invisible-watermark")
-    except Exception:
-        info["invisible_watermark"] = None
+    info["invisible_watermark"] = package_version("invisible-watermark")
     return info
 
 
@@ -359,15 +354,31 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
-def write_outputs(name: str, markdown: str, raw: dict, out: str | None, quick: bool) -> None:
-    """Print the markdown; write it to ``out`` and the raw numbers as JSON next to it
-    (``out`` with a .json suffix), or to bench/results/NAME[.quick].json without ``out``."""
+def print_markdown(markdown: str, out: str | Path | None) -> None:
+    """Print a bench's markdown and, with ``out``, write it there too."""
     print(markdown)
     if out:
         out_path = Path(out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(markdown + "\n")
-        json_path = out_path.with_suffix(".json")
+
+
+def package_version(dist: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def write_outputs(name: str, markdown: str, raw: dict, out: str | None, quick: bool) -> None:
+    """Print the markdown; write it to ``out`` and the raw numbers as JSON next to it
+    (``out`` with a .json suffix), or to bench/results/NAME[.quick].json without ``out``."""
+    print_markdown(markdown, out)
+    if out:
+        json_path = Path(out).with_suffix(".json")
     else:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         json_path = RESULTS_DIR / f"{name}{'.quick' if quick else ''}.json"

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
@@ -47,13 +46,6 @@ def _tensor(arr: np.ndarray) -> torch.Tensor:
 AI_FILES = (559, 75)
 
 
-def _jpeg(arr: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
-    buf.seek(0)
-    return np.asarray(Image.open(buf).convert("RGB"))
-
-
 def reencoded(
     path: Path, side: int = 512, quality: int = 90, presize: tuple[int, int] | None = None
 ) -> torch.Tensor:
@@ -65,8 +57,8 @@ def reencoded(
     with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB"))
     if presize is not None:
-        arr = _jpeg(common.square(arr, presize[0]), presize[1])
-    return _tensor(_jpeg(common.square(arr, side), quality))
+        arr = common.jpeg(common.square(arr, presize[0]), presize[1])
+    return _tensor(common.jpeg(common.square(arr, side), quality))
 
 
 def aigc_small(presize: tuple[int, int] | None = None) -> tuple[list, list, list[str]]:
@@ -145,9 +137,7 @@ def main() -> int:
             f"validation AUC by epoch {[round(h['val_auc'], 4) for h in hist]}."
         )
     markdown = "\n".join(parts)
-    print(markdown)
-    if args.out:
-        args.out.write_text(markdown + "\n")
+    common.print_markdown(markdown, args.out)
     return 0
 
 

@@ -63,9 +63,7 @@ def main() -> int:
             *([f"- Warning: {busy}"] if busy else []),
         ]
     )
-    print(markdown)
-    if args.out:
-        args.out.write_text(markdown + "\n")
+    common.print_markdown(markdown, args.out)
     return 0
 
 

@@ -139,19 +139,12 @@ def main() -> int:
             ),
             "",
             f"{info['cpu_model']}, CPU; Milvus Lite in-process (pymilvus "
-            f"{_version('pymilvus')}, milvus-lite {_version('milvus-lite')}).",
+            f"{common.package_version('pymilvus')}, "
+            f"milvus-lite {common.package_version('milvus-lite')}).",
         ]
     )
-    print(markdown)
-    if args.out:
-        args.out.write_text(markdown + "\n")
+    common.print_markdown(markdown, args.out)
     return 0
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import version
-
-    return version(dist)
 
 
 if __name__ == "__main__":

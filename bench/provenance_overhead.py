@@ -89,19 +89,11 @@ def main() -> int:
             *rows,
             "",
             f"Median of {args.repeats} runs after a warm-up; {info['cpu_model']}, "
-            f"c2pa-python {_version('c2pa-python')}.",
+            f"c2pa-python {common.package_version('c2pa-python')}.",
         ]
     )
-    print(markdown)
-    if args.out:
-        args.out.write_text(markdown + "\n")
+    common.print_markdown(markdown, args.out)
     return 0
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import version
-
-    return version(dist)
 
 
 if __name__ == "__main__":

@@ -232,9 +232,7 @@ def main() -> int:
             f"{info['cpu_model']}, {os.cpu_count()} cores, CPU only.",
         ]
     )
-    print(markdown)
-    if args.out:
-        args.out.write_text(markdown + "\n")
+    common.print_markdown(markdown, args.out)
     return 0 if errors == 0 and fivexx == 0 and ready == 200 else 1
 
 

@@ -130,9 +130,7 @@ def main() -> int:
             f"calibration {cal.to_dict()}.",
         ]
     )
-    print(markdown)
-    if args.md:
-        args.md.write_text(markdown + "\n")
+    common.print_markdown(markdown, args.md)
     return 0
 
 

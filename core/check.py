@@ -190,9 +190,9 @@ class Checker:
     def _similar(self, pixels, path, on_disk):
         digest = None
         if on_disk:
-            from aigcguard.provenance.ledger import sha256_file
+            from aigcguard.fileio import file_sha256
 
-            digest = sha256_file(path)
+            digest = file_sha256(path)
         [result] = self.index.search([pixels], paths=[path], sha256=[digest])
         return result
 
@@ -283,18 +283,14 @@ def render_html(results: Sequence[CheckResult], checker: Checker | None = None) 
     import html
 
     from aigcguard.imageio import ImageLoadError, load_image
-    from aigcguard.report import STYLE, data_uri
+    from aigcguard.report import STYLE, counts_table, data_uri
 
     e = html.escape
     counts = {v: sum(r.summary.verdict == v for r in results) for v in SUMMARY_VERDICTS}
     parts = [
         "<!doctype html><meta charset='utf-8'><title>aigc check</title>",
         f"<style>{STYLE}</style><h1>Where did these pictures come from?</h1>",
-        "<table><tr>"
-        + "".join(f"<th>{v}</th>" for v in SUMMARY_VERDICTS)
-        + "</tr><tr>"
-        + "".join(f"<td class='v-{v}'>{counts[v]}</td>" for v in SUMMARY_VERDICTS)
-        + "</tr></table>",
+        counts_table(counts),
         "<p>A declaration or a mark decides (<em>generated</em>); otherwise the detector's band "
         "(a probability, not a fact); otherwise <em>unknown</em>. A missing label or mark "
         "proves nothing: platforms strip metadata.</p>",

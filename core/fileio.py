@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half of it.
+"""File I/O every part shares: atomic writes, file hashes, config files.
+
+Atomic writes: a reader sees the old file or the whole new one, never half of it.
 
 Everything that must survive (images, stores, indexes, calibrations, trained weights,
 reports) is written to a temporary name beside its target, flushed to disk, then renamed
@@ -8,6 +10,7 @@ over it; a failure leaves the target as it was and removes the temporary file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -56,3 +59,36 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with os.fdopen(os.open(tmp, flags, 0o666), "wb") as handle:
             yield handle
             handle.flush()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_config(path: str | os.PathLike, what: str) -> dict:
+    """A TOML file (JSON when it ends in .json) as a dict; ValueError naming the file and
+    ``what`` it should have been otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            import json
+
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a valid {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a valid {what} (expected a table at the top)")
+    return data

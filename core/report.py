@@ -30,3 +30,10 @@ def data_uri(picture: np.ndarray, max_side: int = 900) -> str:
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=82)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def counts_table(counts: dict[str, int]) -> str:
+    """One row of counts under their verdict names, each coloured by its verdict class."""
+    head = "".join(f"<th>{v}</th>" for v in counts)
+    cells = "".join(f"<td class='v-{v}'>{n}</td>" for v, n in counts.items())
+    return f"<table><tr>{head}</tr><tr>{cells}</tr></table>"

@@ -63,19 +63,10 @@ class ServiceConfig:
     def load(cls, path: str | Path) -> ServiceConfig:
         """A TOML (or JSON) file with a ``[service]`` table; relative paths are taken from the
         file's folder. Unknown fields are refused (a typo must not silently drop a limit)."""
+        from aigcguard.fileio import read_config
+
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            if path.suffix.lower() == ".json":
-                import json
-
-                raw = json.loads(text)
-            else:
-                import tomllib
-
-                raw = tomllib.loads(text)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot read the service config ({exc})") from None
+        raw = read_config(path, "service config")
         table = raw.get("service", raw)
         unknown = sorted(set(table) - set(DEFAULTS))
         if unknown:

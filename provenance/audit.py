@@ -26,7 +26,7 @@ import numpy as np
 from aigcguard.fileio import atomic_write
 from aigcguard.imageio import load_image
 from aigcguard.provenance.similarity import VERDICTS, QueryResult, SimilarityIndex
-from aigcguard.report import STYLE, data_uri
+from aigcguard.report import STYLE, counts_table, data_uri
 from aigcguard.results import JsonResult
 
 UNKNOWN_CREATOR = "(unknown creator)"
@@ -137,11 +137,7 @@ def render_html(report: AuditReport, index: SimilarityIndex, *, pictures: int = 
         f"<style>{STYLE}</style><h1>Similarity audit</h1>",
         f"<p>{report.images} images against <code>{e(report.index)}</code> "
         f"(embedder <code>{e(report.embedder)}</code>).</p>",
-        "<table><tr>"
-        + "".join(f"<th>{v}</th>" for v in VERDICTS)
-        + "</tr><tr>"
-        + "".join(f"<td class='v-{v}'>{report.counts[v]}</td>" for v in VERDICTS)
-        + "</tr></table>",
+        counts_table({v: report.counts[v] for v in VERDICTS}),
     ]
     if report.creators:
         pay = report.pool is not None

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from aigcguard.fileio import file_sha256
 from aigcguard.results import JsonResult
 
 LEDGER_FORMAT = 1
@@ -48,14 +49,6 @@ def key_fingerprint(key: str | bytes) -> str:
     records per key, since the same payload under two keys is two different marks."""
     raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
     return hashlib.sha256(b"aigcguard/key-id/v1\x00" + raw).hexdigest()[:16]
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_text(text: str) -> str:
@@ -315,7 +308,7 @@ def lookup_images(
 
 def _same_file(source: str, ledger: Ledger) -> LedgerRecord | None:
     try:
-        found = ledger.by_image_sha256(sha256_file(source))
+        found = ledger.by_image_sha256(file_sha256(source))
     except OSError:  # not a file on disk (bytes, a stream)
         return None
     return found[0] if found else None

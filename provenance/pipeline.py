@@ -28,15 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigcguard.fileio import atomic_path
+from aigcguard.fileio import atomic_path, file_sha256, read_config
 from aigcguard.imageio import save_image
-from aigcguard.provenance.ledger import (
-    Ledger,
-    LedgerRecord,
-    key_fingerprint,
-    sha256_file,
-    sha256_text,
-)
+from aigcguard.provenance.ledger import Ledger, LedgerRecord, key_fingerprint, sha256_text
 from aigcguard.results import JsonResult
 
 
@@ -216,7 +210,7 @@ class ProvenancePipeline:
         for img, payload, prompt in zip(marked, payloads, prompts, strict=True):
             path = self.out_dir / f"{self.prefix}-{payload}{suffix}"
             labels, manifest, label_name = self._write(img.cpu(), path, payload)
-            digest = sha256_file(path)
+            digest = file_sha256(path)
             extra = {k: v for k, v in call.items() if isinstance(v, (int, float, str, bool))}
             records.append(
                 LedgerRecord(
@@ -259,10 +253,11 @@ class ProvenancePipeline:
             save_image(pixels, tmp, format=self.fmt, quality=self.quality)
             label_info = None
             if self.label:
-                labels.write_label(tmp, tmp, producer=self.producer, produce_id=payload)
+                written = labels.write_label(tmp, tmp, producer=self.producer, produce_id=payload)
+                # what the file carries, as the labeller reports it
                 label_info = {
-                    "gb45438": {"ContentProducer": self.producer, "ProduceID": payload},
-                    "digital_source_type": credentials.TRAINED_ALGORITHMIC_MEDIA,
+                    "gb45438": written.gb45438,
+                    "digital_source_type": written.digital_source_type,
                 }
             manifest, label_name = None, None
             if self.signing is not None:
@@ -301,7 +296,7 @@ def load_job(path: str | Path, *, key: str | bytes, device: str | None = "auto")
     ``callable = "module:function"``), the prompts, the output and the provenance settings.
     Relative paths are taken from the config file's folder."""
     path = Path(path)
-    cfg = _read_config(path)
+    cfg = read_config(path, "config")
     base = path.parent
 
     def rel(p: str) -> Path:
@@ -364,23 +359,6 @@ def run_job(job: GenerationJob) -> Iterator[Generated]:
         n = min(job.batch_size, left)
         yield from job.pipeline(batch_size=n, **job.kwargs)
         left -= n
-
-
-def _read_config(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            import json
-
-            return json.loads(text)
-        import tomllib
-
-        return tomllib.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a valid config ({exc})") from None
 
 
 def _load_diffusers(folder: Path, device: str | None, config: Path):

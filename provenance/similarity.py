@@ -28,7 +28,6 @@ else the table shipped for the embedder; without either, only ``exact``, ``copy`
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 import aigcguard.provenance.verify as V
-from aigcguard.fileio import atomic_write
+from aigcguard.fileio import atomic_write, file_sha256
 from aigcguard.imageio import ImageLoadError, load_image
 from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, Embedder, create_embedder
 from aigcguard.provenance.store import NewWork, Store, StoreError, Work
@@ -111,14 +110,6 @@ class AddReport(JsonResult):
     added: list[int]
     skipped: list[str]  # already registered (same path and bytes)
     errors: list[str]  # "path: reason"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _unreadable(path: str | os.PathLike, exc: ImageLoadError | OSError) -> str:

@@ -9,6 +9,7 @@ import threading
 import pytest
 from PIL import Image
 
+from aigcguard.fileio import file_sha256
 from aigcguard.imageio import save_image
 from aigcguard.provenance.ledger import (
     Ledger,
@@ -16,7 +17,6 @@ from aigcguard.provenance.ledger import (
     LedgerRecord,
     key_fingerprint,
     lookup_images,
-    sha256_file,
 )
 from aigcguard.tests.conftest import to_tensor
 from aigcguard.watermark import embed
@@ -113,7 +113,7 @@ def test_lookup_finds_a_stripped_re_encoded_copy(tmp_path, photos):
     photo = to_tensor(photos["astronaut"])
     [marked] = embed([photo], message=bytes.fromhex(payload), key=KEY)
     original = save_image(marked, tmp_path / "generated.png")
-    ledger.record([_rec(payload, image_sha256=sha256_file(original), path=str(original))])
+    ledger.record([_rec(payload, image_sha256=file_sha256(original), path=str(original))])
     # what a platform serves: pixels only (no metadata), JPEG 80
     buf = io.BytesIO()
     Image.open(original).convert("RGB").save(buf, format="JPEG", quality=80)
@@ -145,7 +145,7 @@ def test_untouched_copy_found_by_its_bytes(tmp_path, photos):
     ledger = Ledger(tmp_path / "l.sqlite")
     small = save_image(to_tensor(photos["rocket"][:40, :40]), tmp_path / "tiny.png")
     [p] = ledger.new_payloads(1, key_id=key_fingerprint(KEY))
-    ledger.record([_rec(p, image_sha256=sha256_file(small))])
+    ledger.record([_rec(p, image_sha256=file_sha256(small))])
     [res], errors = lookup_images([small], ledger, key=KEY)
     assert not errors and res.state == "found" and res.matched_by == "file_hash"
     ledger.close()

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from aigcguard.cli import main
+from aigcguard.fileio import file_sha256
 from aigcguard.provenance import credentials, labels
-from aigcguard.provenance.ledger import Ledger, lookup_images, sha256_file
+from aigcguard.provenance.ledger import Ledger, lookup_images
 from aigcguard.provenance.pipeline import ProvenancePipeline, Signing, as_image_tensors
 
 KEY = "pipeline test key"
@@ -55,7 +56,7 @@ def test_marks_labels_signs_records_and_survives_stripping(tmp_path, photos, dev
     assert len(made) == 3 and len(ledger) == 3
     assert len({m.payload for m in made}) == 3
     for item in made:
-        assert item.labelled and item.signed and sha256_file(item.path) == item.image_sha256
+        assert item.labelled and item.signed and file_sha256(item.path) == item.image_sha256
         check = credentials.verify(item.path, trust_anchors=[dev_ca.ca])
         assert check.state == "trusted"
         assert check.digital_source_types == [credentials.TRAINED_ALGORITHMIC_MEDIA]
