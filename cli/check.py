@@ -6,15 +6,16 @@ from pathlib import Path
 
 import click
 
-from aigcguard.cli.common import Run, device_option
+from aigcguard.cli.common import Run, device_option, store_spec
 
 
 @click.command("check")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option(
     "--index",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Similarity store to search for copied works.",
+    callback=store_spec,
+    help="Similarity store to search for copied works: a store directory or a Milvus URI "
+    "(milvus://HOST:PORT/COLLECTION, milvus-lite://FILE.db/COLLECTION).",
 )
 @click.option(
     "--ledger",
@@ -62,12 +63,14 @@ def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, devic
     likely_real) names the evidence that decided it."""
     from aigcguard.check import Checker, write_html
     from aigcguard.imageio import iter_image_paths
+    from aigcguard.provenance.embedders import EmbedderError
+    from aigcguard.provenance.store import StoreError
 
     try:
         checker = Checker(
             key=key, ledger=ledger, index=index, detector=detector, trust=trust, device=device
         )
-    except ValueError as exc:
+    except (ValueError, StoreError, EmbedderError) as exc:
         raise click.ClickException(str(exc)) from None
     run = Run()
     paths = list(iter_image_paths(inputs))

@@ -28,6 +28,16 @@ batch_size_option = click.option(
 )
 
 
+def store_spec(ctx, param, value):
+    """--index: a store directory (Path) or a Milvus URI (kept as text)."""
+    if value is None or "://" in value:
+        return value
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{value} is a file, not a store directory")
+    return path
+
+
 @dataclass
 class Run:
     """Collects per-input failures so a batch goes on and reports them at the end."""
@@ -75,21 +85,17 @@ def image_batches(
 
 
 def per_item(func, sources: list[str], run: Run) -> list:
-    """Call ``func(indices)`` for the whole batch; if it raises ValueError, retry one index at
-    a time so a bad item (too small, say) fails alone. Results align with ``sources``; a
-    failed item gets None and is reported through ``run``.
-    """
-    try:
-        return list(func(list(range(len(sources)))))
-    except ValueError:
-        pass
-    results: list = []
-    for i, source in enumerate(sources):
-        try:
-            results.append(func([i])[0])
-        except ValueError as exc:
-            run.fail(source, str(exc))
-            results.append(None)
+    """Call ``func(indices)`` for the whole batch, or one index at a time when it raises
+    ValueError (:func:`aigcguard.batch.each`). Results align with ``sources``; a failed item
+    gets None and is reported through ``run``."""
+    from aigcguard.batch import each
+
+    results = []
+    for source, result in zip(sources, each(func, len(sources)), strict=True):
+        if isinstance(result, ValueError):
+            run.fail(source, str(result))
+            result = None
+        results.append(result)
     return results
 
 

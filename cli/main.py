@@ -1,6 +1,7 @@
 import click
 
 from aigcguard import __version__
+from aigcguard.cli.batch import batch_group
 from aigcguard.cli.check import check_cmd
 from aigcguard.cli.detect import detect_cmd, detector_group
 from aigcguard.cli.evaluate import eval_group
@@ -28,3 +29,4 @@ main.add_command(provenance_group)
 main.add_command(generate_cmd)
 main.add_command(check_cmd)
 main.add_command(serve_cmd)
+main.add_command(batch_group)

@@ -11,29 +11,18 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from aigcguard.cli.common import Run, device_option, unique_output
+from aigcguard.cli.common import Run, device_option, store_spec, unique_output
 from aigcguard.imageio import iter_image_paths, load_image, load_images, save_image
 from aigcguard.provenance.audit import run_audit, write_report
 from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, EmbedderError, list_embedders
 from aigcguard.provenance.similarity import Reference, SimilarityIndex, read_metadata_csv
 from aigcguard.provenance.store import StoreError
 
-
-def _store_spec(ctx, param, value):
-    """A store directory (Path) or a Milvus URI (kept as text)."""
-    if value is None or "://" in value:
-        return value
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise click.BadParameter(f"{value} is a file, not a store directory")
-    return path
-
-
 index_option = click.option(
     "--index",
     "store",
     required=True,
-    callback=_store_spec,
+    callback=store_spec,
     help="The index: a store directory (made by `aigc index build`), or a Milvus collection "
     "(milvus://HOST:PORT/COLLECTION, milvus-lite://FILE.db/COLLECTION).",
 )

@@ -1,0 +1,774 @@
+"""Batch jobs: the library's checks over many files, in this process or on Ray Data.
+
+    report = run_batch("detect", ["uploads/"], "results/", ray_address="local")
+    print(report.processed, report.failed)
+
+A job reads image files (folders, files, or listings: ``.txt`` with one path a line, ``.csv``
+or ``.parquet`` with a ``path`` column, or a folder of such manifests), runs one
+:class:`BatchTask` over them in batches, and writes Parquet part files to the output folder:
+one row per file with the fields the CLI prints as JSON (nested objects as JSON text), and
+``error`` set instead when the file could not be processed. On Ray each actor loads its
+models once and the actors write their own part files, so results never pass through the
+driver; on a cluster the inputs and the output folder must be on storage every node sees.
+
+Part files are written whole (temporary name, then rename) and a re-run skips every path
+already written, so an interrupted job resumes where it stopped. ``_job.json`` in the output
+folder records the task and its options; a re-run with others is refused rather than mixing
+two kinds of results in one dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aigcguard.fileio import atomic_path, atomic_write
+from aigcguard.results import JsonResult
+
+JOB_FILE = "_job.json"
+LOCK_FILE = "_job.lock"
+MANIFEST_SUFFIXES = (".parquet", ".csv", ".txt")
+#: rows gathered into one part file: fewer, larger files, at the cost of redoing up to this
+#: many rows per worker when a job is interrupted
+DEFAULT_ROWS_PER_FILE = 1024
+
+
+class BatchError(ValueError):
+    """A job that cannot start: unreadable listing, an output folder holding another job."""
+
+
+# ------------------------------------------------------------------------------- the tasks
+
+
+def each(func: Callable[[list[int]], Sequence], n: int) -> list:
+    """``func(indices)`` over all ``n`` items at once; if it raises ValueError, one item at a
+    time so a bad item (too small, say) fails alone. Items that fail come back as their
+    ValueError, the others as ``func``'s results, in order."""
+    try:
+        return list(func(list(range(n))))
+    except ValueError:
+        pass
+    out: list = []
+    for i in range(n):
+        try:
+            out.append(func([i])[0])
+        except ValueError as exc:
+            out.append(exc)
+    return out
+
+
+def _arrow_type(annotation: str):
+    """Arrow column type for a result field; nested results and dicts become JSON text."""
+    import pyarrow as pa
+
+    base = annotation.replace(" | None", "").strip()
+    return {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}.get(
+        base, pa.string()
+    )
+
+
+def result_schema(result_type: type, *, extra: Sequence = ()):
+    """Arrow schema of a :class:`JsonResult` dataclass's JSON fields, ``error`` last."""
+    import pyarrow as pa
+
+    columns = [
+        pa.field(f.name, _arrow_type(str(f.type)))
+        for f in fields(result_type)
+        if f.metadata.get("json", True)
+    ]
+    if columns[0].name != "path":
+        columns.insert(0, pa.field("path", pa.string()))
+    return pa.schema([*columns, *extra, pa.field("error", pa.string())])
+
+
+class BatchTask(ABC):
+    """One kind of job. Built once per worker (models load in ``__init__``); called with a
+    pyarrow table of ``path`` rows, returns a table of ``schema`` (Ray's map_batches
+    protocol, also used as is by the in-process engine)."""
+
+    name: ClassVar[str]
+    #: runs torch models that a GPU speeds up (Ray gives GPU actors when the cluster has them)
+    uses_gpu: ClassVar[bool] = True
+    schema: Any
+
+    def __init__(self, *, device: str | None = "auto", **options: Any):
+        self.device = device
+
+    @classmethod
+    def validate(cls, options: dict[str, Any]) -> None:
+        """Refuse options that would only fail inside every worker; make paths absolute."""
+        return None
+
+    @abstractmethod
+    def records(self, paths: list[str]) -> list[dict[str, Any]]:
+        """One JSON-ready record per path, in order: the CLI's fields, or path and error."""
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        paths = [str(p) for p in batch.column("path").to_pylist()]
+        rows = self.records(paths)
+        names = self.schema.names
+        columns = {
+            name: [_cell(row.get(name), self.schema.field(name).type) for row in rows]
+            for name in names
+        }
+        return pa.table(columns, schema=self.schema)
+
+    def _load(self, paths: list[str]) -> tuple[list, list[dict]]:
+        """Decode the pictures; ``(index, pixels)`` for the good ones, error rows for the rest
+        (placed by index so the output keeps the input's order)."""
+        from aigcguard.imageio import ImageLoadError, load_image
+
+        loaded, failed = [], []
+        for i, path in enumerate(paths):
+            try:
+                loaded.append((i, load_image(path).pixels))
+            except ImageLoadError as exc:
+                failed.append((i, {"path": path, "error": exc.reason}))
+        return loaded, failed
+
+
+def _cell(value: Any, arrow_type) -> Any:
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_string(arrow_type) and not isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _merge(n: int, done: Iterable[tuple[int, dict]], failed: Iterable[tuple[int, dict]]):
+    rows: list[dict | None] = [None] * n
+    for i, row in [*done, *failed]:
+        rows[i] = row
+    return rows
+
+
+_TASKS: dict[str, type[BatchTask]] = {}
+
+
+def register_task(cls: type[BatchTask]) -> type[BatchTask]:
+    if cls.name in _TASKS:
+        raise ValueError(f"batch task {cls.name!r} is already registered")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def list_tasks() -> list[str]:
+    return sorted(_TASKS)
+
+
+def get_task(name: str) -> type[BatchTask]:
+    if name not in _TASKS:
+        raise BatchError(f"unknown batch task {name!r}; known: {', '.join(list_tasks())}")
+    return _TASKS[name]
+
+
+@register_task
+class EmbedTask(BatchTask):
+    """Similarity embeddings: ``vector`` (unit float32 rows) or ``hash`` (hex, binary
+    embedders such as PDQ), with the embedder spec that made them."""
+
+    name = "embed"
+
+    def __init__(self, *, device="auto", embedder: str | None = None):
+        import pyarrow as pa
+
+        from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, create_embedder
+
+        super().__init__(device=device)
+        self.embedder = create_embedder(embedder or DEFAULT_EMBEDDER, device=device)
+        value = (
+            pa.field("hash", pa.string())
+            if self.embedder.binary
+            else pa.field("vector", pa.list_(pa.float32(), self.embedder.dim))
+        )
+        self.schema = pa.schema(
+            [
+                pa.field("path", pa.string()),
+                pa.field("embedder", pa.string()),
+                value,
+                pa.field("error", pa.string()),
+            ]
+        )
+
+    @classmethod
+    def validate(cls, options):
+        from aigcguard.provenance.embedders import list_embedders
+
+        spec = options.get("embedder")
+        if spec and spec.partition(":")[0] not in list_embedders():
+            raise BatchError(f"unknown embedder {spec!r}; known: {', '.join(list_embedders())}")
+
+    def records(self, paths):
+        loaded, failed = self._load(paths)
+        spec = self.embedder.spec
+        rows = each(lambda idx: self.embedder.embed([loaded[i][1] for i in idx]), len(loaded))
+        done = []
+        for (i, _), row in zip(loaded, rows, strict=True):
+            if isinstance(row, ValueError):
+                done.append((i, {"path": paths[i], "error": str(row)}))
+            elif self.embedder.binary:
+                done.append((i, {"path": paths[i], "embedder": spec, "hash": bytes(row).hex()}))
+            else:
+                done.append((i, {"path": paths[i], "embedder": spec, "vector": row.tolist()}))
+        return _merge(len(paths), done, failed)
+
+
+@register_task
+class DetectTask(BatchTask):
+    """Real versus generated: the fields of ``aigc detect`` (score, band, model, threshold)."""
+
+    name = "detect"
+
+    def __init__(self, *, device="auto", model: str | None = None):
+        from aigcguard.detectors import api
+
+        super().__init__(device=device)
+        self.detector = api.load(model or api.DEFAULT_MODEL, device=device)
+        self.schema = result_schema(api.Detection)
+
+    @classmethod
+    def validate(cls, options):
+        from aigcguard.detectors.api import SHIPPED
+
+        model = options.get("model")
+        if model and model not in SHIPPED:
+            if not Path(model).is_file():
+                raise BatchError(f"detector {model!r} is neither a shipped name nor a file")
+            options["model"] = os.path.abspath(model)  # workers may run elsewhere
+
+    def records(self, paths):
+        from aigcguard.detectors import api
+        from aigcguard.detectors.video import VIDEO_EXTENSIONS
+
+        videos = [i for i, p in enumerate(paths) if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
+        failed = [(i, {"path": paths[i], "error": "is a video: use aigc detect"}) for i in videos]
+        pictures = [p for i, p in enumerate(paths) if i not in set(videos)]
+        index = [i for i in range(len(paths)) if i not in set(videos)]
+        loaded, bad = self._load(pictures)
+        failed += [(index[i], row) for i, row in bad]
+        scored = each(
+            lambda idx: api.score(
+                self.detector, [loaded[i][1] for i in idx], [pictures[loaded[i][0]] for i in idx]
+            ),
+            len(loaded),
+        )
+        done = []
+        for (i, _), det in zip(loaded, scored, strict=True):
+            row = {"path": pictures[i], "error": str(det)} if isinstance(det, ValueError) else None
+            done.append((index[i], row or det.to_dict()))
+        return _merge(len(paths), done, failed)
+
+
+@register_task
+class WatermarkTask(BatchTask):
+    """Watermark detection: the fields of ``aigc watermark detect`` (detected, p_value,
+    payload, ...); ``known`` also scans for Stable Diffusion's and SDXL's marks and keeps the
+    stronger finding, as the CLI's ``--known`` does."""
+
+    name = "watermark"
+
+    def __init__(
+        self,
+        *,
+        device="auto",
+        method: str | None = None,
+        key: str | None = None,
+        known: bool = False,
+        threshold: float | None = None,
+    ):
+        from aigcguard.watermark import DEFAULT_KEY, DEFAULT_METHOD, DEFAULT_P_THRESHOLD
+        from aigcguard.watermark.api import WatermarkDetection
+
+        super().__init__(device=device)
+        self.method = method or DEFAULT_METHOD
+        self.key = DEFAULT_KEY if key is None else key
+        self.known = known
+        self.threshold = DEFAULT_P_THRESHOLD if threshold is None else threshold
+        self.schema = result_schema(WatermarkDetection)
+
+    @classmethod
+    def validate(cls, options):
+        from aigcguard.watermark import list_methods
+
+        method = options.get("method")
+        if method and method not in list_methods():
+            raise BatchError(f"unknown watermark method {method!r}; known: {list_methods()}")
+
+    def records(self, paths):
+        from aigcguard.watermark import detect, detect_known
+
+        loaded, failed = self._load(paths)
+
+        def find(idx):
+            pixels = [loaded[i][1] for i in idx]
+            found = detect(
+                pixels,
+                key=self.key,
+                method=self.method,
+                device=self.device,
+                p_threshold=self.threshold,
+            )
+            if self.known:
+                others = detect_known(pixels, device=self.device, p_threshold=self.threshold)
+                found = [o if o.p_value < f.p_value else f for f, o in zip(found, others)]  # noqa: B905
+            return found
+
+        done = []
+        for (i, _), det in zip(loaded, each(find, len(loaded)), strict=True):
+            if isinstance(det, ValueError):
+                done.append((i, {"path": paths[i], "error": str(det)}))
+            else:
+                done.append((i, {"path": paths[i], **det.to_dict()}))
+        return _merge(len(paths), done, failed)
+
+
+@register_task
+class CheckTask(BatchTask):
+    """Every signal (``aigc check``): the summary, and each signal as JSON text; ``verdict``
+    repeats the summary's verdict as a column to filter on."""
+
+    name = "check"
+
+    def __init__(
+        self,
+        *,
+        device="auto",
+        key: str | None = None,
+        ledger: str | None = None,
+        index: str | None = None,
+        detector: str = "auto",
+        trust: Sequence[str] = (),
+    ):
+        import pyarrow as pa
+
+        from aigcguard.check import Checker, CheckResult
+
+        super().__init__(device=device)
+        self.checker = Checker(
+            key=key, ledger=ledger, index=index, detector=detector, trust=trust, device=device
+        )
+        self.schema = result_schema(CheckResult, extra=[pa.field("verdict", pa.string())])
+
+    @classmethod
+    def validate(cls, options):
+        detector = options.get("detector")
+        if detector and detector != "auto":
+            DetectTask.validate(model := {"model": detector})
+            options["detector"] = model["model"]
+        for name in ("index", "ledger"):
+            value = options.get(name)
+            if value and "://" not in value:
+                if not Path(value).exists():
+                    raise BatchError(f"--{name} {value} does not exist")
+                options[name] = os.path.abspath(value)  # workers may run elsewhere
+
+    def records(self, paths):
+        loaded, failed = self._load(paths)
+        done = []
+        for i, pixels in loaded:
+            result = self.checker.check(pixels, paths[i], on_disk=True)
+            done.append((i, {**result.to_dict(), "verdict": result.summary.verdict}))
+        return _merge(len(paths), done, failed)
+
+
+# ---------------------------------------------------------------------------- the listing
+
+
+def list_sources(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """The paths a job runs over, in order, each once.
+
+    An input is an image file, a folder of images, a listing file (``.txt``: one path a line;
+    ``.csv`` / ``.parquet``: a ``path`` column) or a folder of listing files (a folder with
+    manifests and no images). Relative paths in a listing are relative to the listing's
+    folder. A file that is not an image is kept, so its row reports why it failed. Paths come
+    back absolute: workers on other machines (or in another folder) read the same files.
+    """
+    from aigcguard.imageio import IMAGE_EXTENSIONS, iter_image_paths
+
+    out: dict[str, None] = {}
+    for item in inputs:
+        path = Path(os.fsdecode(item))
+        if path.is_dir():
+            images = [p for p in iter_image_paths([path]) if p.suffix.lower() in IMAGE_EXTENSIONS]
+            manifests = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES
+            )
+            if images or not manifests:
+                out.update((os.path.abspath(p), None) for p in images)
+                continue
+            for manifest in manifests:
+                out.update((p, None) for p in read_listing(manifest))
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+            out.update((p, None) for p in read_listing(path))
+        else:
+            out[os.path.abspath(path)] = None
+    return list(out)
+
+
+def read_listing(path: Path) -> list[str]:
+    """The paths a listing file names (see :func:`list_sources`)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".txt":
+            names = [
+                line.strip()
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+        else:
+            names = _path_column(path, suffix)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BatchError(f"{path}: cannot read the listing ({exc})") from None
+    return [os.path.abspath(path.parent / p) for p in names]
+
+
+def _path_column(path: Path, suffix: str) -> list[str]:
+    import pyarrow as pa
+
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(path)
+            if "path" not in schema.names:
+                raise ValueError(f"no 'path' column (columns: {', '.join(schema.names)})")
+            column = pq.read_table(path, columns=["path"]).column("path")
+        else:
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(
+                path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True)
+            )
+            if "path" not in table.column_names:
+                raise ValueError(f"no 'path' column (columns: {', '.join(table.column_names)})")
+            column = table.column("path")
+    except pa.ArrowException as exc:
+        raise ValueError(str(exc)) from None
+    return [str(v) for v in column.to_pylist() if v not in (None, "")]
+
+
+# ------------------------------------------------------------------------- the output folder
+
+
+def _options_digest(options: dict[str, Any]) -> dict[str, Any]:
+    """The options as recorded in _job.json: a secret key only by its fingerprint."""
+    shown = {}
+    for name, value in sorted(options.items()):
+        if name == "key" and value is not None:
+            raw = value.encode() if isinstance(value, str) else bytes(value)
+            value = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[name] = value
+    return shown
+
+
+@contextlib.contextmanager
+def _claimed(dest: Path, task: str, options: dict[str, Any]) -> Iterator[None]:
+    """Hold ``dest`` for this job: create it, or check that it holds this same job; lock it
+    against a second run writing the same rows; clear temporaries a killed run left."""
+    if dest.exists() and not dest.is_dir():
+        raise BatchError(f"{dest}: the output must be a folder, and this is a file")
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BatchError(f"{dest}: another batch job is writing there now") from None
+        job = {"task": task, "options": _options_digest(options)}
+        record = dest / JOB_FILE
+        if record.exists():
+            try:
+                held = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise BatchError(f"{record}: unreadable job record ({exc})") from None
+            if held != job:
+                raise BatchError(
+                    f"{dest} holds the results of another job ({json.dumps(held)}); this one "
+                    f"is {json.dumps(job)}: write to another --out"
+                )
+        else:
+            with atomic_write(record) as handle:
+                handle.write(json.dumps(job, indent=1).encode())
+        for stale in dest.glob(".part-*.tmp"):
+            stale.unlink(missing_ok=True)
+        yield
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an output folder already holds: the paths done, the earlier failures, and the part
+    files that could not be read (damaged after they were written: parts are renamed into
+    place whole); those are moved aside and their rows redone."""
+
+    done: frozenset[str]
+    failures: dict[str, str]
+    damaged: tuple[str, ...]
+
+
+def scan_output(dest: Path) -> Written:
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    failures: dict[str, str] = {}
+    damaged: list[str] = []
+    for part in sorted(dest.glob("*.parquet")) if dest.is_dir() else []:
+        try:
+            table = pq.read_table(part, columns=["path", "error"])
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... on a bad file
+            # a leading underscore keeps it out of the dataset readers see (pyarrow, Ray, Spark)
+            aside = part.with_name(f"_damaged-{part.name}")
+            os.replace(part, aside)
+            damaged.append(f"{part} ({type(exc).__name__}: {exc}); moved to {aside.name}")
+            continue
+        for path, error in zip(
+            table.column("path").to_pylist(), table.column("error").to_pylist(), strict=True
+        ):
+            done.add(path)
+            if error is not None:
+                failures[path] = error
+    return Written(frozenset(done), failures, tuple(damaged))
+
+
+def write_part(dest: Path, table, prefix: str) -> list[tuple[str, str]]:
+    """Write one part file whole; returns the (path, error) rows it holds."""
+    import pyarrow.parquet as pq
+
+    name = dest / f"part-{prefix}-{uuid.uuid4().hex[:12]}.parquet"
+    with atomic_path(name) as tmp:
+        pq.write_table(table, tmp)
+    errors = table.column("error").to_pylist()
+    paths = table.column("path").to_pylist()
+    return [(p, e) for p, e in zip(paths, errors, strict=True) if e is not None]
+
+
+def _ray_sink(dest: Path, rows_per_file: int, prefix: str):
+    """A Ray Data sink that writes whole part files from the workers (never through the
+    driver) and hands the driver only the failed rows."""
+    import pyarrow as pa
+    from ray.data import Datasink
+
+    class PartSink(Datasink):
+        def __init__(self):
+            self.failures: list[tuple[str, str]] = []
+
+        def write(self, blocks, ctx):
+            tables = [b for b in blocks if b.num_rows]
+            if not tables:
+                return []
+            return write_part(dest, pa.concat_tables(tables), prefix)
+
+        @property
+        def min_rows_per_write(self):
+            return rows_per_file
+
+        def on_write_complete(self, write_result):  # on the driver
+            self.failures = [row for rows in write_result.write_returns for row in rows]
+
+        def get_name(self):
+            return "aigc-parts"
+
+    return PartSink()
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class BatchReport(JsonResult):
+    """What a run did. ``skipped``: paths already in the output; ``failures``: the paths of
+    this run that could not be processed (also written, with their error, so a re-run skips
+    them); ``damaged``: unreadable part files found and moved aside."""
+
+    task: str
+    output: str
+    engine: str
+    listed: int
+    skipped: int
+    processed: int
+    seconds: float
+    failures: dict[str, str] = field(default_factory=dict)
+    damaged: tuple[str, ...] = ()
+    workers: int = 1
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+def run_batch(
+    task: str,
+    inputs: Sequence[str | os.PathLike],
+    dest: str | os.PathLike,
+    *,
+    options: dict[str, Any] | None = None,
+    ray_address: str | None = "local",
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    batch_size: int = 32,
+    rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+    device: str | None = "auto",
+) -> BatchReport:
+    """Run ``task`` over ``inputs`` and write its rows to the folder ``dest``.
+
+    ``ray_address``: ``local`` (start Ray on this machine, or use the one this process has
+    started), ``auto`` (join the cluster this machine belongs to), a Ray address
+    (``ray://HOST:10001``, ``HOST:6379``), or ``none`` to run in this process without Ray.
+    ``workers``: actors (Ray) at most; by default one per CPU, or one per GPU when the cluster
+    has GPUs and the task uses them. ``gpus_per_worker``: GPUs per actor (fractions share).
+    """
+    started = time.perf_counter()
+    cls = get_task(task)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    cls.validate(options)
+    paths = list_sources(inputs)
+    if not paths:
+        raise BatchError(f"no images found in {', '.join(map(str, inputs))}")
+    dest = Path(dest)
+    prefix = time.strftime("%Y%m%dT%H%M%S")
+    with _claimed(dest, task, options):
+        written = scan_output(dest)
+        todo = [p for p in paths if p not in written.done]
+        if ray_address in (None, "none"):
+            engine, n_workers = "in-process", 1
+            failures = _run_here(
+                cls, todo, dest, options, device, batch_size, rows_per_file, prefix
+            )
+        else:
+            engine = f"ray ({ray_address})"
+            failures, n_workers = _run_ray(
+                cls,
+                todo,
+                dest,
+                options,
+                device,
+                batch_size,
+                rows_per_file,
+                prefix,
+                ray_address,
+                workers,
+                gpus_per_worker,
+            )
+    return BatchReport(
+        task=task,
+        output=str(dest),
+        engine=engine,
+        listed=len(paths),
+        skipped=len(paths) - len(todo),
+        processed=len(todo),
+        seconds=round(time.perf_counter() - started, 2),
+        failures=dict(failures),
+        damaged=written.damaged,
+        workers=n_workers,
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _run_here(cls, todo, dest, options, device, batch_size, rows_per_file, prefix):
+    import pyarrow as pa
+    from tqdm import tqdm
+
+    if not todo:
+        return []
+    worker = cls(device=device, **options)
+    failures: list[tuple[str, str]] = []
+    pending: list = []
+    with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
+        for chunk in _chunks(todo, batch_size):
+            pending.append(worker(pa.table({"path": chunk})))
+            bar.update(len(chunk))
+            if sum(t.num_rows for t in pending) >= rows_per_file:
+                failures += write_part(dest, pa.concat_tables(pending), prefix)
+                pending = []
+    if pending:
+        failures += write_part(dest, pa.concat_tables(pending), prefix)
+    return failures
+
+
+def _run_ray(
+    cls,
+    todo,
+    dest,
+    options,
+    device,
+    batch_size,
+    rows_per_file,
+    prefix,
+    address,
+    workers,
+    gpus_per_worker,
+):
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise BatchError(
+            "Ray is not installed: pip install 'aigc-guard[ray]', or run in this process "
+            "with --ray-address none"
+        ) from None
+    import pyarrow as pa
+
+    owns = False
+    if not ray.is_initialized():
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+        if address == "local":
+            ray.init(**quiet)
+        else:
+            ray.init(address=address, **quiet)
+        owns = True
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = sys.stderr.isatty()
+        resources = ray.cluster_resources()
+        gpus = resources.get("GPU", 0) if device != "cpu" else 0
+        use_gpu = cls.uses_gpu and gpus > 0
+        per_gpu = gpus_per_worker or 1.0
+        if use_gpu:
+            limit = max(1, int(gpus / per_gpu))
+            placement = {"num_gpus": per_gpu, "num_cpus": 1}
+        else:
+            limit = max(1, int(resources.get("CPU", 1)))
+            placement = {"num_cpus": 1}
+        n_workers = min(workers or limit, max(1, -(-len(todo) // batch_size)))
+        if not todo:
+            return [], n_workers
+        blocks = [pa.table({"path": chunk}) for chunk in _chunks(todo, batch_size)]
+        ds = ray.data.from_arrow(blocks).map_batches(
+            cls,
+            fn_constructor_kwargs={"device": device if use_gpu else "cpu", **options},
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers),
+            **placement,
+        )
+        sink = _ray_sink(dest, rows_per_file, prefix)
+        try:
+            # write tasks only move finished rows to disk: no CPU reserved, so they never wait
+            # behind actors that hold every core
+            ds.write_datasink(sink, ray_remote_args={"num_cpus": 0})
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise BatchError(f"the batch job failed in a Ray worker: {cause}") from None
+        return sink.failures, n_workers
+    finally:
+        if owns:
+            ray.shutdown()
