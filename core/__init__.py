@@ -10,17 +10,41 @@ Subpackages, one concern each:
 Shared by all of them and exposed here: safe image loading and device choice.
 """
 
-from aigcguard.device import pick_device
-from aigcguard.imageio import (
-    ImageLoadError,
-    LoadedImage,
-    iter_image_paths,
-    load_image,
-    load_images,
-    save_image,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Loaded on first use (PEP 562): both pull in torch, which a process that only lists files or
+# writes Parquet (a Ray write task, ``aigc --version``) should not pay for.
+_LAZY = {
+    "pick_device": "aigcguard.device",
+    "ImageLoadError": "aigcguard.imageio",
+    "LoadedImage": "aigcguard.imageio",
+    "iter_image_paths": "aigcguard.imageio",
+    "load_image": "aigcguard.imageio",
+    "load_images": "aigcguard.imageio",
+    "save_image": "aigcguard.imageio",
+}
+
+if TYPE_CHECKING:
+    from aigcguard.device import pick_device
+    from aigcguard.imageio import (
+        ImageLoadError,
+        LoadedImage,
+        iter_image_paths,
+        load_image,
+        load_images,
+        save_image,
+    )
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aigcguard' has no attribute {name!r}")
 
 __all__ = [
     "ImageLoadError",

@@ -557,33 +557,28 @@ def write_part(dest: Path, table, prefix: str) -> list[tuple[str, str]]:
     return [(p, e) for p, e in zip(paths, errors, strict=True) if e is not None]
 
 
-def _ray_sink(dest: Path, rows_per_file: int, prefix: str):
-    """A Ray Data sink that writes whole part files from the workers (never through the
-    driver) and hands the driver only the failed rows."""
-    import pyarrow as pa
-    from ray.data import Datasink
+class PartWriter:
+    """Runs a task over one block of paths, ``batch_size`` at a time, and writes the block's
+    rows as one part file; returns the failed rows only (``path``, ``error``). The unit of
+    work of both engines: on Ray it is the actor (models loaded once, files written where the
+    work is done, nothing but failures sent back), here it is called in a loop."""
 
-    class PartSink(Datasink):
-        def __init__(self):
-            self.failures: list[tuple[str, str]] = []
+    def __init__(self, task: type[BatchTask], dest: str, prefix: str, batch_size: int, **kw):
+        self.task = task(**kw)
+        self.dest, self.prefix, self.batch_size = Path(dest), prefix, batch_size
 
-        def write(self, blocks, ctx):
-            tables = [b for b in blocks if b.num_rows]
-            if not tables:
-                return []
-            return write_part(dest, pa.concat_tables(tables), prefix)
+    def __call__(self, block):
+        import pyarrow as pa
 
-        @property
-        def min_rows_per_write(self):
-            return rows_per_file
-
-        def on_write_complete(self, write_result):  # on the driver
-            self.failures = [row for rows in write_result.write_returns for row in rows]
-
-        def get_name(self):
-            return "aigc-parts"
-
-    return PartSink()
+        tables = [
+            self.task(block.slice(start, self.batch_size))
+            for start in range(0, block.num_rows, self.batch_size)
+        ]
+        failed = write_part(self.dest, pa.concat_tables(tables), self.prefix)
+        return pa.table(
+            {"path": [p for p, _ in failed], "error": [e for _, e in failed]},
+            schema=pa.schema([("path", pa.string()), ("error", pa.string())]),
+        )
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -689,18 +684,14 @@ def _run_here(cls, todo, dest, options, device, batch_size, rows_per_file, prefi
 
     if not todo:
         return []
-    worker = cls(device=device, **options)
+    writer = PartWriter(cls, str(dest), prefix, batch_size, device=device, **options)
     failures: list[tuple[str, str]] = []
-    pending: list = []
     with tqdm(total=len(todo), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
-        for chunk in _chunks(todo, batch_size):
-            pending.append(worker(pa.table({"path": chunk})))
+        for chunk in _chunks(todo, rows_per_file):
+            failed = writer(pa.table({"path": chunk}))
+            paths, errors = failed.column("path"), failed.column("error")
+            failures += zip(paths.to_pylist(), errors.to_pylist(), strict=True)
             bar.update(len(chunk))
-            if sum(t.num_rows for t in pending) >= rows_per_file:
-                failures += write_part(dest, pa.concat_tables(pending), prefix)
-                pending = []
-    if pending:
-        failures += write_part(dest, pa.concat_tables(pending), prefix)
     return failures
 
 
@@ -730,10 +721,8 @@ def _run_ray(
     owns = False
     if not ray.is_initialized():
         quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
-        if address == "local":
-            ray.init(**quiet)
-        else:
-            ray.init(address=address, **quiet)
+        # "local" starts a Ray of our own even when RAY_ADDRESS names a cluster
+        ray.init(address=address, **quiet)
         owns = True
     try:
         ctx = ray.data.DataContext.get_current()
@@ -751,24 +740,28 @@ def _run_ray(
         n_workers = min(workers or limit, max(1, -(-len(todo) // batch_size)))
         if not todo:
             return [], n_workers
-        blocks = [pa.table({"path": chunk}) for chunk in _chunks(todo, batch_size)]
+        # one block = one part file; at least about four blocks an actor, so an actor that
+        # started late or got slower pictures does not leave the others waiting at the end
+        per_block = max(1, min(rows_per_file, -(-len(todo) // (4 * n_workers))))
+        blocks = [pa.table({"path": chunk}) for chunk in _chunks(todo, per_block)]
         ds = ray.data.from_arrow(blocks).map_batches(
-            cls,
+            PartWriter,
+            fn_constructor_args=(cls, str(dest), prefix, batch_size),
             fn_constructor_kwargs={"device": device if use_gpu else "cpu", **options},
-            batch_size=batch_size,
+            batch_size=None,  # a whole block per call: one part file each
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers),
+            compute=ray.data.ActorPoolStrategy(size=n_workers),
             **placement,
         )
-        sink = _ray_sink(dest, rows_per_file, prefix)
+        failures: list[tuple[str, str]] = []
         try:
-            # write tasks only move finished rows to disk: no CPU reserved, so they never wait
-            # behind actors that hold every core
-            ds.write_datasink(sink, ray_remote_args={"num_cpus": 0})
+            for failed in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                paths, errors = failed.column("path"), failed.column("error")
+                failures += zip(paths.to_pylist(), errors.to_pylist(), strict=True)
         except ray.exceptions.RayError as exc:
             cause = getattr(exc, "cause", None) or exc
             raise BatchError(f"the batch job failed in a Ray worker: {cause}") from None
-        return sink.failures, n_workers
+        return failures, n_workers
     finally:
         if owns:
             ray.shutdown()
