@@ -31,8 +31,8 @@ def _common(func):
         click.option(
             "--workers",
             type=click.IntRange(1),
-            help="Ray actors at most (each loads the models once). Default: one per CPU, or "
-            "one per GPU when the cluster has GPUs.",
+            help="Ray actors at most (each loads the models once). Default and limit: one per "
+            "CPU, or one per GPU when the cluster has GPUs.",
         ),
         click.option(
             "--gpus-per-worker",

@@ -46,6 +46,7 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'aigcguard' has no attribute {name!r}")
 
+
 __all__ = [
     "ImageLoadError",
     "LoadedImage",

@@ -98,8 +98,6 @@ class BatchTask(ABC):
     protocol, also used as is by the in-process engine)."""
 
     name: ClassVar[str]
-    #: runs torch models that a GPU speeds up (Ray gives GPU actors when the cluster has them)
-    uses_gpu: ClassVar[bool] = True
     schema: Any
 
     def __init__(self, *, device: str | None = "auto", **options: Any):
@@ -109,6 +107,11 @@ class BatchTask(ABC):
     def validate(cls, options: dict[str, Any]) -> None:
         """Refuse options that would only fail inside every worker; make paths absolute."""
         return None
+
+    @classmethod
+    def wants_gpu(cls, options: dict[str, Any]) -> bool:
+        """Runs torch models that a GPU speeds up: Ray gives it GPU actors when it can."""
+        return True
 
     @abstractmethod
     def records(self, paths: list[str]) -> list[dict[str, Any]]:
@@ -204,6 +207,10 @@ class EmbedTask(BatchTask):
                 pa.field("error", pa.string()),
             ]
         )
+
+    @classmethod
+    def wants_gpu(cls, options):
+        return (options.get("embedder") or "").startswith("clip")  # SIFT and PDQ run on CPUs
 
     @classmethod
     def validate(cls, options):
@@ -695,6 +702,30 @@ def _run_here(cls, todo, dest, options, device, batch_size, rows_per_file, prefi
     return failures
 
 
+def actor_placement(
+    cls: type[BatchTask],
+    resources: dict[str, float],
+    *,
+    device: str | None,
+    batches: int,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, float]]:
+    """How many actors, and what each reserves, on a cluster with ``resources``: one per GPU
+    (or ``gpus_per_worker`` of one) when there are GPUs and the task wants them, else one per
+    CPU; never more than ``workers``, than the cluster can place, or than there are batches."""
+    gpus = resources.get("GPU", 0) if device != "cpu" else 0
+    if gpus > 0 and cls.wants_gpu(options or {}):
+        share = gpus_per_worker or 1.0
+        limit, placement = max(1, int(gpus / share)), {"num_gpus": share, "num_cpus": 1}
+    else:
+        limit, placement = max(1, int(resources.get("CPU", 1))), {"num_cpus": 1}
+    # never more actors than the cluster can place now: a pool waiting for actors that cannot
+    # start would wait for ever
+    return min(workers or limit, limit, max(1, batches)), placement
+
+
 def _run_ray(
     cls,
     todo,
@@ -727,17 +758,16 @@ def _run_ray(
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = sys.stderr.isatty()
-        resources = ray.cluster_resources()
-        gpus = resources.get("GPU", 0) if device != "cpu" else 0
-        use_gpu = cls.uses_gpu and gpus > 0
-        per_gpu = gpus_per_worker or 1.0
-        if use_gpu:
-            limit = max(1, int(gpus / per_gpu))
-            placement = {"num_gpus": per_gpu, "num_cpus": 1}
-        else:
-            limit = max(1, int(resources.get("CPU", 1)))
-            placement = {"num_cpus": 1}
-        n_workers = min(workers or limit, max(1, -(-len(todo) // batch_size)))
+        n_workers, placement = actor_placement(
+            cls,
+            ray.cluster_resources(),
+            device=device,
+            batches=-(-len(todo) // batch_size),
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            options=options,
+        )
+        on_gpu = "num_gpus" in placement
         if not todo:
             return [], n_workers
         # one block = one part file; at least about four blocks an actor, so an actor that
@@ -747,7 +777,7 @@ def _run_ray(
         ds = ray.data.from_arrow(blocks).map_batches(
             PartWriter,
             fn_constructor_args=(cls, str(dest), prefix, batch_size),
-            fn_constructor_kwargs={"device": device if use_gpu else "cpu", **options},
+            fn_constructor_kwargs={"device": device if on_gpu else "cpu", **options},
             batch_size=None,  # a whole block per call: one part file each
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=n_workers),

@@ -262,3 +262,29 @@ def test_ray_resumes_a_partial_output_and_runs_check(tmp_path, pictures, local_r
     got = rows(dest)
     assert len(got) == 10 and got[str(pictures / "broken.png")]["error"]
     assert all(r["verdict"] for p, r in got.items() if not p.endswith("broken.png"))
+
+
+def test_actors_take_gpus_when_the_cluster_has_them():
+    from aigcguard.batch import CheckTask, DetectTask, EmbedTask, actor_placement
+
+    cpus = {"CPU": 16.0}
+    gpus = {"CPU": 16.0, "GPU": 2.0}
+    # one actor per CPU, one CPU each, no more actors than batches of work
+    assert actor_placement(DetectTask, cpus, device="auto", batches=100) == (16, {"num_cpus": 1})
+    assert actor_placement(DetectTask, cpus, device="auto", batches=3) == (3, {"num_cpus": 1})
+    assert actor_placement(DetectTask, cpus, device="auto", batches=100, workers=4)[0] == 4
+    assert actor_placement(DetectTask, cpus, device="auto", batches=100, workers=64)[0] == 16
+    # GPUs: one actor per GPU, or two on each with half a GPU
+    assert actor_placement(DetectTask, gpus, device="auto", batches=100) == (
+        2,
+        {"num_gpus": 1.0, "num_cpus": 1},
+    )
+    assert actor_placement(CheckTask, gpus, device="auto", batches=100, gpus_per_worker=0.5) == (
+        4,
+        {"num_gpus": 0.5, "num_cpus": 1},
+    )
+    # --device cpu keeps actors off the GPUs; work without torch models never asks for one
+    assert actor_placement(DetectTask, gpus, device="cpu", batches=100) == (16, {"num_cpus": 1})
+    vlad, clip = {"embedder": "vlad"}, {"embedder": "clip:ViT-B-32/openai"}
+    assert actor_placement(EmbedTask, gpus, device="auto", batches=100, options=vlad)[0] == 16
+    assert actor_placement(EmbedTask, gpus, device="auto", batches=100, options=clip)[0] == 2
