@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -251,11 +252,16 @@ class DetectTask(BatchTask):
     @classmethod
     def validate(cls, options):
         from aigcguard.detectors.api import SHIPPED
+        from aigcguard.detectors.base import load_detector
 
         model = options.get("model")
         if model and model not in SHIPPED:
             if not Path(model).is_file():
                 raise BatchError(f"detector {model!r} is neither a shipped name nor a file")
+            try:
+                load_detector(model)  # small: better refused here than in every worker
+            except (ValueError, OSError) as exc:
+                raise BatchError(str(exc)) from None  # the message names the file
             options["model"] = os.path.abspath(model)  # workers may run elsewhere
 
     def records(self, paths):
@@ -377,12 +383,20 @@ class CheckTask(BatchTask):
         if detector and detector != "auto":
             DetectTask.validate(model := {"model": detector})
             options["detector"] = model["model"]
-        for name in ("index", "ledger"):
-            value = options.get(name)
-            if value and "://" not in value:
-                if not Path(value).exists():
-                    raise BatchError(f"--{name} {value} does not exist")
-                options[name] = os.path.abspath(value)  # workers may run elsewhere
+        from aigcguard.provenance.ledger import Ledger
+        from aigcguard.provenance.store import DB_NAME
+
+        index, ledger = options.get("index"), options.get("ledger")
+        if index and "://" not in index:
+            if not (Path(index) / DB_NAME).is_file():
+                raise BatchError(f"--index {index}: not a similarity store (no {DB_NAME})")
+            options["index"] = os.path.abspath(index)  # workers may run elsewhere
+        if ledger:
+            try:
+                Ledger(ledger, create=False).close()
+            except Exception as exc:  # LedgerError, sqlite3 errors: not a usable ledger
+                raise BatchError(f"--ledger {ledger}: {exc}") from None
+            options["ledger"] = os.path.abspath(ledger)
 
     def records(self, paths):
         loaded, failed = self._load(paths)
@@ -646,26 +660,35 @@ def run_batch(
     with _claimed(dest, task, options):
         written = scan_output(dest)
         todo = [p for p in paths if p not in written.done]
-        if ray_address in (None, "none"):
-            engine, n_workers = "in-process", 1
-            failures = _run_here(
-                cls, todo, dest, options, device, batch_size, rows_per_file, prefix
-            )
-        else:
-            engine = f"ray ({ray_address})"
-            failures, n_workers = _run_ray(
-                cls,
-                todo,
-                dest,
-                options,
-                device,
-                batch_size,
-                rows_per_file,
-                prefix,
-                ray_address,
-                workers,
-                gpus_per_worker,
-            )
+        try:
+            if ray_address in (None, "none"):
+                engine, n_workers = "in-process", 1
+                failures = _run_here(
+                    cls, todo, dest, options, device, batch_size, rows_per_file, prefix
+                )
+            else:
+                engine = f"ray ({ray_address})"
+                failures, n_workers = _run_ray(
+                    cls,
+                    todo,
+                    dest,
+                    options,
+                    device,
+                    batch_size,
+                    rows_per_file,
+                    prefix,
+                    ray_address,
+                    workers,
+                    gpus_per_worker,
+                )
+        except _job_errors() as exc:
+            # A job that could not start (an index that is not a store, a detector file that
+            # does not load) leaves no record behind, so a corrected re-run is not refused.
+            if not any(dest.glob("part-*.parquet")):
+                (dest / JOB_FILE).unlink(missing_ok=True)
+            if isinstance(exc, BatchError):
+                raise
+            raise BatchError(f"the {task} job failed: {_root_message(exc)}") from None
     return BatchReport(
         task=task,
         output=str(dest),
@@ -678,6 +701,34 @@ def run_batch(
         damaged=written.damaged,
         workers=n_workers,
     )
+
+
+def _job_errors() -> tuple[type[BaseException], ...]:
+    """What a job reports as a failure of its input or options, not a bug: bad option
+    values, unreadable files, stores and embedders that cannot be opened, Ray's wrapping of
+    any of these raised in a worker."""
+    from aigcguard.provenance.embedders import EmbedderError
+    from aigcguard.provenance.store import StoreError
+
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError, StoreError, EmbedderError)
+    try:
+        from ray.exceptions import RayError
+    except ImportError:
+        return errors
+    return (*errors, RayError)
+
+
+def _root_message(exc: BaseException) -> str:
+    """The worker's own error inside Ray's wrapping: a task error carries it as ``cause``; an
+    actor that died in its constructor only as the last line of its traceback text."""
+    cause = getattr(exc, "cause", None)
+    if cause is not None:
+        return str(cause)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and type(exc).__module__.startswith("ray"):
+        last = re.sub(r"\x1b\[[0-9;]*m", "", lines[-1])  # without the terminal colours
+        return re.sub(r"^[\w.]+(Error|Exception): ", "", last)  # and the exception's name
+    return str(exc)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -784,13 +835,9 @@ def _run_ray(
             **placement,
         )
         failures: list[tuple[str, str]] = []
-        try:
-            for failed in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                paths, errors = failed.column("path"), failed.column("error")
-                failures += zip(paths.to_pylist(), errors.to_pylist(), strict=True)
-        except ray.exceptions.RayError as exc:
-            cause = getattr(exc, "cause", None) or exc
-            raise BatchError(f"the batch job failed in a Ray worker: {cause}") from None
+        for failed in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            paths, errors = failed.column("path"), failed.column("error")
+            failures += zip(paths.to_pylist(), errors.to_pylist(), strict=True)
         return failures, n_workers
     finally:
         if owns:

@@ -196,6 +196,22 @@ def test_the_job_record_keeps_a_fingerprint_of_the_key_not_the_key(tmp_path, pic
     assert '"s3"' not in record and "sha256:" in record
 
 
+def test_a_job_that_cannot_start_says_why_and_leaves_no_record(tmp_path, pictures):
+    not_a_store = tmp_path / "empty"
+    not_a_store.mkdir()
+    with pytest.raises(BatchError, match="not a similarity store"):
+        run_batch("check", [pictures], tmp_path / "a", options={"index": str(not_a_store)})
+    # passes the driver's checks, fails in the worker: reported, and no job record is kept,
+    # so the corrected command may use the same folder
+    missing = f"milvus-lite://{tmp_path}/none.db/refs"
+    with pytest.raises(BatchError, match=r"the check job failed: .*no aigc-guard store"):
+        run_batch(
+            "check", [pictures], tmp_path / "b", options={"index": missing}, ray_address="none"
+        )
+    assert not (tmp_path / "b" / JOB_FILE).exists()
+    run_batch("check", [pictures / "p1.png"], tmp_path / "b", ray_address="none")
+
+
 # ----------------------------------------------------------------------------------- CLI
 
 
@@ -250,6 +266,16 @@ def test_ray_rows_equal_in_process_rows(tmp_path, pictures, local_ray):
     # each actor wrote its own part files; a re-run on Ray skips them all
     again = run_batch("detect", [pictures], tmp_path / "ray", ray_address="local")
     assert (again.skipped, again.processed) == (10, 0)
+
+
+@pytest.mark.slow
+def test_ray_reports_a_worker_that_cannot_start(tmp_path, pictures, local_ray):
+    missing = f"milvus-lite://{tmp_path}/none.db/refs"
+    with pytest.raises(
+        BatchError, match=r"the check job failed: milvus-lite://.*no aigc-guard store"
+    ):
+        run_batch("check", [pictures], tmp_path / "out", options={"index": missing})
+    assert not (tmp_path / "out" / JOB_FILE).exists()
 
 
 @pytest.mark.slow
