@@ -95,8 +95,8 @@ def result_schema(result_type: type, *, extra: Sequence = ()):
 
 class BatchTask(ABC):
     """One kind of job. Built once per worker (models load in ``__init__``); called with a
-    pyarrow table of ``path`` rows, returns a table of ``schema`` (Ray's map_batches
-    protocol, also used as is by the in-process engine)."""
+    pyarrow table of ``path`` rows (one batch, by :class:`PartWriter`), returns a table of
+    ``schema``: a row per path, in order."""
 
     name: ClassVar[str]
     schema: Any
@@ -268,10 +268,10 @@ class DetectTask(BatchTask):
         from aigcguard.detectors import api
         from aigcguard.detectors.video import VIDEO_EXTENSIONS
 
-        videos = [i for i, p in enumerate(paths) if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
+        videos = {i for i, p in enumerate(paths) if Path(p).suffix.lower() in VIDEO_EXTENSIONS}
         failed = [(i, {"path": paths[i], "error": "is a video: use aigc detect"}) for i in videos]
-        pictures = [p for i, p in enumerate(paths) if i not in set(videos)]
-        index = [i for i in range(len(paths)) if i not in set(videos)]
+        index = [i for i in range(len(paths)) if i not in videos]
+        pictures = [paths[i] for i in index]
         loaded, bad = self._load(pictures)
         failed += [(index[i], row) for i, row in bad]
         scored = each(
