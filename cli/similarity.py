@@ -87,7 +87,11 @@ def index_group() -> None:
     show_default=True,
     help=f"Embedder spec: {', '.join(list_embedders())} (clip:ARCH/PRETRAINED or a checkpoint).",
 )
-@click.option("--index-type", help="faiss index string (default: chosen by size).")
+@click.option(
+    "--index-type",
+    help="A store directory: a faiss index string (default: chosen by size). Milvus: FLAT "
+    "(default), IVF_FLAT or HNSW.",
+)
 @metadata_option
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
 @device_option
