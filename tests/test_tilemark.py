@@ -195,7 +195,14 @@ def test_soft_p_value_is_a_valid_bound():
     p = torch.tensor([signed_sum_sf(row) for row in signs * magnitudes])
     for alpha in (0.1, 0.01, 0.001):
         assert float((p <= alpha).float().mean()) <= alpha
-    assert signed_sum_sf(torch.ones(64)) == pytest.approx(math.exp(-32))
+    # the worst case of the Gaussian-tail bound: two equal weights, t = sqrt 2, where
+    # P(both signs +) = 1/4 = C * Q(sqrt 2) exactly
+    assert signed_sum_sf(torch.ones(2)) == pytest.approx(0.25)
+    # t = 8: the Gaussian-tail bound (3.18 Q(8) = 2.0e-15) is below Hoeffding's (1.3e-14)
+    gaussian_8 = 3.1787 * 0.5 * math.erfc(8 / 2**0.5)
+    assert signed_sum_sf(torch.ones(64)) == pytest.approx(gaussian_8, rel=1e-4)
+    weak = torch.tensor([1.0] * 9 + [-1.0] * 7)  # t = 0.5: Hoeffding's is the smaller
+    assert signed_sum_sf(weak) == pytest.approx(math.exp(-0.125))
     assert signed_sum_sf(-torch.ones(64)) == 1.0
 
 

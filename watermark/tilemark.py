@@ -22,8 +22,9 @@ Detection needs only the key:
 4. the payload chips are read at the best hypothesis and decoded (BP + OSD).
 
 For a picture without this mark the known chips' signs are fair coins given the picture, so
-each hypothesis's strength t obeys P <= exp(-t^2 / 2) (Hoeffding); ``detect`` multiplies that
-bound by the number of hypotheses the search could have chosen from.
+each hypothesis's strength t obeys P <= min(exp(-t^2 / 2), 3.18 P(N(0,1) >= t)) (Hoeffding;
+Bentkus & Dzindzalieta); ``detect`` multiplies that bound by the number of hypotheses the
+search could have chosen from.
 """
 
 from __future__ import annotations
@@ -306,8 +307,8 @@ class _WindowStats:
 #
 # Every hypothesis (a geometry, a quarter turn and a half-pixel shift of the tile) is judged by
 # the known chips alone (pilot and sync, 128 keyed fair-coin signs): its strength is the
-# signed sum of their read-outs over its norm, so P(strength >= t) <= exp(-t^2 / 2) for a
-# picture without this mark (Hoeffding, given the picture). The search may look at as many
+# signed sum of their read-outs over its norm, so for a picture without this mark, given the
+# picture, P(strength >= t) is bounded as payload.signed_sum_sf says. The search may look at as many
 # hypotheses as it likes as long as it counts them: the p-value is the bound times that count.
 
 SHIFTS = 2 * PERIOD  # shift hypotheses per tile side (half working pixels)
