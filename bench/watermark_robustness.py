@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "for rivaGan).",
         "Detection rate: share of photos where the mark is found at p <= 1e-6. aigcguard: "
         "`detect(...).detected`, a blind test (message not given) on what the key alone "
-        "fixes: tilemark, its 128 known chips (Hoeffding bound on the signed soft read-outs, "
+        "fixes: tilemark, its 128 known chips (the bound on the signed soft read-outs, "
         "times the placements its search could pick); DWT, the 64 sync bits (binomial). "
         "imwatermark thresholds nothing, so the same binomial rule is applied to its decoded "
         "bits against the embedded message: p = P(X >= matched), X ~ Binomial(bits, 1/2) "
