@@ -148,8 +148,9 @@ class Checker:
             run("labels", lambda: labels.read_labels(path))
         run("known_watermark", lambda: self._known(pixels))
         run("watermark", lambda: self._watermark(pixels))
-        if self.ledger is not None and found.get("watermark") is not None:
-            run("ledger", lambda: self._ledger(found["watermark"]))
+        if self.ledger is not None:
+            source = path if on_disk else None
+            run("ledger", lambda: self._ledger(found.get("watermark"), source))
         run("detector", lambda: self._detect(pixels, path))
         if self.index is not None:
             run("similarity", lambda: self._similar(pixels, path, on_disk))
@@ -169,12 +170,12 @@ class Checker:
         [det] = detect([pixels], key=self.key, device=self.device)
         return det
 
-    def _ledger(self, watermark):
-        from aigcguard.provenance.ledger import key_fingerprint
+    def _ledger(self, watermark, source):
+        """The ledger's record: by the mark's payload, or by the file's bytes (on disk)."""
+        from aigcguard.provenance.ledger import find_record, key_fingerprint
 
-        if not watermark.detected or watermark.payload is None:
-            return None
-        return self.ledger.get(watermark.payload, key_id=key_fingerprint(self.key))
+        record, _ = find_record(self.ledger, watermark, source, key_id=key_fingerprint(self.key))
+        return record
 
     def _detect(self, pixels, path):
         from aigcguard.detectors import api as detector_api
@@ -227,7 +228,8 @@ def summarise(found: dict[str, Any]) -> Summary:
     rec = found.get("ledger")
     if rec is not None:
         strong.append("ledger")
-        reasons.append(f"the ledger records it: {rec.generator}, {rec.created}")
+        how = "" if wm is not None and wm.detected else " (this very file, by its bytes)"
+        reasons.append(f"the ledger records it{how}: {rec.generator}, {rec.created}")
     known = found.get("known_watermark")
     if known is not None and known.detected:
         strong.append("known_watermark")

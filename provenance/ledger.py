@@ -277,15 +277,9 @@ def lookup(
     )
     out = []
     for img, det in zip(images, detections, strict=True):
-        if det.detected and det.payload is not None:
-            rec = ledger.get(det.payload, key_id=kid)
-            if rec is not None:
-                out.append(Lookup(img.source, "found", det, rec, "watermark"))
-                continue
-        # an untouched copy is found by its bytes even where the mark cannot be read
-        same = _same_file(img.source, ledger)
-        if same is not None:
-            out.append(Lookup(img.source, "found", det, same, "file_hash"))
+        rec, matched_by = find_record(ledger, det, img.source, key_id=kid)
+        if rec is not None:
+            out.append(Lookup(img.source, "found", det, rec, matched_by))
         elif not det.detected:
             out.append(Lookup(img.source, "no_watermark", det))
         elif det.payload is None:
@@ -293,6 +287,20 @@ def lookup(
         else:
             out.append(Lookup(img.source, "not_in_ledger", det))
     return out
+
+
+def find_record(
+    ledger: Ledger, watermark, source: str | Path | None, *, key_id: str
+) -> tuple[LedgerRecord | None, str | None]:
+    """A picture's record and how it was found: by the payload of its detected ``watermark``
+    (made with the key ``key_id`` fingerprints), else by the bytes of its file ``source``
+    (an untouched copy is found even where the mark cannot be read); ``(None, None)``."""
+    if watermark is not None and watermark.detected and watermark.payload is not None:
+        rec = ledger.get(watermark.payload, key_id=key_id)
+        if rec is not None:
+            return rec, "watermark"
+    same = None if source is None else _same_file(str(source), ledger)
+    return (same, "file_hash") if same is not None else (None, None)
 
 
 def lookup_images(

@@ -85,6 +85,32 @@ def generated(tmp_path_factory, photos):
     return folder, ca, item, stripped, plain
 
 
+def test_the_ledger_finds_an_untouched_file_without_a_readable_mark(tmp_path, photos):
+    """A recorded file too small to carry a mark is still found, by its bytes; a re-encoded
+    copy of it is not (no mark, other bytes)."""
+    from aigcguard.fileio import file_sha256
+    from aigcguard.provenance.ledger import LedgerRecord, key_fingerprint
+
+    tiny = save_image(to_tensor(photos["coffee"][:48, :48]), tmp_path / "tiny.png")
+    copy = tmp_path / "copy.jpg"
+    Image.open(tiny).save(copy, quality=90)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        record = LedgerRecord(
+            payload="00" * 8,
+            key_id=key_fingerprint(KEY),
+            method="tilemark",
+            generator="thumbnailer",
+            image_sha256=file_sha256(tiny),
+        )
+        ledger.record([record])
+    with Checker(key=KEY, ledger=tmp_path / "ledger.sqlite") as checker:
+        found, other = checker.check_files([tiny, copy])
+    assert found.watermark is None and found.ledger.generator == "thumbnailer"
+    assert found.summary.verdict == "generated" and found.summary.decided_by == ["ledger"]
+    assert any("this very file" in r for r in found.summary.reasons)
+    assert other.ledger is None and "ledger" not in other.summary.decided_by
+
+
 def test_every_signal_on_a_pipeline_picture(generated):
     folder, ca, item, stripped, plain = generated
     with Checker(key=KEY, ledger=folder / "ledger.sqlite", trust=[ca.ca]) as checker:
