@@ -803,8 +803,14 @@ def _run_ray(
     owns = False
     if not ray.is_initialized():
         quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
-        # "local" starts a Ray of our own even when RAY_ADDRESS names a cluster
-        ray.init(address=address, **quiet)
+        try:
+            # "local" starts a Ray of our own even when RAY_ADDRESS names a cluster
+            ray.init(address=address, **quiet)
+        except ConnectionError as exc:
+            raise BatchError(
+                f"no Ray cluster reachable at {address!r} ({exc}): start one (`ray start "
+                f"--head`), or run on this machine with --ray-address local"
+            ) from None
         owns = True
     try:
         ctx = ray.data.DataContext.get_current()

@@ -231,6 +231,18 @@ def test_cli_summarises_reports_failures_and_exits_1(tmp_path, pictures):
     assert again.exit_code == 0 and json.loads(again.stdout)["skipped"] == 10
 
 
+def test_no_cluster_at_auto_is_a_clear_error(tmp_path, pictures, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
+    import ray
+
+    if ray.is_initialized() or Path("/tmp/ray/ray_current_cluster").exists():
+        pytest.skip("a Ray cluster is running here: `auto` would find it")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(BatchError, match="no Ray cluster reachable at 'auto'"):
+        run_batch("detect", [pictures / "p1.png"], tmp_path / "out", ray_address="auto")
+    assert not (tmp_path / "out" / JOB_FILE).exists()
+
+
 def test_cli_refuses_unknown_options_before_starting(tmp_path, pictures):
     for args, message in [
         (["detect", "--model", "nope.pt"], "neither a shipped name nor a file"),
