@@ -30,6 +30,7 @@ from aigcguard.watermark import (
     get_method,
     list_methods,
     parse_message,
+    strongest,
 )
 from aigcguard.watermark.calibration import load_calibration
 
@@ -226,10 +227,7 @@ def detect_cmd(
                 p_threshold=threshold,
             )
             if known:
-                others = detect_known(pixels, device=device, p_threshold=threshold)
-                found = [
-                    o if o.p_value < f.p_value else f for f, o in zip(found, others, strict=True)
-                ]
+                found = strongest(found, detect_known(pixels, device=device, p_threshold=threshold))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         for img, result in zip(batch, found, strict=True):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -130,18 +129,32 @@ class BatchTask(ABC):
         }
         return pa.table(columns, schema=self.schema)
 
-    def _load(self, paths: list[str]) -> tuple[list, list[dict]]:
-        """Decode the pictures; ``(index, pixels)`` for the good ones, error rows for the rest
-        (placed by index so the output keeps the input's order)."""
+    def _each_picture(
+        self,
+        paths: list[str],
+        run: Callable[[list, list[str]], Sequence],
+        row: Callable[[str, Any], dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Decode ``paths``, call ``run(pixels, paths)`` on the good ones together (one at a
+        time when that raises ValueError, so a bad picture fails alone) and turn each result
+        into a record with ``row(path, result)``. A file that does not decode, or a picture
+        that fails, gets its error record. Records come back in the order of ``paths``."""
         from aigcguard.imageio import ImageLoadError, load_image
 
-        loaded, failed = [], []
+        rows: list[dict[str, Any] | None] = [None] * len(paths)
+        good: list[tuple[int, Any]] = []
         for i, path in enumerate(paths):
             try:
-                loaded.append((i, load_image(path).pixels))
+                good.append((i, load_image(path).pixels))
             except ImageLoadError as exc:
-                failed.append((i, {"path": path, "error": exc.reason}))
-        return loaded, failed
+                rows[i] = {"path": path, "error": exc.reason}
+        results = each(
+            lambda ks: run([good[k][1] for k in ks], [paths[good[k][0]] for k in ks]), len(good)
+        )
+        for (i, _), result in zip(good, results, strict=True):
+            failed = isinstance(result, ValueError)
+            rows[i] = {"path": paths[i], "error": str(result)} if failed else row(paths[i], result)
+        return rows
 
 
 def _cell(value: Any, arrow_type) -> Any:
@@ -152,13 +165,6 @@ def _cell(value: Any, arrow_type) -> Any:
     if pa.types.is_string(arrow_type) and not isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     return value
-
-
-def _merge(n: int, done: Iterable[tuple[int, dict]], failed: Iterable[tuple[int, dict]]):
-    rows: list[dict | None] = [None] * n
-    for i, row in [*done, *failed]:
-        rows[i] = row
-    return rows
 
 
 _TASKS: dict[str, type[BatchTask]] = {}
@@ -222,18 +228,12 @@ class EmbedTask(BatchTask):
             raise BatchError(f"unknown embedder {spec!r}; known: {', '.join(list_embedders())}")
 
     def records(self, paths):
-        loaded, failed = self._load(paths)
-        spec = self.embedder.spec
-        rows = each(lambda idx: self.embedder.embed([loaded[i][1] for i in idx]), len(loaded))
-        done = []
-        for (i, _), row in zip(loaded, rows, strict=True):
-            if isinstance(row, ValueError):
-                done.append((i, {"path": paths[i], "error": str(row)}))
-            elif self.embedder.binary:
-                done.append((i, {"path": paths[i], "embedder": spec, "hash": bytes(row).hex()}))
-            else:
-                done.append((i, {"path": paths[i], "embedder": spec, "vector": row.tolist()}))
-        return _merge(len(paths), done, failed)
+        return self._each_picture(paths, lambda pixels, _: self.embedder.embed(pixels), self._row)
+
+    def _row(self, path, vector):
+        if self.embedder.binary:
+            return {"path": path, "embedder": self.embedder.spec, "hash": bytes(vector).hex()}
+        return {"path": path, "embedder": self.embedder.spec, "vector": vector.tolist()}
 
 
 @register_task
@@ -268,23 +268,20 @@ class DetectTask(BatchTask):
         from aigcguard.detectors import api
         from aigcguard.detectors.video import VIDEO_EXTENSIONS
 
-        videos = {i for i, p in enumerate(paths) if Path(p).suffix.lower() in VIDEO_EXTENSIONS}
-        failed = [(i, {"path": paths[i], "error": "is a video: use aigc detect"}) for i in videos]
-        index = [i for i in range(len(paths)) if i not in videos]
-        pictures = [paths[i] for i in index]
-        loaded, bad = self._load(pictures)
-        failed += [(index[i], row) for i, row in bad]
-        scored = each(
-            lambda idx: api.score(
-                self.detector, [loaded[i][1] for i in idx], [pictures[loaded[i][0]] for i in idx]
-            ),
-            len(loaded),
+        videos = [
+            {"path": p, "error": "is a video: use aigc detect"}
+            if Path(p).suffix.lower() in VIDEO_EXTENSIONS
+            else None
+            for p in paths
+        ]
+        scored = iter(
+            self._each_picture(
+                [p for p, video in zip(paths, videos, strict=True) if video is None],
+                lambda pixels, names: api.score(self.detector, pixels, names),
+                lambda _, detection: detection.to_dict(),
+            )
         )
-        done = []
-        for (i, _), det in zip(loaded, scored, strict=True):
-            row = {"path": pictures[i], "error": str(det)} if isinstance(det, ValueError) else None
-            done.append((index[i], row or det.to_dict()))
-        return _merge(len(paths), done, failed)
+        return [video or next(scored) for video in videos]
 
 
 @register_task
@@ -323,12 +320,9 @@ class WatermarkTask(BatchTask):
             raise BatchError(f"unknown watermark method {method!r}; known: {list_methods()}")
 
     def records(self, paths):
-        from aigcguard.watermark import detect, detect_known
+        from aigcguard.watermark import detect, detect_known, strongest
 
-        loaded, failed = self._load(paths)
-
-        def find(idx):
-            pixels = [loaded[i][1] for i in idx]
+        def find(pixels, _):
             found = detect(
                 pixels,
                 key=self.key,
@@ -337,17 +331,12 @@ class WatermarkTask(BatchTask):
                 p_threshold=self.threshold,
             )
             if self.known:
-                others = detect_known(pixels, device=self.device, p_threshold=self.threshold)
-                found = [o if o.p_value < f.p_value else f for f, o in zip(found, others)]  # noqa: B905
+                found = strongest(
+                    found, detect_known(pixels, device=self.device, p_threshold=self.threshold)
+                )
             return found
 
-        done = []
-        for (i, _), det in zip(loaded, each(find, len(loaded)), strict=True):
-            if isinstance(det, ValueError):
-                done.append((i, {"path": paths[i], "error": str(det)}))
-            else:
-                done.append((i, {"path": paths[i], **det.to_dict()}))
-        return _merge(len(paths), done, failed)
+        return self._each_picture(paths, find, lambda path, d: {"path": path, **d.to_dict()})
 
 
 @register_task
@@ -399,12 +388,12 @@ class CheckTask(BatchTask):
             options["ledger"] = os.path.abspath(ledger)
 
     def records(self, paths):
-        loaded, failed = self._load(paths)
-        done = []
-        for i, pixels in loaded:
-            result = self.checker.check(pixels, paths[i], on_disk=True)
-            done.append((i, {**result.to_dict(), "verdict": result.summary.verdict}))
-        return _merge(len(paths), done, failed)
+        def check(pixels, names):
+            return [self.checker.check(x, p, on_disk=True) for x, p in zip(pixels, names)]  # noqa: B905
+
+        return self._each_picture(
+            paths, check, lambda _, r: {**r.to_dict(), "verdict": r.summary.verdict}
+        )
 
 
 # ---------------------------------------------------------------------------- the listing
@@ -491,8 +480,9 @@ def _options_digest(options: dict[str, Any]) -> dict[str, Any]:
     shown = {}
     for name, value in sorted(options.items()):
         if name == "key" and value is not None:
-            raw = value.encode() if isinstance(value, str) else bytes(value)
-            value = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+            from aigcguard.provenance.ledger import key_fingerprint
+
+            value = "key_id:" + key_fingerprint(value)  # the ledger's name for the key
         elif isinstance(value, tuple):
             value = list(value)
         shown[name] = value

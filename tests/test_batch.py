@@ -192,8 +192,10 @@ def test_an_output_folder_holds_one_job(tmp_path, pictures):
 def test_the_job_record_keeps_a_fingerprint_of_the_key_not_the_key(tmp_path, pictures):
     dest = tmp_path / "out"
     run_batch("watermark", [pictures / "p1.png"], dest, ray_address="none", options={"key": "s3"})
+    from aigcguard.provenance.ledger import key_fingerprint
+
     record = (dest / JOB_FILE).read_text()
-    assert '"s3"' not in record and "sha256:" in record
+    assert '"s3"' not in record and f"key_id:{key_fingerprint('s3')}" in record
 
 
 def test_a_job_that_cannot_start_says_why_and_leaves_no_record(tmp_path, pictures):

@@ -10,7 +10,7 @@ registered methods.
 
 from aigcguard.watermark import methods as _methods  # noqa: F401  (registers the methods)
 from aigcguard.watermark.api import WatermarkDetection, detect, embed
-from aigcguard.watermark.known import KNOWN_MARKS, detect_known
+from aigcguard.watermark.known import KNOWN_MARKS, detect_known, strongest
 from aigcguard.watermark.payload import (
     DEFAULT_KEY,
     DEFAULT_P_THRESHOLD,
@@ -40,4 +40,5 @@ __all__ = [
     "list_methods",
     "parse_message",
     "register_method",
+    "strongest",
 ]

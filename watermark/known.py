@@ -15,6 +15,7 @@ marking often fails to read back under its own convention there, imwatermark's d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -61,6 +62,12 @@ KNOWN_MARKS = (
         "Stability SDXL (generative-models reference sampling and diffusers): 48-bit mark",
     ),
 )
+
+
+def strongest(*findings: Sequence[WatermarkDetection]) -> list[WatermarkDetection]:
+    """Per image, the finding with the smallest p-value among several scans of the same
+    images (the first scan's on a tie): how ``--known`` reports our mark or a known one."""
+    return [min(group, key=lambda d: d.p_value) for group in zip(*findings, strict=True)]
 
 
 def detect_known(
