@@ -801,6 +801,12 @@ def _run_ray(
                 f"no Ray cluster reachable at {address!r} ({exc}): start one (`ray start "
                 f"--head`), or run on this machine with --ray-address local"
             ) from None
+        except Exception as exc:  # Ray's start-up raises many kinds (memory, temp dir, ...)
+            ray.shutdown()
+            raise BatchError(
+                f"Ray could not start at {address!r}: {exc}; run in this process with "
+                f"--ray-address none"
+            ) from None
         owns = True
     try:
         ctx = ray.data.DataContext.get_current()
