@@ -254,7 +254,7 @@ def test_ray_that_cannot_start_is_a_clear_error(tmp_path, pictures, monkeypatch)
     # a setting Ray refuses while it starts its head node: stands for any start-up failure
     monkeypatch.setenv("RAY_gcs_storage", "rocksdb")
     monkeypatch.delenv("RAY_gcs_storage_path", raising=False)
-    with pytest.raises(BatchError, match="Ray could not start at 'local'.*--ray-address none"):
+    with pytest.raises(BatchError, match=r"Ray could not start at 'local'.*--ray-address none"):
         run_batch("detect", [pictures / "p1.png"], tmp_path / "out", ray_address="local")
     assert not ray.is_initialized()
     assert not (tmp_path / "out" / JOB_FILE).exists()
