@@ -89,8 +89,30 @@ def test_finds_quarter_turns_and_a_zoomed_crop(marked):
     # the zoomed read sits at the payload-reliability margin (estimated error about 1%): its
     # payload may be withheld, never wrong
     assert zoom.payload_text in (MESSAGE.decode(), None) and zoom.payload_error < 0.05
-    geom, _ = T.locate(T.working_whitened(to_tensor(zoomed)[None])[0], KEY)
+    _, (geom, _), _ = T.locate(T.working_whitened(to_tensor(zoomed)[None])[0], KEY)
     assert geom.scale == pytest.approx(1 / 0.9, rel=0.01) and abs(geom.angle) < 0.5
+
+
+def test_false_positive_budget_follows_what_platforms_do(marked):
+    """Re-encoded, the mark is where it was embedded and is judged in that small family (9
+    placements on 1% of the budget); a zoomed crop is judged in the upright search, a quarter
+    turn in the turned one (more placements, each at its share); the shares add up to 1."""
+    assert pytest.approx(1.0) == T.SHARE_AS_EMBEDDED + T.SHARE_UPRIGHT + T.SHARE_TURNED
+    _, out = marked
+    arr = out["astronaut"]  # square: all three stay 512 x 512
+    h, w = arr.shape[:2]
+    zoomed = np.asarray(Image.fromarray(arr).crop((26, 26, w - 26, h - 26)).resize((w, h)))
+    turned = np.ascontiguousarray(np.rot90(arr))
+    batch = torch.stack([to_tensor(a) for a in (_jpeg(arr, 75), zoomed, turned)])
+    reencoded, cropped, quarter = get_method("tilemark").read_soft(batch, KEY)
+    assert reencoded.trials == pytest.approx(9 / T.SHARE_AS_EMBEDDED)
+    per_candidate = T.FINE * T.FINE * T.SHIFTS * T.SHIFTS
+    upright = cropped.trials * T.SHARE_UPRIGHT / per_candidate
+    turned_count = quarter.trials * T.SHARE_TURNED / (4 * per_candidate)
+    for candidates in (upright, turned_count):  # the unmoved grid and up to six spectral peaks
+        assert candidates == pytest.approx(round(candidates)) and 2 <= round(candidates) <= 7
+    for r in (reencoded, cropped, quarter):
+        assert signed_sum_sf(r.evidence) * r.trials < 1e-9
 
 
 def test_unmarked_and_wrong_key_are_not_detected(marked, photos):

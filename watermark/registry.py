@@ -20,14 +20,15 @@ class SoftReading:
     coded bits when one was given), positive where the chip agrees; the signs the key puts on
     these chips are fair coins for an image without the mark, which is what the p-value uses.
     ``payload``: the decoded payload bits as embedded (still XORed with the key stream).
-    ``trials``: how many readings (say, candidate geometries) the best one was picked from by
-    its evidence; the p-value is multiplied by it (Bonferroni).
+    ``trials``: what the p-value bound is multiplied by: how many readings (say, candidate
+    geometries) the best one was picked from by its evidence (Bonferroni), over the share of
+    the false-positive budget spent on them where a method splits it (weighted Bonferroni).
     ``payload_error``: the estimated chance that ``payload`` is wrong, when the method has one.
     """
 
     evidence: torch.Tensor
     payload: torch.Tensor
-    trials: int = 1
+    trials: float = 1.0
     payload_error: float | None = None
 
 

@@ -10,8 +10,9 @@ local deviation to the power MASK_EXP) and scaled per image to a target PSNR.
 
 Detection needs only the key:
 
-1. the luminance is brought to a working size (short side 256), high-pass filtered and
-   contrast-normalised (weighing each pixel as the mask and the picture's noise there say);
+1. the luminance is brought to a working size (short side 256), high-pass filtered,
+   contrast-normalised (weighing each pixel as the mask and the picture's noise there say)
+   and its spectrum partly flattened (weighing each frequency against the picture's power);
 2. the mark repeats, so its power sits on a lattice of frequencies: a matched filter over
    the power spectrum scores every scale and rotation at once (translation does not change
    the power spectrum), giving a few candidate geometries (key-free);
@@ -24,8 +25,9 @@ Detection needs only the key:
 For a picture without this mark the known chips' signs are fair coins given the picture, so
 each hypothesis's strength t obeys P <= min(exp(-t^2 / 2), 3.18 P(N(0,1) >= t)) (Hoeffding;
 Bentkus & Dzindzalieta); ``detect`` multiplies that bound by the number of hypotheses the
-search could have chosen from.
-"""
+search could have chosen from, over the share of the false-positive budget spent on them:
+the grid as embedded (what re-encoding, resizing and colour edits leave) gets a small family
+of its own, so it needs less strength than the searched geometries (see ``locate``)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from aigcguard.watermark.payload import (
     _stream,
     bytes_to_bits,
     frame_layout,
+    signed_sum_sf,
     split_frames,
 )
 from aigcguard.watermark.registry import SoftReading, WatermarkMethod, register_method
@@ -56,7 +59,7 @@ WORK_SHORT = 256  # the working size's short side: 8 tiles across
 N_CHIPS = CHIPS * CHIPS
 N_PILOT = 64
 N_FRAME = N_CHIPS - N_PILOT  # 192 = 64 sync + 128 coded payload (64 bits, rate 1/2)
-TARGET_PSNR = 40.5
+TARGET_PSNR = 40.2  # after rounding, 40.13 at least on the benchmark's 38 photos
 MIN_SSIM = 0.983  # per image, with a margin for rounding: pictures that are mostly flat get less
 # The mark's amplitude goes as local deviation ** MASK_EXP: 1 would hide it best, 0 (flat)
 # reads best, since flat areas let the mark through with little picture noise (the SSIM floor
@@ -65,6 +68,12 @@ MIN_SSIM = 0.983  # per image, with a margin for rounding: pictures that are mos
 # with the SSIM floor (mean): exponent 0.6 -> 1.56, 0.4 -> 1.65, 0.2 -> 1.70, 0 -> 1.75.
 MASK_EXP = 0.25
 WHITEN_EXP = 2.0 - MASK_EXP
+# Detection divides the spectrum by the picture's own smoothed power to this power. Measured
+# strength (bench/tilemark_snr.py) at 0 / 0.5 / 1: gravel 7.26 / 7.47 / 7.50, grass 8.05 /
+# 8.15 / 8.20, astronaut 10.07 / 9.86 / 9.37; at 1 photos also read fewer chips right and
+# withhold their payload more often, at 0.5 they do not.
+FLATTEN_EXP = 0.5
+FLATTEN_FLOOR = 0.01
 
 
 # ------------------------------------------------------------------------------------ layout
@@ -168,6 +177,15 @@ def resize(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     )[:, 0]
 
 
+def upsample(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The working-size pattern at full size, bicubic: bilinear would soften the chips, so
+    part of the PSNR budget would go on a mark the detector reads less of (measured per-chip
+    SNR +3 to +7% on eight photos, gravel's strength 6.95 -> 7.21)."""
+    if tuple(y.shape[-2:]) == tuple(size):
+        return y
+    return F.interpolate(y[:, None], size=size, mode="bicubic", align_corners=False)[:, 0]
+
+
 def _box(y: torch.Tensor, k: int) -> torch.Tensor:
     """k x k box mean of B x h x w, same size (edges replicated), separably."""
     pad = k // 2
@@ -233,7 +251,7 @@ def embed_tilemark(
     scale = height / size[0]  # full-resolution pixels per working pixel
     var = local_variance(y, max(3, 2 * round(CHIP_PX * scale / 2) + 1))
     tile = render(signs.reshape(-1, CHIPS, CHIPS))
-    pattern = resize(tile_pattern(tile, *size), (height, width))
+    pattern = upsample(tile_pattern(tile, *size), (height, width))
     target_mse = 255.0**2 / 10 ** (target_psnr / 10)
     delta = pattern * texture_mask(var)
     delta *= (target_mse / delta.pow(2).mean(dim=(1, 2), keepdim=True).clamp(min=1e-9)).sqrt()
@@ -446,39 +464,78 @@ def _chip_maps(folded: torch.Tensor, quarters=range(4)) -> dict[int, torch.Tenso
     }
 
 
-def _best_shift(maps: dict[int, torch.Tensor], key) -> tuple[float, int, tuple[int, int]]:
-    """(strength, quarter, shift) of the best hypothesis over the maps' quarters and shifts."""
+def _strengths(c: torch.Tensor, key) -> torch.Tensor:
+    """The strength of every shift hypothesis (SHIFTS x SHIFTS) on one quarter's chip map."""
     signs, where = _known_maps(key)
-    best = (-math.inf, 0, (0, 0))
+    return _circular_xcorr(c, signs) / _circular_xcorr(c * c, where).clamp(min=1e-12).sqrt()
+
+
+def _best(maps: dict[int, torch.Tensor], key, scale: float, angle: float) -> Geometry:
+    """The strongest hypothesis over the maps' quarters and every shift, at one geometry."""
+    best = Geometry(scale, angle, 0, (0, 0), -math.inf)
     for q, c in maps.items():
-        strength = _circular_xcorr(c, signs) / _circular_xcorr(c * c, where).clamp(min=1e-12).sqrt()
-        value, idx = strength.flatten().max(0)
-        if float(value) > best[0]:
-            best = (float(value), q, divmod(int(idx), SHIFTS))
+        value, idx = _strengths(c, key).flatten().max(0)
+        if float(value) > best.strength:
+            best = Geometry(scale, angle, q, divmod(int(idx), SHIFTS), float(value))
     return best
+
+
+# The false-positive budget is spent on three families of hypotheses (weighted Bonferroni):
+# each family's best hypothesis is judged by the bound times the family's size over its
+# share, and a detection takes the smallest. The shares sum to 1, so the rate holds. Most of
+# what platforms do (re-encoding, resizing, colour and tone) leaves the grid where it was
+# embedded, and a test of those few hypotheses needs strength 6.2 at 1e-6 instead of 7.5;
+# crops and tilts keep the tile upright; quarter turns are rarer.
+SHARE_AS_EMBEDDED = 0.01  # scale 1, angle 0, upright, within half a working pixel of no shift
+SHARE_UPRIGHT = 0.89  # every searched geometry, upright
+SHARE_TURNED = 0.10  # every searched geometry, any quarter turn
+_NEAR = (-1, 0, 1)  # the as-embedded family's shifts per axis, in half pixels
 
 
 def locate(
     w: torch.Tensor, key: str | bytes, *, search: bool = True, top: int = 6, refine: int = 2
-) -> tuple[Geometry, int]:
-    """The best hypothesis for one whitened working image (h x w) and how many hypotheses
-    the search could have chosen from (for the p-value).
+) -> list[tuple[Geometry, float]]:
+    """The best hypothesis of each family for one whitened working image (h x w), with its
+    cost: the family's size over its share of the false-positive budget (the p-value is
+    the bound times the cost).
 
     Candidates are the unmoved grid and the ``top`` best lattice matches of the spectrum
-    (key-free); the ``refine`` strongest are refined on a FINE x FINE grid of scale and
-    angle around them, coarse to fine (every point of that grid is counted)."""
+    (key-free); the ``refine`` strongest upright ones (and the strongest turned one) are
+    refined on a FINE x FINE grid of scale and angle around them, coarse to fine (every
+    point of that grid, around every candidate, is counted)."""
     cands = [(1.0, 0.0)]
     if search:
         cands += [(s, a) for s, a, _ in spectral_candidates(w, _SCALES, _ANGLES, top=top)]
-    per_geometry = 4 * SHIFTS * SHIFTS
-    trials = len(cands) * FINE * FINE * per_geometry
-    scored = []
-    for s, a in cands:
-        strength, q, shift = _best_shift(_chip_maps(fold(w, s, a)), key)
-        scored.append(Geometry(s, a, q, shift, strength))
-    scored.sort(key=lambda g: -g.strength)
-    best = max((_refine(w, g, key) for g in scored[:refine]), key=lambda g: g.strength)
-    return best, trials
+    searched = len(cands) * FINE * FINE * SHIFTS * SHIFTS
+    upright, turned = [], []
+    for i, (s, a) in enumerate(cands):
+        maps = _chip_maps(fold(w, s, a))
+        if i == 0:
+            near = _strengths(maps[0], key)[_NEAR, :][:, _NEAR]
+            value, idx = near.flatten().max(0)
+            r, c = divmod(int(idx), len(_NEAR))
+            shift = (_NEAR[r] % SHIFTS, _NEAR[c] % SHIFTS)
+            as_embedded = Geometry(s, a, 0, shift, float(value))
+        upright.append(_best({0: maps[0]}, key, s, a))
+        turned.append(_best(maps, key, s, a))
+    refined: dict[tuple[float, float, int], Geometry] = {}
+
+    def best_refined(scored: list[Geometry], n: int) -> Geometry:
+        best = None
+        for g in sorted(scored, key=lambda g: -g.strength)[:n]:
+            if (g.scale, g.angle, g.quarter) not in refined:
+                refined[g.scale, g.angle, g.quarter] = _refine(w, g, key)
+            r = refined[g.scale, g.angle, g.quarter]
+            best = r if best is None or r.strength > best.strength else best
+        return best
+
+    return [
+        (as_embedded, len(_NEAR) ** 2 / SHARE_AS_EMBEDDED),
+        (best_refined(upright, refine), searched / SHARE_UPRIGHT),
+        # a quarter-turned mark is nearly always the strongest candidate: refining one keeps
+        # unmarked pictures (where the best is turned three times in four) from paying twice
+        (best_refined(turned, 1), 4 * searched / SHARE_TURNED),
+    ]
 
 
 # The spectral search grid: scales 0.7-2.3 (a 30% shrink to a 50% crop blown up, and more),
@@ -504,9 +561,9 @@ def _refine(w: torch.Tensor, g: Geometry, key) -> Geometry:
         ]
         geometries = [(g.scale * (1 + i * _STEP_SCALE), g.angle + j * _STEP_ANGLE) for i, j in grid]
         for (i, j), (s, a) in zip(grid, geometries, strict=True):
-            strength, q, shift = _best_shift(_chip_maps(fold(w, s, a), (g.quarter,)), key)
-            if strength > best.strength:
-                best, i0, j0 = Geometry(s, a, q, shift, strength), i, j
+            moved = _best(_chip_maps(fold(w, s, a), (g.quarter,)), key, s, a)
+            if moved.strength > best.strength:
+                best, i0, j0 = moved, i, j
     return best
 
 
@@ -525,8 +582,27 @@ def frame_values(chips: torch.Tensor, key: str | bytes) -> torch.Tensor:
     return torch.where(layout.frame_flip, -vals, vals)
 
 
+def flatten_spectrum(w: torch.Tensor, window: int = 9) -> torch.Tensor:
+    """Divide every frequency of a whitened working image (B x h x w) by the picture's own
+    power around it (geometric mean over ``window`` x ``window`` bins, which the mark's
+    narrow lattice peaks barely move): the matched filter is then weighted against where
+    this picture's residual is strong, as the optimal detector in coloured noise is, to
+    the power FLATTEN_EXP. Key-free, so the p-value holds."""
+    spec = torch.fft.fft2(w - w.mean(dim=(1, 2), keepdim=True))
+    logp = torch.fft.fftshift((spec.real**2 + spec.imag**2 + 1e-9).log(), dim=(1, 2))
+    pad = window // 2
+    padded = F.pad(logp[:, None], (pad, pad, pad, pad), mode="circular")
+    local = F.avg_pool2d(padded, window, stride=1)[:, 0]
+    # Relative to the typical frequency, floored: bands the picture does not have (above its
+    # own Nyquist when it was enlarged to the working size, or blurred away) carry neither
+    # picture nor mark, and lifting them would only lift rounding noise.
+    local = (local - local.mean(dim=(1, 2), keepdim=True)).clamp(min=math.log(FLATTEN_FLOOR))
+    power = torch.fft.ifftshift(local, dim=(1, 2)).exp()
+    return torch.fft.ifft2(spec / power**FLATTEN_EXP).real
+
+
 def working_whitened(x: torch.Tensor) -> torch.Tensor:
-    return whiten(resize(luma(x), working_size(*x.shape[-2:])))
+    return flatten_spectrum(whiten(resize(luma(x), working_size(*x.shape[-2:]))))
 
 
 # ------------------------------------------------------------------------------------- method
@@ -554,21 +630,27 @@ class TileMark(WatermarkMethod):
         whitened = working_whitened(x.cpu())
         readings = []
         for i in range(x.shape[0]):
-            geom, trials = locate(whitened[i], key)
-            chips = read_geometry(whitened[i], geom)
-            evidence = chips * layout.known
-            evidence = evidence[layout.known != 0]
-            coded = frame_values(chips, key)[SYNC_BITS:]
-            decoded = ecc.read(coded, evidence)
+            code = None
             if expected is not None:
                 code = ecc.encode(expected[i : i + 1].cpu())[0].float() * 2 - 1
-                evidence = torch.cat([evidence, coded * code])
+            # The p-value is the smallest over the families' best hypotheses; the payload is
+            # read where the mark reads strongest (a searched placement may fit better than
+            # the as-embedded one that needs less evidence).
+            judged = strongest = None
+            for geom, cost in locate(whitened[i], key):
+                chips = read_geometry(whitened[i], geom)
+                known = (chips * layout.known)[layout.known != 0]
+                coded = frame_values(chips, key)[SYNC_BITS:]
+                evidence = known if code is None else torch.cat([known, coded * code])
+                p = signed_sum_sf(evidence) * cost
+                if judged is None or p < judged[0]:
+                    judged = (p, evidence, cost)
+                if strongest is None or geom.strength > strongest[0]:
+                    strongest = (geom.strength, known, coded)
+            _, evidence, cost = judged
+            _, known, coded = strongest
+            decoded = ecc.read(coded, known)
             readings.append(
-                SoftReading(
-                    evidence=evidence,
-                    payload=decoded.bits,
-                    trials=trials,
-                    payload_error=decoded.error,
-                )
+                SoftReading(evidence, decoded.bits, trials=cost, payload_error=decoded.error)
             )
         return readings
