@@ -793,6 +793,10 @@ def _run_ray(
     owns = False
     if not ray.is_initialized():
         quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+        if address == "local":
+            # Ray waits 30 s for its own control server to start; a busy 2-core machine has
+            # been seen to need longer (the caller's own setting wins)
+            os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
         try:
             # "local" starts a Ray of our own even when RAY_ADDRESS names a cluster
             ray.init(address=address, **quiet)

@@ -280,6 +280,9 @@ def test_cli_refuses_unknown_options_before_starting(tmp_path, pictures):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[ray]')")
+    # as run_batch does for local mode: Ray's 30 s wait for its control server can run out on
+    # a busy machine (seen here with a benchmark running beside the tests)
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     try:
         # a small object store: the blocks here are a few paths, and Ray's default (30% of the
         # memory left) can leave too little for tasks in a memory-limited CI container
