@@ -68,7 +68,10 @@ def bench_ours(x: torch.Tensor, method: str, device: str, repeats: int) -> dict:
         repeats,
         device,
     )
-    ok = sum(r.detected and bytes.fromhex(r.payload) == MESSAGE for r in results)
+    ok = sum(
+        r.detected and r.payload is not None and bytes.fromhex(r.payload) == MESSAGE
+        for r in results
+    )
     return {**timing, "read_back": ok}
 
 
