@@ -27,25 +27,17 @@ from watermark_robustness import load_images
 
 from aigcguard.watermark import embed
 from aigcguard.watermark import tilemark as tm
-from aigcguard.watermark.payload import signed_sum_sf
 
 KEY, MESSAGE = "bench", b"Bench!42"
 
 
-FAMILIES = ("as embedded", "upright", "turned")
-
-
 def strength_and_snr(pixels: torch.Tensor) -> tuple[float, float, float, str]:
-    """(strength, per-chip SNR, p-value, family) at the hypothesis ``detect`` would judge."""
+    """(strength, per-chip SNR, p-value, family) at the hypothesis ``detect`` judges."""
     w = tm.working_whitened(pixels[None])[0]
-    layout = tm.tile_layout(KEY)
-    best = None
-    for family, (geom, cost) in zip(FAMILIES, tm.locate(w, KEY), strict=True):
-        known = (tm.read_geometry(w, geom) * layout.known)[layout.known != 0]
-        p = min(1.0, signed_sum_sf(known) * cost)
-        if best is None or p < best[2]:
-            best = (geom.strength, float(known.mean() / known.std()), p, family)
-    return best
+    judged = min(tm.read_families(w, KEY), key=lambda r: r.p_value)
+    known = judged.known
+    snr = float(known.mean() / known.std())
+    return judged.geometry.strength, snr, min(1.0, judged.p_value), judged.family
 
 
 def main() -> None:

@@ -470,11 +470,16 @@ def _strengths(c: torch.Tensor, key) -> torch.Tensor:
     return _circular_xcorr(c, signs) / _circular_xcorr(c * c, where).clamp(min=1e-12).sqrt()
 
 
-def _best(maps: dict[int, torch.Tensor], key, scale: float, angle: float) -> Geometry:
-    """The strongest hypothesis over the maps' quarters and every shift, at one geometry."""
+def _strength_maps(w: torch.Tensor, key, scale: float, angle: float, quarters=range(4)):
+    """Per quarter turn, the strength of every shift hypothesis at one geometry."""
+    return {q: _strengths(c, key) for q, c in _chip_maps(fold(w, scale, angle), quarters).items()}
+
+
+def _best(strengths: dict[int, torch.Tensor], scale: float, angle: float) -> Geometry:
+    """The strongest hypothesis over the given quarters and every shift, at one geometry."""
     best = Geometry(scale, angle, 0, (0, 0), -math.inf)
-    for q, c in maps.items():
-        value, idx = _strengths(c, key).flatten().max(0)
+    for q, st in strengths.items():
+        value, idx = st.flatten().max(0)
         if float(value) > best.strength:
             best = Geometry(scale, angle, q, divmod(int(idx), SHIFTS), float(value))
     return best
@@ -509,15 +514,15 @@ def locate(
     searched = len(cands) * FINE * FINE * SHIFTS * SHIFTS
     upright, turned = [], []
     for i, (s, a) in enumerate(cands):
-        maps = _chip_maps(fold(w, s, a))
+        strengths = _strength_maps(w, key, s, a)
         if i == 0:
-            near = _strengths(maps[0], key)[_NEAR, :][:, _NEAR]
+            near = strengths[0][_NEAR, :][:, _NEAR]
             value, idx = near.flatten().max(0)
             r, c = divmod(int(idx), len(_NEAR))
             shift = (_NEAR[r] % SHIFTS, _NEAR[c] % SHIFTS)
             as_embedded = Geometry(s, a, 0, shift, float(value))
-        upright.append(_best({0: maps[0]}, key, s, a))
-        turned.append(_best(maps, key, s, a))
+        upright.append(_best({0: strengths[0]}, s, a))
+        turned.append(_best(strengths, s, a))
     refined: dict[tuple[float, float, int], Geometry] = {}
 
     def best_refined(scored: list[Geometry], n: int) -> Geometry:
@@ -561,7 +566,7 @@ def _refine(w: torch.Tensor, g: Geometry, key) -> Geometry:
         ]
         geometries = [(g.scale * (1 + i * _STEP_SCALE), g.angle + j * _STEP_ANGLE) for i, j in grid]
         for (i, j), (s, a) in zip(grid, geometries, strict=True):
-            moved = _best(_chip_maps(fold(w, s, a), (g.quarter,)), key, s, a)
+            moved = _best(_strength_maps(w, key, s, a, (g.quarter,)), s, a)
             if moved.strength > best.strength:
                 best, i0, j0 = moved, i, j
     return best
@@ -601,6 +606,44 @@ def flatten_spectrum(w: torch.Tensor, window: int = 9) -> torch.Tensor:
     return torch.fft.ifft2(spec / power**FLATTEN_EXP).real
 
 
+FAMILIES = ("as embedded", "upright", "turned")  # locate's order
+
+
+@dataclass(frozen=True)
+class FamilyReading:
+    """One family's best hypothesis, read: its known chips, its coded chips, the evidence the
+    p-value is taken on (the known chips, and the expected codeword's chips when given) and
+    that p-value (the bound times the family's cost)."""
+
+    family: str
+    geometry: Geometry
+    cost: float
+    known: torch.Tensor
+    coded: torch.Tensor
+    evidence: torch.Tensor
+    p_value: float
+
+
+def read_families(
+    w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None
+) -> list[FamilyReading]:
+    """Every family's best hypothesis for one whitened working image, read and judged;
+    ``code`` (+-1 per coded chip) adds the expected message's chips to the evidence."""
+    layout = tile_layout(key)
+    chips_at: dict[Geometry, torch.Tensor] = {}  # families often agree: fold once
+    out = []
+    for family, (geom, cost) in zip(FAMILIES, locate(w, key), strict=True):
+        if geom not in chips_at:
+            chips_at[geom] = read_geometry(w, geom)
+        chips = chips_at[geom]
+        known = (chips * layout.known)[layout.known != 0]
+        coded = frame_values(chips, key)[SYNC_BITS:]
+        evidence = known if code is None else torch.cat([known, coded * code])
+        p = signed_sum_sf(evidence) * cost
+        out.append(FamilyReading(family, geom, cost, known, coded, evidence, p))
+    return out
+
+
 def working_whitened(x: torch.Tensor) -> torch.Tensor:
     return flatten_spectrum(whiten(resize(luma(x), working_size(*x.shape[-2:]))))
 
@@ -626,7 +669,6 @@ class TileMark(WatermarkMethod):
         embed_tilemark(x, chips, key, out)
 
     def read_soft(self, x, key, expected=None) -> list[SoftReading]:
-        layout = tile_layout(key)
         whitened = working_whitened(x.cpu())
         readings = []
         for i in range(x.shape[0]):
@@ -636,21 +678,13 @@ class TileMark(WatermarkMethod):
             # The p-value is the smallest over the families' best hypotheses; the payload is
             # read where the mark reads strongest (a searched placement may fit better than
             # the as-embedded one that needs less evidence).
-            judged = strongest = None
-            for geom, cost in locate(whitened[i], key):
-                chips = read_geometry(whitened[i], geom)
-                known = (chips * layout.known)[layout.known != 0]
-                coded = frame_values(chips, key)[SYNC_BITS:]
-                evidence = known if code is None else torch.cat([known, coded * code])
-                p = signed_sum_sf(evidence) * cost
-                if judged is None or p < judged[0]:
-                    judged = (p, evidence, cost)
-                if strongest is None or geom.strength > strongest[0]:
-                    strongest = (geom.strength, known, coded)
-            _, evidence, cost = judged
-            _, known, coded = strongest
-            decoded = ecc.read(coded, known)
+            families = read_families(whitened[i], key, code)
+            judged = min(families, key=lambda r: r.p_value)
+            strongest = max(families, key=lambda r: r.geometry.strength)
+            decoded = ecc.read(strongest.coded, strongest.known)
             readings.append(
-                SoftReading(evidence, decoded.bits, trials=cost, payload_error=decoded.error)
+                SoftReading(
+                    judged.evidence, decoded.bits, trials=judged.cost, payload_error=decoded.error
+                )
             )
         return readings
