@@ -431,6 +431,12 @@ def fold(w: torch.Tensor, scale: float, angle: float) -> torch.Tensor:
     """Average of one whitened image (h x w) over a moved tile grid, bilinear: PERIOD**2.
     (Folding several geometries in one vectorised pass was measured slower.)"""
     h, wd = w.shape
+    if scale == 1.0 and angle == 0.0:  # the grid as embedded: whole pixels, no interpolation
+        ys = torch.arange(h, device=w.device) % PERIOD
+        xs = torch.arange(wd, device=w.device) % PERIOD
+        idx = (ys[:, None] * PERIOD + xs[None, :]).flatten()
+        total = torch.bincount(idx, weights=w.flatten().double(), minlength=PERIOD * PERIOD)
+        return (total / torch.bincount(idx, minlength=PERIOD * PERIOD)).float()
     inv = torch.linalg.inv(_matrix(scale, angle))
     ys = torch.arange(h, dtype=torch.float32)
     xs = torch.arange(wd, dtype=torch.float32)
@@ -704,7 +710,7 @@ def flatten_spectrum(w: torch.Tensor, window: int = 9) -> torch.Tensor:
     logp = torch.fft.fftshift((spec.real**2 + spec.imag**2 + 1e-9).log(), dim=(1, 2))
     pad = window // 2
     padded = F.pad(logp[:, None], (pad, pad, pad, pad), mode="circular")
-    local = F.avg_pool2d(padded, window, stride=1)[:, 0]
+    local = F.avg_pool2d(F.avg_pool2d(padded, (window, 1), stride=1), (1, window), stride=1)[:, 0]
     # Relative to the typical frequency, floored: bands the picture does not have (above its
     # own Nyquist when it was enlarged to the working size, or blurred away) carry neither
     # picture nor mark, and lifting them would only lift rounding noise.
