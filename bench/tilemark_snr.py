@@ -7,7 +7,7 @@ each attack applied, and the detector's own search run (``tilemark.locate``). At
 ``detect`` would judge (of each family's best, the one with the smallest p-value) it prints the
 *strength* t (the known chips' signed sum over its norm: the p-value's statistic), their
 per-chip SNR (mean over standard deviation), the p-value (a detection needs p <= 1e-6; at that
-level the searched families need t >= 7.3 upright, 7.8 turned, the as-embedded family 6.2)
+level the searched families need t >= 7.34 upright, 7.81 turned, the as-embedded family 6.17)
 and, unless upright, the family (a: as embedded, t: turned). A change to embedding or
 whitening can be judged on these numbers in a minute, before the full robustness run.
 """
