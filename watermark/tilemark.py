@@ -82,9 +82,9 @@ FLATTEN_FLOOR = 0.01
 # already reads there (in units of the mark's gain), so the picture's own pattern at the
 # chips, the noise that limits busy textures, is mostly cancelled instead of fought with
 # power. Capped so a strongly periodic picture cannot take the whole budget. Measured on
-# gravel and grass (coded-chip SNR, 64 bits needs about 1): 0.75 -> 1.3 as embedded, 1.0 to
-# 1.1 after rotation or the combined attack, 0.8 to 0.95 after crop 10%; 0.65 cancels less
-# and 1.0 leaves less for crops.
+# gravel and grass with a uniformly weighted read-out (coded-chip SNR, 64 bits needs about
+# 1): 0.75 -> 1.3 as embedded, 1.0 to 1.1 after rotation or the combined attack, 0.8 to 0.95
+# after crop 10%; 0.65 cancels less and 1.0 leaves less for crops.
 INFORMED = 0.8
 INFORMED_CAP = 2.0
 # What a crop keeps is cancelled only in part (the cancelled quantity is the sum over every
