@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmarks: test photos, attacks, timing, machine info, output.
+"""Shared helpers for the benchmarks: test photos, timing, machine info, output; the attacks
+(``jpeg``, ``ATTACKS``, ...) are :mod:`aigcguard.perturb`'s, re-exported.
 
 Photos come from two places, neither copied into the project:
 
@@ -12,7 +13,6 @@ turn them into what aigcguard and invisible-watermark take.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -24,7 +24,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance
+from PIL import Image
+
+# The attacks live in aigcguard.perturb, shared with the tests and `aigc detector eval`;
+# re-exported here for the scripts that reach them through this module.
+from aigcguard.perturb import (  # noqa: F401
+    ATTACK_NOTES,
+    ATTACKS,
+    brightness,
+    combined,
+    contrast,
+    crop_resize,
+    gaussian_blur,
+    gaussian_noise,
+    jpeg,
+    resize_half,
+    rotate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -145,104 +161,6 @@ def to_bgr(arr: np.ndarray) -> np.ndarray:
 
 
 from_bgr = to_bgr  # the same channel swap
-
-
-# --------------------------------------------------------------------------------- attacks
-
-
-def _pil(arr: np.ndarray) -> Image.Image:
-    return Image.fromarray(arr)
-
-
-def jpeg(arr: np.ndarray, quality: int) -> np.ndarray:
-    """Pillow JPEG at ``quality`` with standard 4:2:0 chroma subsampling, decoded again."""
-    buf = io.BytesIO()
-    _pil(arr).save(buf, format="JPEG", quality=quality, subsampling=2)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def resize_half(arr: np.ndarray) -> np.ndarray:
-    """Half width and height (bicubic); the decoder sees the smaller image."""
-    h, w = arr.shape[:2]
-    return np.asarray(_pil(arr).resize((w // 2, h // 2), Image.BICUBIC))
-
-
-def crop_resize(arr: np.ndarray, per_side: float) -> np.ndarray:
-    """Cut ``per_side`` of each dimension off each side (0.05 keeps the central 90% of the
-    width and of the height), then resize back to the original size (bicubic)."""
-    h, w = arr.shape[:2]
-    dx, dy = round(w * per_side), round(h * per_side)
-    im = _pil(arr).crop((dx, dy, w - dx, h - dy))
-    return np.asarray(im.resize((w, h), Image.BICUBIC))
-
-
-def brightness(arr: np.ndarray, factor: float) -> np.ndarray:
-    return np.asarray(ImageEnhance.Brightness(_pil(arr)).enhance(factor))
-
-
-def contrast(arr: np.ndarray, factor: float) -> np.ndarray:
-    return np.asarray(ImageEnhance.Contrast(_pil(arr)).enhance(factor))
-
-
-def gaussian_blur(arr: np.ndarray, sigma: float) -> np.ndarray:
-    """Exact Gaussian (OpenCV, kernel size from sigma, reflected borders)."""
-    import cv2
-
-    return cv2.GaussianBlur(arr, (0, 0), sigmaX=sigma, sigmaY=sigma)
-
-
-def gaussian_noise(arr: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    noisy = arr.astype(np.float64) + rng.normal(0.0, sigma, size=arr.shape)
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-
-
-def rotate(arr: np.ndarray, degrees: float) -> np.ndarray:
-    """Rotate about the centre, same canvas size, bicubic, black corners."""
-    im = _pil(arr).rotate(degrees, resample=Image.BICUBIC, expand=False, fillcolor=(0, 0, 0))
-    return np.asarray(im)
-
-
-def combined(arr: np.ndarray) -> np.ndarray:
-    """Crop 5% of each dimension (2.5% per side) and resize back, brightness x1.2, JPEG 75."""
-    return jpeg(brightness(crop_resize(arr, 0.025), 1.2), 75)
-
-
-#: (column label, attack(image, seed) -> image), in table order.
-ATTACKS: list[tuple[str, Callable[[np.ndarray, int], np.ndarray]]] = [
-    ("none", lambda a, s: a),
-    ("JPEG 90", lambda a, s: jpeg(a, 90)),
-    ("JPEG 75", lambda a, s: jpeg(a, 75)),
-    ("JPEG 50", lambda a, s: jpeg(a, 50)),
-    ("resize 1/2", lambda a, s: resize_half(a)),
-    ("crop 10%", lambda a, s: crop_resize(a, 0.05)),
-    ("bright x1.3", lambda a, s: brightness(a, 1.3)),
-    ("contrast x1.5", lambda a, s: contrast(a, 1.5)),
-    ("blur σ1", lambda a, s: gaussian_blur(a, 1.0)),
-    ("noise σ5", lambda a, s: gaussian_noise(a, 5.0, s)),
-    ("rotate 5°", lambda a, s: rotate(a, 5.0)),
-    ("JPEG75+crop5%+bright1.2", lambda a, s: combined(a)),
-    # stretch columns: harder than what the targets ask
-    ("crop 50%", lambda a, s: crop_resize(a, 0.25)),
-    ("JPEG 30", lambda a, s: jpeg(a, 30)),
-]
-
-ATTACK_NOTES = [
-    "JPEG: Pillow, `subsampling=2` (4:2:0).",
-    "resize 1/2: bicubic to half width and height, not resized back.",
-    "crop 10%: 5% cut off each side of each dimension (central 90% of width and height "
-    "kept), resized back to the original size (bicubic).",
-    "bright / contrast: `PIL.ImageEnhance`.",
-    "blur σ1: `cv2.GaussianBlur`, sigma 1.",
-    "noise σ5: additive Gaussian, sigma 5 (of 255), seeded per image, rounded and clipped.",
-    "rotate 5°: Pillow, about the centre, same size, bicubic, black corners.",
-    "JPEG75+crop5%+bright1.2: 2.5% cut off each side and resized back, brightness x1.2, "
-    "then JPEG 75.",
-    "crop 50% and JPEG 30 are stretch columns: crop 50% keeps the central half of width and "
-    "height (a quarter of the picture) and resizes it back.",
-]
 
 
 # ---------------------------------------------------------------------------------- timing

@@ -33,9 +33,9 @@ import common
 from train_vlad import held_out_paths
 
 from aigcguard.fileio import atomic_write
-from aigcguard.provenance import copyeval
-from aigcguard.provenance.similarity import CALIBRATION_FILE, Reference, SimilarityIndex
-from aigcguard.provenance.similarity import _calibration_key as calibration_key
+from aigcguard.provenance.similarity import copyeval
+from aigcguard.provenance.similarity.index import CALIBRATION_FILE, Reference, SimilarityIndex
+from aigcguard.provenance.similarity.index import _calibration_key as calibration_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def run(spec: str, refs, queries, folder: Path, store: str | None = None) -> cop
         files[name] = path
     if store is None:
         store = folder / f"store-{spec.replace('/', '_').replace(':', '_')}"
-    with SimilarityIndex.create(store, embedder=spec, device="auto") as index:
+    with SimilarityIndex.create(store, descriptor=spec, device="auto") as index:
         report = index.add([Reference(str(p), title=n) for n, p in files.items()])
         if report.errors:
             raise SystemExit(f"{spec}: could not index {report.errors}")
@@ -168,12 +168,12 @@ PDQ_MATCH_BITS = 31
 
 
 def write_calibration(reports: list[dict], n_queries: int) -> None:
-    from aigcguard.provenance.embedders import create_embedder
+    from aigcguard.provenance.similarity.descriptors import create_descriptor
 
     path = ROOT / "data" / CALIBRATION_FILE
     table = json.loads(path.read_text()) if path.exists() else {"version": 1, "embedders": {}}
     for r in reports:
-        key = calibration_key(create_embedder(r["embedder"], "cpu"))
+        key = calibration_key(create_descriptor(r["embedder"], "cpu"))
         if r["embedder"] == "pdq":
             table["embedders"][key] = {
                 "copy": 1 - 2 * PDQ_MATCH_BITS / 256,

@@ -27,9 +27,9 @@ import common
 from copy_detection import load_sets, run
 from similarity_index import DIM, Generator, exact_top, perturb
 
-from aigcguard.provenance import copyeval
-from aigcguard.provenance.milvus_store import MilvusStore
-from aigcguard.provenance.store import NewWork, Store
+from aigcguard.provenance.similarity import copyeval
+from aigcguard.provenance.similarity.milvus_store import MilvusStore
+from aigcguard.provenance.similarity.store import NewWork, Store
 
 
 def _works(start: int, n: int) -> list[NewWork]:

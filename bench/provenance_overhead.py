@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
 from aigcguard.imageio import save_image
-from aigcguard.provenance import credentials, labels
+from aigcguard.provenance.credentials import c2pa as credentials
+from aigcguard.provenance.credentials import labels
+from aigcguard.provenance.credentials.dev_ca import make_dev_ca
 
 
 def main() -> int:
@@ -34,7 +36,7 @@ def main() -> int:
     photos = common.load_kodak() if common.kodak_available() else common.load_skimage()
     work = Path(tempfile.mkdtemp(prefix="aigc-prov-bench-"))
     try:
-        ca = credentials.make_dev_ca(work / "ca")
+        ca = make_dev_ca(work / "ca")
         rows = [
             "| Picture | Write file (ms) | + label (ms) | + sign, no thumbnail (ms) | "
             "+ sign, thumbnail (ms) | verify (ms) | label + sign / write |",

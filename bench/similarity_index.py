@@ -2,11 +2,11 @@
 
     python bench/similarity_index.py [--n 1000000] [--index-type IVF1024,SQ8] [--out FILE.md]
 
-N synthetic 512-d vectors go into a fresh store (``aigcguard.provenance.store``) in batches
-of ``--batch``: the build time covers creating the store, every SQLite commit, index training
-and rebuilds and the final index write on close. Memory per vector: the index in RAM (its
-serialised size) and everything on disk (works.sqlite with the raw vectors and metadata, and
-the index file).
+N synthetic 512-d vectors go into a fresh store (``aigcguard.provenance.similarity.store``)
+in batches of ``--batch``: the build time covers creating the store, every SQLite commit,
+index training and rebuilds and the final index write on close.
+Memory per vector: the index in RAM (its serialised size) and everything on disk
+(works.sqlite with the raw vectors and metadata, and the index file).
 
 Vectors have a low intrinsic dimension, as image embeddings do (isotropic random vectors
 have no neighbours worth the name and defeat every inverted index; well separated clusters
@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import faiss
 
-from aigcguard.provenance.store import NewWork, Store
+from aigcguard.provenance.similarity.store import NewWork, Store
 
 DIM = 512
 K = 10

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aigcguard.provenance import embedders as E
+from aigcguard.provenance.similarity import descriptors as E
 
 ROOT = Path(__file__).resolve().parents[1]
 AIGC_SMALL = ROOT.parent / "shared" / "data" / "aigc_small"
@@ -95,7 +95,7 @@ def main() -> int:
     # The training views, described with the final codebook, are the background set that
     # score normalisation compares each query with.
     E.save_codebook(arrays, args.out)
-    emb = E.VladEmbedder(str(args.out))
+    emb = E.VladDescriptor(str(args.out))
     arrays["background"] = np.stack([emb.embed_descriptors(d) for d in descs]).astype(np.float16)
     arrays["trained_on"] = np.array(",".join(f"{p.parent.name}/{p.name}" for p in paths))
     E.save_codebook(arrays, args.out)

@@ -61,7 +61,7 @@ def _common(func):
 
 
 def _run(task: str, sources, dest, options: dict, **engine) -> None:
-    from aigcguard.batch import BatchError, run_batch
+    from aigcguard.service.batch import BatchError, run_batch
 
     try:
         report = run_batch(task, sources, dest, options=options, **engine)
@@ -91,7 +91,7 @@ def batch_group() -> None:
 @click.option(
     "--embedder",
     default=None,
-    help="Embedder spec (vlad, pdq, clip:ARCH/PRETRAINED); default: the offline default, vlad.",
+    help="Descriptor spec (vlad, pdq, clip:ARCH/PRETRAINED); default: the offline default, vlad.",
 )
 def embed_cmd(sources, dest, embedder, **engine):
     """Similarity embeddings: `vector` (or `hash` for PDQ) and the embedder spec."""

@@ -61,16 +61,16 @@ def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, devic
     generator metadata, known watermarks, our watermark and its ledger record, the detector,
     and similarity (with --index). The summary (generated, likely_generated, unknown,
     likely_real) names the evidence that decided it."""
-    from aigcguard.check import Checker, write_html
     from aigcguard.imageio import iter_image_paths
-    from aigcguard.provenance.embedders import EmbedderError
-    from aigcguard.provenance.store import StoreError
+    from aigcguard.provenance.similarity.descriptors import DescriptorError
+    from aigcguard.provenance.similarity.store import StoreError
+    from aigcguard.service.check import Checker, write_html
 
     try:
         checker = Checker(
             key=key, ledger=ledger, index=index, detector=detector, trust=trust, device=device
         )
-    except (ValueError, StoreError, EmbedderError) as exc:
+    except (ValueError, StoreError, DescriptorError) as exc:
         raise click.ClickException(str(exc)) from None
     run = Run()
     paths = list(iter_image_paths(inputs))

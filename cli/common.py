@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import click
 from tqdm import tqdm
 
 from aigcguard.imageio import ImageLoadError, LoadedImage, iter_image_paths, load_image
+from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, list_descriptors
 
 device_option = click.option(
     "--device",
@@ -26,6 +28,30 @@ batch_size_option = click.option(
     show_default=True,
     help="Images decoded and processed together.",
 )
+
+
+def descriptor_option(func: Callable) -> Callable:
+    """``--descriptor SPEC`` (the similarity descriptor) passed as ``descriptor``. Its old
+    name ``--embedder`` still works for one release, with a deprecation warning on stderr:
+    "embed" now means the watermark only."""
+
+    @functools.wraps(func)
+    def merged(*args, old_descriptor=None, **kwargs):
+        if old_descriptor is not None:
+            if kwargs.get("descriptor") is not None:
+                raise click.UsageError("give --descriptor only (--embedder is its old name)")
+            click.echo("warning: --embedder is deprecated; use --descriptor", err=True)
+            kwargs["descriptor"] = old_descriptor
+        kwargs["descriptor"] = kwargs.get("descriptor") or DEFAULT_DESCRIPTOR
+        return func(*args, **kwargs)
+
+    merged = click.option("--embedder", "old_descriptor", hidden=True)(merged)
+    return click.option(
+        "--descriptor",
+        default=None,
+        help=f"Descriptor spec: {', '.join(list_descriptors())} (clip:ARCH/PRETRAINED or a "
+        f"checkpoint).  [default: {DEFAULT_DESCRIPTOR}]",
+    )(merged)
 
 
 def store_spec(ctx, param, value):
@@ -88,7 +114,7 @@ def per_item(func, sources: list[str], run: Run) -> list:
     """Call ``func(indices)`` for the whole batch, or one index at a time when it raises
     ValueError (:func:`aigcguard.batch.each`). Results align with ``sources``; a failed item
     gets None and is reported through ``run``."""
-    from aigcguard.batch import each
+    from aigcguard.service.batch import each
 
     results = []
     for source, result in zip(sources, each(func, len(sources)), strict=True):

@@ -11,9 +11,9 @@ import numpy as np
 
 from aigcguard.cli.common import Run, batch_size_option, device_option
 from aigcguard.detectors import api
-from aigcguard.device import pick_device
+from aigcguard.detectors.base import DETECTORS
 from aigcguard.imageio import ImageLoadError, iter_image_paths, load_image
-from aigcguard.provenance.embedders import EmbedderError
+from aigcguard.registry import Registry
 
 model_option = click.option(
     "--model",
@@ -22,6 +22,19 @@ model_option = click.option(
     help="`default` (shipped NPR, trained on CIFAKE), `spectral` (shipped, trained on "
     "full-resolution aigc_small) or the path of a detector saved by `aigc detector train`.",
 )
+
+
+class RegistryChoice(click.Choice):
+    """The names in a registry, read when the command runs, so a kind registered after this
+    module was imported is a valid choice too."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.registry.list())
 
 
 def _load(model: str, device: str):
@@ -52,7 +65,7 @@ def _load(model: str, device: str):
 def detect_cmd(inputs, model, every, segment, batch_size, device):
     """Is each picture (or video) generated? One JSON line each: path, score (calibrated
     probability of being generated), band, model, threshold."""
-    from aigcguard.detectors.video import VIDEO_EXTENSIONS, score_video
+    from aigcguard.detectors.video import VIDEO_EXTENSIONS, detect_video
 
     detector = _load(model, device)
     run = Run()
@@ -69,13 +82,11 @@ def detect_cmd(inputs, model, every, segment, batch_size, device):
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             flush()
             try:
-                result = score_video(detector, path, every_s=every, segment_s=segment)
+                result = detect_video(detector, path, every_s=every, segment_s=segment)
             except ValueError as exc:
                 run.fail(str(path), str(exc))
                 continue
-            record = result.to_dict()
-            record.update(model=detector.spec, threshold=round(detector.calibration.threshold, 6))
-            run.emit(record)
+            run.emit(result.to_dict())
             continue
         try:
             pending.append((str(path), load_image(path).pixels))
@@ -111,9 +122,7 @@ folder_type = click.Path(file_okay=False, exists=True, path_type=Path)
 @click.option("--real", required=True, type=folder_type, help="Folder of real pictures.")
 @click.option("--fake", required=True, type=folder_type, help="Folder of generated pictures.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--kind", type=click.Choice(["npr", "spectral", "clip-probe"]), default="npr", show_default=True
-)
+@click.option("--kind", type=RegistryChoice(DETECTORS), default="npr", show_default=True)
 @click.option("--clip", "clip_spec", help="clip-probe: the CLIP spec, clip:ARCH/PRETRAINED.")
 @click.option("--epochs", type=click.IntRange(1), default=6, show_default=True)
 @click.option("--crop", type=click.IntRange(16, 1024), default=64, show_default=True)
@@ -146,72 +155,29 @@ def train_cmd(
 ):
     """Train a detector; the validation split (by file-name hash) calibrates it and sets the
     threshold for --target-fpr. npr training resumes from OUT.ckpt when rerun."""
-    from aigcguard.detectors.base import fit_calibration
-    from aigcguard.detectors.data import load_folder, split_names
-    from aigcguard.detectors.training import TrainConfig, train_npr
+    from aigcguard.detectors.base import MissingSettingError, TrainingError, TrainOptions
+    from aigcguard.detectors.data import load_training_set
+    from aigcguard.detectors.training import train_detector
 
-    reals, real_names, errs_r = load_folder(real)
-    fakes, fake_names, errs_f = load_folder(fake)
-    for e in errs_r + errs_f:
-        click.echo(f"skipped {e}", err=True)
-    if not reals or not fakes:
-        click.echo("error: both --real and --fake need readable images", err=True)
-        sys.exit(1)
-    images = reals + fakes
-    labels = np.array([0] * len(reals) + [1] * len(fakes))
-    val, train = split_names(real_names + fake_names, (val_fraction, 1 - val_fraction))
-    if len(set(labels[val].tolist())) < 2 or len(set(labels[train].tolist())) < 2:
-        click.echo("error: too few images to give both splits both classes", err=True)
-        sys.exit(1)
-    if kind in ("spectral", "clip-probe"):
-        import torch
+    def log(message: str) -> None:
+        click.echo(message, err=True)
 
-        from aigcguard.detectors.clip_probe import ClipProbeDetector
-        from aigcguard.detectors.spectral import TRAINING as SPECTRAL_TRAINING
-        from aigcguard.detectors.spectral import SpectralDetector
-
-        tensors = [torch.from_numpy(np.array(a, np.uint8)).permute(2, 0, 1) for a in images]
-        train_x = [tensors[i] for i in train]
-        if kind == "spectral":
-            det = SpectralDetector.fit(train_x, labels[train], seed=seed, **SPECTRAL_TRAINING)
-        elif not clip_spec:
-            raise click.UsageError("--kind clip-probe needs --clip clip:ARCH/PRETRAINED")
-        else:
-            try:
-                det = ClipProbeDetector.fit(
-                    clip_spec, train_x, labels[train], seed=seed, device=device
-                )
-            except EmbedderError as exc:
-                click.echo(f"error: {exc}", err=True)
-                sys.exit(1)
-        det.calibration = fit_calibration(
-            det.raw_scores([tensors[i] for i in val]), labels[val], target_fpr=target_fpr
-        )
-        det.save(out)
-    else:
-        cfg = TrainConfig(crop=crop, epochs=epochs, seed=seed, target_fpr=target_fpr, inputs=inputs)
-        det = train_npr(
-            [images[i] for i in train],
-            labels[train],
-            [images[i] for i in val],
-            labels[val],
-            out=out,
-            cfg=cfg,
-            device=pick_device(device),
-            init=api.load(init) if init else None,
-            log=lambda m: click.echo(m, err=True),
-        )
-    click.echo(
-        json.dumps(
-            {
-                "model": str(out),
-                "kind": kind,
-                "train": len(train),
-                "validation": len(val),
-                "calibration": det.calibration.to_dict(),
-            }
-        )
+    # Each kind reads the settings it uses (see its Detector.train).
+    settings = {"clip": clip_spec, "epochs": epochs, "crop": crop, "inputs": inputs, "init": init}
+    options = TrainOptions(
+        out=out, target_fpr=target_fpr, seed=seed, device=device, settings=settings, log=log
     )
+    try:
+        data = load_training_set(
+            real, fake, val_fraction=val_fraction, on_skip=lambda e: log(f"skipped {e}")
+        )
+        result = train_detector(kind, data, options)
+    except MissingSettingError as exc:
+        raise click.UsageError(f"--kind {exc.kind} needs --{exc.setting} {exc.example}") from None
+    except TrainingError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result.to_dict()))
 
 
 @detector_group.command("eval")
@@ -223,17 +189,10 @@ def train_cmd(
 def eval_cmd(real, fake, model, as_json, device):
     """AUC, AP, accuracy at the threshold, TPR at 1% and 5% FPR and calibration error, clean
     and under JPEG 90/75/50 and resize x0.5."""
-    import torch
-
-    from aigcguard.detectors.metrics import evaluate, markdown_table
+    from aigcguard.detectors.data import to_tensors
+    from aigcguard.detectors.metrics import Evaluation, evaluate
 
     detector = _load(model, device)
-
-    def tensors(images):
-        return [torch.from_numpy(np.array(a, np.uint8)).permute(2, 0, 1) for a in images]
-
-    results = evaluate(detector, tensors(_folder(real, "--real")), tensors(_folder(fake, "--fake")))
-    if as_json:
-        click.echo(json.dumps({k: v.to_dict() for k, v in results.items()}))
-    else:
-        click.echo(markdown_table(results))
+    reals, fakes = to_tensors(_folder(real, "--real")), to_tensors(_folder(fake, "--fake"))
+    evaluation = Evaluation(evaluate(detector, reals, fakes))
+    click.echo(json.dumps(evaluation.to_dict()) if as_json else evaluation.markdown())

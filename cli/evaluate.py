@@ -1,4 +1,4 @@
-"""``aigc eval copy``: how well does an embedder find edited copies of your own references?"""
+"""``aigc eval copy``: how well does a descriptor find edited copies of your own references?"""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from pathlib import Path
 
 import click
 
-from aigcguard.cli.common import device_option
+from aigcguard.cli.common import descriptor_option, device_option
 from aigcguard.imageio import iter_image_paths, load_images
-from aigcguard.provenance import copyeval
-from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, EmbedderError
-from aigcguard.provenance.similarity import (
+from aigcguard.provenance.similarity import copyeval
+from aigcguard.provenance.similarity.descriptors import DescriptorError
+from aigcguard.provenance.similarity.index import (
     Reference,
     SimilarityIndex,
     Thresholds,
     save_calibration,
 )
-from aigcguard.provenance.store import StoreError
+from aigcguard.provenance.similarity.store import StoreError
 
 
 def _pictures(folder: Path) -> list[tuple[str, object]]:
@@ -42,7 +42,7 @@ def eval_group() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Pictures that copy none of the references (they become unmatched queries).",
 )
-@click.option("--embedder", default=DEFAULT_EMBEDDER, show_default=True)
+@descriptor_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--calibrate-into",
@@ -51,7 +51,7 @@ def eval_group() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 @device_option
-def copy_cmd(refs, distractors, embedder, seed, calibrate_into, as_json, device):
+def copy_cmd(refs, distractors, descriptor, seed, calibrate_into, as_json, device):
     """Edit every reference eight ways (crops, rescales, JPEG, colour, overlays, mirror,
     rotation, pasting), search them among the distractors, report muAP, recall at 90%
     precision and accuracy at rank 1."""
@@ -63,8 +63,10 @@ def copy_cmd(refs, distractors, embedder, seed, calibrate_into, as_json, device)
     queries = copyeval.build_queries(references, others, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            index = SimilarityIndex.create(Path(tmp) / "store", embedder=embedder, device=device)
-        except (EmbedderError, StoreError) as exc:
+            index = SimilarityIndex.create(
+                Path(tmp) / "store", descriptor=descriptor, device=device
+            )
+        except (DescriptorError, StoreError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         with index:

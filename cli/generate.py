@@ -24,7 +24,7 @@ def generate_cmd(config_path, key, device):
     """Generate pictures with the pipeline named in the config; each is watermarked on the
     generator's device, labelled, signed (when the config names a certificate) and recorded
     in the ledger. One JSON line per picture."""
-    from aigcguard.provenance.pipeline import load_job, run_job
+    from aigcguard.service.pipeline import load_job, run_job
 
     try:
         job = load_job(config_path, key=key, device=device)

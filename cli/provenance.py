@@ -36,7 +36,8 @@ def lookup_cmd(inputs, ledger_path, key, method, device, batch_size):
     """Read each picture's watermark and print its ledger record: one JSON line per picture
     with `state` (found, not_in_ledger, payload_unreadable, no_watermark), the detection and
     the record. Works on copies stripped of all metadata and re-encoded."""
-    from aigcguard.provenance.ledger import Ledger, LedgerError, lookup
+    from aigcguard.provenance.credentials.ledger import Ledger, LedgerError
+    from aigcguard.service.lookup import lookup
 
     try:
         ledger = Ledger(ledger_path, create=False)
@@ -63,7 +64,7 @@ def lookup_cmd(inputs, ledger_path, key, method, device, batch_size):
 def dev_ca_cmd(out_dir, days, overwrite):
     """Make a test certificate authority and signing certificate, for development only: the
     C2PA library refuses self-signed signers, so this writes a CA and a leaf it issued."""
-    from aigcguard.provenance.credentials import make_dev_ca
+    from aigcguard.provenance.credentials.dev_ca import make_dev_ca
 
     try:
         made = make_dev_ca(out_dir, days=days, overwrite=overwrite)
@@ -102,7 +103,7 @@ def sign_cmd(
 ):
     """Sign IMAGE with C2PA Content Credentials declaring it AI-generated (IPTC
     trainedAlgorithmicMedia); writes OUT (may be IMAGE itself)."""
-    from aigcguard.provenance.credentials import sign
+    from aigcguard.provenance.credentials.c2pa import sign
 
     binding = None
     if soft_binding:
@@ -142,7 +143,7 @@ def verify_cmd(inputs, trust_anchors):
     to a --trust anchor), valid (intact, signer not trusted), invalid (with failure `codes`)
     or absent."""
     from aigcguard.imageio import iter_image_paths
-    from aigcguard.provenance.credentials import verify
+    from aigcguard.provenance.credentials.c2pa import verify
 
     run = Run()
     for path in iter_image_paths(inputs):
@@ -180,7 +181,7 @@ def label_cmd(
     """Write the GB 45438-2025 implicit label and the IPTC digital source type into IMAGE's
     XMP, writing OUT (may be IMAGE itself); pixels and all other metadata are kept, and a
     label already present is kept, never overwritten."""
-    from aigcguard.provenance.labels import write_label
+    from aigcguard.provenance.credentials.labels import write_label
 
     dst = None if digital_source_type.lower() == "none" else digital_source_type
     try:
@@ -207,7 +208,7 @@ def read_cmd(inputs):
     PNG chunks, EXIF Software and XMP CreatorTool of known generators). One JSON line each;
     a missing label proves nothing, as platforms strip metadata."""
     from aigcguard.imageio import iter_image_paths
-    from aigcguard.provenance.labels import read_labels
+    from aigcguard.provenance.credentials.labels import read_labels
 
     run = Run()
     for path in iter_image_paths(inputs):

@@ -34,7 +34,7 @@ def serve_cmd(host, port, config_path, device):
     service listens on loopback only."""
     import uvicorn
 
-    from aigcguard.service import ServiceConfig, create_app
+    from aigcguard.service.http import ServiceConfig, create_app
 
     try:
         config = ServiceConfig.load(config_path) if config_path else ServiceConfig()

@@ -11,12 +11,14 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from aigcguard.cli.common import Run, device_option, store_spec, unique_output
+from aigcguard.cli.common import Run, descriptor_option, device_option, store_spec, unique_output
 from aigcguard.imageio import iter_image_paths, load_image, load_images, save_image
-from aigcguard.provenance.audit import run_audit, write_report
-from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, EmbedderError, list_embedders
-from aigcguard.provenance.similarity import Reference, SimilarityIndex, read_metadata_csv
-from aigcguard.provenance.store import StoreError
+from aigcguard.provenance.similarity.audit import run_audit, write_report
+from aigcguard.provenance.similarity.descriptors import (
+    DescriptorError,
+)
+from aigcguard.provenance.similarity.index import Reference, SimilarityIndex, read_metadata_csv
+from aigcguard.provenance.similarity.store import StoreError
 
 index_option = click.option(
     "--index",
@@ -41,7 +43,7 @@ def _fail(message: str) -> None:
 def _open(store: Path, device: str) -> SimilarityIndex:
     try:
         return SimilarityIndex.open(store, device=device)
-    except (StoreError, EmbedderError) as exc:
+    except (StoreError, DescriptorError) as exc:
         _fail(str(exc))
 
 
@@ -81,12 +83,7 @@ def index_group() -> None:
 @index_group.command("build")
 @click.argument("inputs", nargs=-1, required=True)
 @index_option
-@click.option(
-    "--embedder",
-    default=DEFAULT_EMBEDDER,
-    show_default=True,
-    help=f"Embedder spec: {', '.join(list_embedders())} (clip:ARCH/PRETRAINED or a checkpoint).",
-)
+@descriptor_option
 @click.option(
     "--index-type",
     help="A store directory: a faiss index string (default: chosen by size). Milvus: FLAT "
@@ -95,13 +92,13 @@ def index_group() -> None:
 @metadata_option
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
 @device_option
-def build_cmd(inputs, store, embedder, index_type, metadata, batch_size, device):
+def build_cmd(inputs, store, descriptor, index_type, metadata, batch_size, device):
     """Create an index at --index and register every image in INPUTS (files or folders)."""
     try:
         index = SimilarityIndex.create(
-            store, embedder=embedder, index_type=index_type, device=device
+            store, descriptor=descriptor, index_type=index_type, device=device
         )
-    except (StoreError, EmbedderError, ValueError) as exc:
+    except (StoreError, DescriptorError, ValueError) as exc:
         _fail(str(exc))
     with index:
         _add(index, _references(inputs, metadata), batch_size)
@@ -162,7 +159,7 @@ def background_cmd(inputs, store, device):
 @index_group.command("info")
 @index_option
 def info_cmd(store):
-    """What the index holds: embedder, size, index type, thresholds."""
+    """What the index holds: descriptor (field ``embedder``), size, index type, thresholds."""
     with _open(store, "cpu") as index:
         info = index.store.info().to_dict()
         info["thresholds"] = index.thresholds.to_dict()
@@ -180,7 +177,7 @@ def info_cmd(store):
 )
 def export_cmd(store, target):
     """Copy an index into a new Milvus collection, keeping ids and metadata."""
-    from aigcguard.provenance.milvus_store import export_store, is_milvus_uri
+    from aigcguard.provenance.similarity.milvus_store import export_store, is_milvus_uri
 
     if not is_milvus_uri(target):
         raise click.BadParameter("expected a milvus:// or milvus-lite:// URI", param_hint="--to")

@@ -7,7 +7,8 @@ Subpackages, one concern each:
 - ``aigcguard.detectors``  real-versus-generated classifiers
 - ``aigcguard.cli``        the ``aigc`` command, a thin layer over the above
 
-Shared by all of them and exposed here: safe image loading and device choice.
+Shared by all of them (the foundation, folder core/): safe image loading, device choice, atomic
+files, result types, the registry helper, the CLIP tower, HTML pieces and image perturbations.
 """
 
 from __future__ import annotations

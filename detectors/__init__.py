@@ -4,11 +4,12 @@
     detector = load("default")                 # the shipped NPR network, or a saved file
     results = score(detector, images, paths)   # calibrated probability, band, threshold
 
-Kinds (``list_detectors``): ``npr``, a small residual CNN on neighbouring-pixel relationships
-(the default); ``spectral``, FFT and block-DCT statistics with a linear classifier;
-``clip-probe``, a linear probe on open_clip image features (needs CLIP weights). Training:
-``detectors.training.train_npr``, ``SpectralDetector.fit``; evaluation: ``detectors.metrics``;
-videos: ``detectors.video.score_video``.
+Kinds (``DETECTORS.list()``): ``npr``, a small residual CNN on neighbouring-pixel
+relationships (the default); ``spectral``, FFT and block-DCT statistics with a linear
+classifier; ``clip-probe``, a linear probe on open_clip image features (needs CLIP weights).
+Training any kind: ``load_training_set`` then ``train_detector(kind, data, TrainOptions(...))``
+(each kind's ``Detector.train``; the NPR loop is ``detectors.npr_training.train_npr``);
+evaluation: ``detectors.metrics``; videos: ``detectors.video.score_video``.
 """
 
 from aigcguard.detectors import clip_probe as _clip_probe  # noqa: F401  (registers the kinds)
@@ -17,33 +18,60 @@ from aigcguard.detectors import spectral as _spectral  # noqa: F401
 from aigcguard.detectors.api import DEFAULT_MODEL, Detection, load, score
 from aigcguard.detectors.base import (
     BANDS,
+    DETECTORS,
     Calibration,
     Detector,
+    MissingSettingError,
+    TrainingError,
+    TrainOptions,
     fit_calibration,
     list_detectors,
     load_detector,
-    register_detector,
 )
-from aigcguard.detectors.metrics import PERTURBATIONS, Metrics, binary_metrics, evaluate
-from aigcguard.detectors.video import VIDEO_EXTENSIONS, VideoScore, score_video
+from aigcguard.detectors.data import TrainingSet, load_training_set
+from aigcguard.detectors.metrics import (
+    PERTURBATIONS,
+    Evaluation,
+    Metrics,
+    binary_metrics,
+    evaluate,
+)
+from aigcguard.detectors.training import TrainedDetector, train_detector
+from aigcguard.detectors.video import (
+    VIDEO_EXTENSIONS,
+    VideoDetection,
+    VideoScore,
+    detect_video,
+    score_video,
+)
 
 __all__ = [
     "BANDS",
     "DEFAULT_MODEL",
+    "DETECTORS",
     "PERTURBATIONS",
     "VIDEO_EXTENSIONS",
     "Calibration",
     "Detection",
     "Detector",
+    "Evaluation",
     "Metrics",
+    "MissingSettingError",
+    "TrainOptions",
+    "TrainedDetector",
+    "TrainingError",
+    "TrainingSet",
+    "VideoDetection",
     "VideoScore",
     "binary_metrics",
+    "detect_video",
     "evaluate",
     "fit_calibration",
     "list_detectors",
     "load",
     "load_detector",
-    "register_detector",
+    "load_training_set",
     "score",
     "score_video",
+    "train_detector",
 ]

@@ -5,21 +5,32 @@ A detector turns uint8 RGB images (3 x H x W tensors, any size) into raw scores,
 fitted on validation data, turns a raw score into a probability (temperature scaling) and
 carries the threshold chosen for a stated false-positive rate. A detector saves itself to one
 file that records its kind, so ``load_detector(path)`` needs nothing else.
+
+Each kind registers its class in :data:`DETECTORS` under its ``kind``. The class's
+:meth:`Detector.train` is the kind's training entry point: it takes a
+:class:`~aigcguard.detectors.data.TrainingSet` and :class:`TrainOptions`, and
+:func:`aigcguard.detectors.training.train_detector` calls it (so does ``aigc detector train
+--kind KIND``, whose choices are ``DETECTORS.list()``).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from aigcguard.fileio import atomic_write
+from aigcguard.registry import Registry
 from aigcguard.results import JsonResult
+
+if TYPE_CHECKING:
+    from aigcguard.detectors.data import TrainingSet
 
 BANDS = ("likely_real", "uncertain", "likely_generated")
 
@@ -76,6 +87,42 @@ def fit_calibration(
     return replace(cal, threshold=threshold, target_fpr=target_fpr, uncertain_below=uncertain_below)
 
 
+def calibrate(detector: Detector, data: TrainingSet, target_fpr: float) -> Detector:
+    """Fit ``detector``'s calibration on ``data``'s validation part (what a kind's
+    :meth:`Detector.train` does last); returns the detector."""
+    raw = detector.raw_scores(data.tensors("val"))
+    detector.calibration = fit_calibration(raw, data.part_labels("val"), target_fpr=target_fpr)
+    return detector
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What every kind's training is given. ``out``: where the detector will be saved (a kind
+    may keep files beside it, as npr keeps ``OUT.ckpt``). ``settings``: the kind's own
+    options by name (npr reads ``epochs``, ``crop``, ``inputs``, ``init``; clip-probe reads
+    ``clip``), so a new kind adds settings without changing this class."""
+
+    out: Path
+    target_fpr: float = 0.05
+    seed: int = 0
+    device: str | torch.device | None = "auto"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+
+class TrainingError(ValueError):
+    """A kind's training could not start or run with what it was given (the message says
+    why; no detector was written)."""
+
+
+class MissingSettingError(TrainingError):
+    """A kind's training needs a setting it was not given, such as clip-probe's ``clip``."""
+
+    def __init__(self, kind: str, setting: str, example: str):
+        super().__init__(f"detector kind {kind!r} needs the setting {setting}={example}")
+        self.kind, self.setting, self.example = kind, setting, example
+
+
 class Detector(ABC):
     #: registry kind, recorded in saved files
     kind: str = ""
@@ -99,6 +146,12 @@ class Detector(ABC):
     @abstractmethod
     def from_state(cls, state: dict, calibration: Calibration) -> Detector: ...
 
+    @classmethod
+    def train(cls, data: TrainingSet, options: TrainOptions) -> Detector:
+        """The kind's training entry point: fit on ``data``'s training part, calibrate on its
+        validation part (at ``options.target_fpr``) and return the detector, not yet saved."""
+        raise TrainingError(f"detector kind {cls.kind!r} cannot be trained")
+
     def save(self, path: str | Path) -> Path:
         """One file (torch.save of plain tensors and numbers), written atomically."""
         path = Path(path)
@@ -118,18 +171,13 @@ class Detector(ABC):
 
 
 DETECTOR_FORMAT = 1
-_REGISTRY: dict[str, type[Detector]] = {}
-
-
-def register_detector(cls: type[Detector]) -> type[Detector]:
-    if not cls.kind or cls.kind in _REGISTRY:
-        raise ValueError(f"detector kind {cls.kind!r} is empty or already registered")
-    _REGISTRY[cls.kind] = cls
-    return cls
+#: detector classes by kind: ``@DETECTORS.register("npr")`` on the class; ``kind`` must match
+DETECTORS: Registry[Detector] = Registry("detector")
 
 
 def list_detectors() -> list[str]:
-    return sorted(_REGISTRY)
+    """The registered kinds (``DETECTORS.list()``)."""
+    return DETECTORS.list()
 
 
 def load_detector(path: str | Path) -> Detector:
@@ -143,10 +191,10 @@ def load_detector(path: str | Path) -> Detector:
         raise ValueError(f"{path}: not a readable detector file ({exc})") from None
     if not isinstance(blob, dict) or blob.get("format") != DETECTOR_FORMAT:
         raise ValueError(f"{path}: not a detector file of format {DETECTOR_FORMAT}")
-    cls = _REGISTRY.get(blob.get("kind"))
-    if cls is None:
-        raise ValueError(f"{path}: unknown detector kind {blob.get('kind')!r}")
-    det = cls.from_state(blob["state"], Calibration(**blob["calibration"]))
+    kind = blob.get("kind")
+    if not isinstance(kind, str) or not DETECTORS.is_registered(kind):
+        raise ValueError(f"{path}: unknown detector kind {kind!r}")
+    det = DETECTORS.get(kind).from_state(blob["state"], Calibration(**blob["calibration"]))
     det.spec = str(path)
     det.training = blob.get("training")
     return det

@@ -15,10 +15,19 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from aigcguard.detectors.base import Calibration, Detector, register_detector
+from aigcguard.detectors.base import (
+    DETECTORS,
+    Calibration,
+    Detector,
+    MissingSettingError,
+    TrainingError,
+    TrainOptions,
+    calibrate,
+)
+from aigcguard.detectors.data import TrainingSet
 
 
-@register_detector
+@DETECTORS.register("clip-probe")
 class ClipProbeDetector(Detector):
     kind = "clip-probe"
 
@@ -32,18 +41,42 @@ class ClipProbeDetector(Detector):
         device: str | torch.device | None = "auto",
         _unfitted: bool = False,
     ):
-        from aigcguard.provenance.embedders import create_embedder
+        from aigcguard.clip import ClipTower, parse_clip_spec
 
         super().__init__(calibration)
         self.clip_spec = clip_spec
-        self.embedder = create_embedder(clip_spec, device)
+        name, _, arg = clip_spec.partition(":")
+        if name != "clip":
+            raise ValueError(f"clip-probe needs a clip:ARCH/PRETRAINED spec, got {clip_spec!r}")
+        self.tower = ClipTower(*parse_clip_spec(arg), device)
         self.coef = np.asarray(coef, np.float64).ravel()
-        if not _unfitted and self.coef.shape[0] != self.embedder.dim:
+        if not _unfitted and self.coef.shape[0] != self.tower.dim:
             raise ValueError(
                 f"probe has {self.coef.shape[0]} weights but {clip_spec} gives "
-                f"{self.embedder.dim}-d features"
+                f"{self.tower.dim}-d features"
             )
         self.intercept = float(intercept)
+
+    @classmethod
+    def train(cls, data: TrainingSet, options: TrainOptions) -> ClipProbeDetector:
+        """:meth:`fit` on ``data``'s training part, calibrated on its validation part.
+        Setting ``clip`` (required): the CLIP spec, ``clip:ARCH/PRETRAINED``."""
+        from aigcguard.clip import ClipError
+
+        clip_spec = options.settings.get("clip")
+        if not clip_spec:
+            raise MissingSettingError(cls.kind, "clip", "clip:ARCH/PRETRAINED")
+        try:
+            det = cls.fit(
+                clip_spec,
+                data.tensors("train"),
+                data.part_labels("train"),
+                seed=options.seed,
+                device=options.device,
+            )
+        except ClipError as exc:  # weights missing or unreadable: the message says which
+            raise TrainingError(str(exc)) from exc
+        return calibrate(det, data, options.target_fpr)
 
     @classmethod
     def fit(
@@ -69,11 +102,9 @@ class ClipProbeDetector(Detector):
 
     def features(self, images: Sequence[torch.Tensor], batch: int = 64) -> np.ndarray:
         parts = [
-            self.embedder.embed(list(images[i : i + batch])) for i in range(0, len(images), batch)
+            self.tower.encode(list(images[i : i + batch])) for i in range(0, len(images), batch)
         ]
-        return (
-            np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, self.embedder.dim))
-        )
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, self.tower.dim))
 
     def raw_scores(self, images: Sequence[torch.Tensor], batch: int = 64) -> np.ndarray:
         return self.features(images, batch) @ self.coef + self.intercept

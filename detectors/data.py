@@ -2,6 +2,7 @@
 
 Splits are by a hash of each file's name, so a picture stays in the same split whatever else
 is added or removed, and the held-out test set never depends on a random seed.
+:func:`load_training_set` gives the :class:`TrainingSet` every kind's training takes.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from aigcguard.detectors.base import TrainingError
 from aigcguard.imageio import iter_image_paths, load_images
 
 
@@ -57,3 +61,59 @@ def split_names(names: Sequence[str], fractions: Sequence[float]) -> list[np.nda
     """Indices of ``names`` per split."""
     which = np.array([split_of(n, fractions) for n in names])
     return [np.nonzero(which == k)[0] for k in range(len(fractions))]
+
+
+def to_tensors(arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    """H x W x 3 uint8 arrays as the uint8 3 x H x W tensors detectors score."""
+    return [torch.from_numpy(np.array(a, np.uint8)).permute(2, 0, 1) for a in arrays]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Labelled pictures (H x W x 3 uint8 arrays; label 1 = generated, 0 = real) and their
+    split: ``train`` and ``val`` are indices into ``images``. The validation part calibrates
+    the trained detector and sets its threshold."""
+
+    images: Sequence[np.ndarray]
+    labels: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+
+    def _part(self, part: str) -> np.ndarray:
+        if part not in ("train", "val"):
+            raise ValueError(f"part must be 'train' or 'val', not {part!r}")
+        return getattr(self, part)
+
+    def arrays(self, part: str) -> list[np.ndarray]:
+        """The pictures of ``part`` ("train" or "val"), as H x W x 3 arrays."""
+        return [self.images[i] for i in self._part(part)]
+
+    def tensors(self, part: str) -> list[torch.Tensor]:
+        """The pictures of ``part`` as uint8 3 x H x W tensors."""
+        return to_tensors(self.arrays(part))
+
+    def part_labels(self, part: str) -> np.ndarray:
+        return self.labels[self._part(part)]
+
+
+def load_training_set(
+    real: str | Path,
+    fake: str | Path,
+    *,
+    val_fraction: float = 0.15,
+    on_skip: Callable[[str], None] = lambda error: None,
+) -> TrainingSet:
+    """The readable pictures of the ``real`` and ``fake`` folders, split by file-name hash:
+    ``val_fraction`` of them validate. ``on_skip`` hears about each unreadable file. Raises
+    :class:`TrainingError` when a folder has no readable picture or a split lacks a class."""
+    reals, real_names, errs_r = load_folder(real)
+    fakes, fake_names, errs_f = load_folder(fake)
+    for e in errs_r + errs_f:
+        on_skip(e)
+    if not reals or not fakes:
+        raise TrainingError("both --real and --fake need readable images")
+    labels = np.array([0] * len(reals) + [1] * len(fakes))
+    val, train = split_names(real_names + fake_names, (val_fraction, 1 - val_fraction))
+    if len(set(labels[val].tolist())) < 2 or len(set(labels[train].tolist())) < 2:
+        raise TrainingError("too few images to give both splits both classes")
+    return TrainingSet(images=reals + fakes, labels=labels, train=train, val=val)

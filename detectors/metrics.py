@@ -2,22 +2,19 @@
 
 :func:`binary_metrics` scores one set of probabilities; :func:`evaluate` runs a detector on
 real and generated images under each of :data:`PERTURBATIONS` (re-encoding and downscaling,
-which is what images meet on the way to a detector) and :func:`markdown_table` renders the
-result. Label 1 is "generated" throughout.
+which is what images meet on the way to a detector; defined in :mod:`aigcguard.perturb` and
+re-exported here) and :func:`markdown_table` renders the result. Label 1 is "generated" throughout.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
+from aigcguard.perturb import PERTURBATIONS
 from aigcguard.results import JsonResult
 
 from .base import Detector
@@ -95,60 +92,6 @@ def binary_metrics(probabilities, labels, threshold: float) -> Metrics:
     )
 
 
-def _check_image(image: torch.Tensor) -> None:
-    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(
-            f"expected a uint8 3 x H x W image, got {image.dtype} {tuple(image.shape)}"
-        )
-
-
-def _clean(image: torch.Tensor) -> torch.Tensor:
-    _check_image(image)
-    return image
-
-
-def _jpeg(quality: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    def perturb(image: torch.Tensor) -> torch.Tensor:
-        _check_image(image)
-        buf = io.BytesIO()
-        arr = image.permute(1, 2, 0).cpu().numpy()
-        # subsampling=2 is 4:2:0, what cameras, phones and most web encoders write.
-        Image.fromarray(arr).save(buf, format="JPEG", quality=quality, subsampling=2)
-        with Image.open(io.BytesIO(buf.getvalue())) as im:
-            out = np.array(im.convert("RGB"))
-        return torch.from_numpy(out).permute(2, 0, 1).contiguous().to(image.device)
-
-    perturb.__name__ = f"jpeg_{quality}"
-    return perturb
-
-
-def _resize_half(image: torch.Tensor) -> torch.Tensor:
-    """Half size (rounded down), bicubic, antialiased, not resized back: a detector sees
-    what was shared. No side drops below 8 px; a side already shorter keeps its length."""
-    _check_image(image)
-    h, w = image.shape[1:]
-    size = (max(h // 2, min(h, 8)), max(w // 2, min(w, 8)))
-    if size == (h, w):
-        return image.clone()
-    out = F.interpolate(
-        image[None].float(), size=size, mode="bicubic", align_corners=False, antialias=True
-    )
-    # Bicubic overshoots at edges; clamp before the cast so it cannot wrap around.
-    return out[0].round().clamp(0, 255).to(torch.uint8)
-
-
-#: name -> function(uint8 3 x H x W tensor) -> uint8 3 x H' x W' tensor, in report order.
-PERTURBATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = MappingProxyType(
-    {
-        "clean": _clean,
-        "JPEG 90": _jpeg(90),
-        "JPEG 75": _jpeg(75),
-        "JPEG 50": _jpeg(50),
-        "resize x0.5": _resize_half,
-    }
-)
-
-
 def _probabilities(
     detector: Detector,
     images: Sequence[torch.Tensor],
@@ -204,6 +147,22 @@ _COLUMNS = (
     ("TPR @ 5% FPR", "tpr_at_5fpr"),
     ("ECE", "ece"),
 )
+
+
+@dataclass(frozen=True)
+class Evaluation(JsonResult):
+    """:func:`evaluate`'s metrics, by perturbation in report order. JSON: one object keyed
+    by perturbation name (``{"clean": {...}, "JPEG 90": {...}, ...}``), each a
+    :class:`Metrics`."""
+
+    metrics: Mapping[str, Metrics]
+
+    def to_dict(self) -> dict:
+        # Keyed by perturbation rather than by field: the names are data, not a schema.
+        return {name: m.to_dict() for name, m in self.metrics.items()}
+
+    def markdown(self) -> str:
+        return markdown_table(self.metrics)
 
 
 def markdown_table(results: Mapping[str, Metrics]) -> str:

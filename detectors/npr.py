@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aigcguard.detectors.base import Calibration, Detector, register_detector
+from aigcguard.detectors.base import DETECTORS, Calibration, Detector, TrainOptions
+from aigcguard.detectors.data import TrainingSet
 
 
 def npr(x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,7 @@ def crops(image: torch.Tensor, size: int, n: int) -> torch.Tensor:
     return torch.stack([image[:, y : y + size, x : x + size] for y, x in boxes])
 
 
-@register_detector
+@DETECTORS.register("npr")
 class NprDetector(Detector):
     kind = "npr"
 
@@ -151,6 +152,36 @@ class NprDetector(Detector):
             "n_crops": self.n_crops,
             "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
         }
+
+    @classmethod
+    def train(cls, data: TrainingSet, options: TrainOptions) -> NprDetector:
+        """:func:`~aigcguard.detectors.npr_training.train_npr` on ``data``. Settings:
+        ``epochs`` (6), ``crop`` (64), ``inputs`` ("npr+rgb"), ``init`` (a detector to start
+        from: ``default`` or a path). It saves ``options.out`` itself, with ``OUT.ckpt``
+        beside it after every epoch, so a rerun resumes."""
+        from aigcguard.detectors.api import load
+        from aigcguard.detectors.npr_training import TrainConfig, train_npr
+        from aigcguard.device import pick_device
+
+        s = options.settings
+        cfg = TrainConfig(
+            crop=s.get("crop", 64),
+            epochs=s.get("epochs", 6),
+            seed=options.seed,
+            target_fpr=options.target_fpr,
+            inputs=s.get("inputs", "npr+rgb"),
+        )
+        return train_npr(
+            data.arrays("train"),
+            data.part_labels("train"),
+            data.arrays("val"),
+            data.part_labels("val"),
+            out=options.out,
+            cfg=cfg,
+            device=pick_device(options.device),
+            init=load(s["init"]) if s.get("init") else None,
+            log=options.log,
+        )
 
     @classmethod
     def from_state(cls, state: dict, calibration: Calibration) -> NprDetector:

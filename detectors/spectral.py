@@ -66,7 +66,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aigcguard.detectors.base import Calibration, Detector, register_detector
+from aigcguard.detectors.base import DETECTORS, Calibration, Detector, TrainOptions, calibrate
+from aigcguard.detectors.data import TrainingSet
 
 #: feature layout, see the module docstring
 RADIAL_BINS = 32
@@ -293,7 +294,7 @@ def shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
 # detector
 
 
-@register_detector
+@DETECTORS.register("spectral")
 class SpectralDetector(Detector):
     """Spectral features (:func:`spectral_features`) and a linear classifier on them."""
 
@@ -328,6 +329,15 @@ class SpectralDetector(Detector):
     # ---- training
 
     @classmethod
+    def train(cls, data: TrainingSet, options: TrainOptions) -> SpectralDetector:
+        """The shipped detector's recipe (:data:`TRAINING`) on ``data``'s training part,
+        calibrated on its validation part. No settings."""
+        det = cls.fit(
+            data.tensors("train"), data.part_labels("train"), seed=options.seed, **TRAINING
+        )
+        return calibrate(det, data, options.target_fpr)
+
+    @classmethod
     def fit(
         cls,
         images: Sequence[torch.Tensor] | torch.Tensor,
@@ -342,13 +352,13 @@ class SpectralDetector(Detector):
         views: Sequence[str] = (),
     ) -> SpectralDetector:
         """Train on uint8 images with labels 1 = generated, 0 = real. ``views`` names
-        operations from :data:`aigcguard.detectors.metrics.PERTURBATIONS` (``"JPEG 75"``,
+        operations from :data:`aigcguard.perturb.PERTURBATIONS` (``"JPEG 75"``,
         ``"resize x0.5"``...): each picture, whatever its class, is also seen after each of
         them, so the classifier leans on traces that survive what platforms do. ``max_side``:
         larger pictures are first shrunk to that short side (see :func:`shrink`), in training
         and in scoring. The calibration is the identity; fit one on validation data with
         ``fit_calibration``."""
-        from aigcguard.detectors.metrics import PERTURBATIONS
+        from aigcguard.perturb import PERTURBATIONS
 
         unknown = [v for v in views if v not in PERTURBATIONS]
         if unknown:

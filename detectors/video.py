@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -268,4 +268,33 @@ def score_video(
         segments=segments,
         score=score,
         band=cal.band(score),
+    )
+
+
+@dataclass(frozen=True)
+class VideoDetection(VideoScore):
+    """A :class:`VideoScore` with the ``model`` that scored it and that model's
+    ``threshold`` (rounded to 6 places), as ``aigc detect`` prints a video."""
+
+    model: str
+    threshold: float
+
+
+def detect_video(
+    detector: Detector,
+    path: str | Path,
+    *,
+    every_s: float = 1.0,
+    segment_s: float | None = None,
+    max_frames: int = 300,
+    batch: int = 32,
+) -> VideoDetection:
+    """:func:`score_video`, labelled with the detector's spec and threshold."""
+    result = score_video(
+        detector, path, every_s=every_s, segment_s=segment_s, max_frames=max_frames, batch=batch
+    )
+    return VideoDetection(
+        **{f.name: getattr(result, f.name) for f in fields(result)},
+        model=detector.spec,
+        threshold=round(detector.calibration.threshold, 6),
     )

@@ -1,66 +1,122 @@
-"""Provenance: which registered works an image copies; Content Credentials, AI labels, the
-ledger of generated pictures, and the generation pipeline that writes them all.
+"""Provenance, two domains side by side (they do not import each other):
 
-    from aigcguard.provenance import SimilarityIndex, Reference
-    with SimilarityIndex.create("refs", embedder="vlad") as index:
-        index.add([Reference("works/dawn.jpg", title="Dawn", creator="Ann")])
-        [result] = index.search_files(["upload.jpg"])
+- ``aigcguard.provenance.similarity``: copy detection. Which registered works a picture copies
+  (descriptors, stores, geometric verification, calibrated grades, evaluation, audits).
+- ``aigcguard.provenance.credentials``: what a file declares. C2PA Content Credentials, the GB
+  45438-2025 and IPTC labels, and the ledger of generated pictures.
 
-``credentials`` signs and verifies C2PA manifests (``sign``, ``verify_credentials``,
-``make_dev_ca``); ``labels`` writes and reads the GB 45438-2025 label and the IPTC digital
-source type (``write_label``, ``read_labels``); ``Ledger`` records generated pictures by
-watermark payload and ``lookup_images`` finds them again; ``ProvenancePipeline`` wraps a
-generator and does all of it, batch by batch.
+The most used names of both are exposed here, loaded on first use (faiss and c2pa are heavy
+and most callers want only one of the two).
 
-``create_embedder`` builds an embedder from a spec (``vlad``, ``pdq``, ``clip:ARCH/TAG``);
-``Store`` is the vector store underneath; ``aigcguard.provenance.verify`` checks a candidate
-copy with local features and RANSAC (``Verification``, ``match_picture``).
+    from aigcguard.provenance import SimilarityIndex, Reference, verify_credentials
 """
 
-from aigcguard.provenance.credentials import CredentialCheck, SignResult, make_dev_ca, sign
-from aigcguard.provenance.credentials import verify as verify_credentials
-from aigcguard.provenance.embedders import (
-    DEFAULT_EMBEDDER,
-    Embedder,
-    EmbedderError,
-    create_embedder,
-    list_embedders,
-    register_embedder,
-)
-from aigcguard.provenance.labels import LabelReport, LabelWritten, read_labels, write_label
-from aigcguard.provenance.ledger import Ledger, LedgerRecord, Lookup, lookup_images
-from aigcguard.provenance.pipeline import Generated, ProvenancePipeline, Signing
-from aigcguard.provenance.similarity import (
-    VERDICTS,
-    Match,
-    QueryResult,
-    Reference,
-    SimilarityIndex,
-    Thresholds,
-)
-from aigcguard.provenance.store import Hit, NewWork, Store, StoreError, StoreInfo, Work
-from aigcguard.provenance.verify import Verification, match_picture
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_SIM = "aigcguard.provenance.similarity"
+_CRED = "aigcguard.provenance.credentials"
+_LAZY = {
+    "DEFAULT_DESCRIPTOR": f"{_SIM}.descriptors",
+    "Descriptor": f"{_SIM}.descriptors",
+    "DescriptorError": f"{_SIM}.descriptors",
+    "create_descriptor": f"{_SIM}.descriptors",
+    "list_descriptors": f"{_SIM}.descriptors",
+    "register_descriptor": f"{_SIM}.descriptors",
+    "VERDICTS": f"{_SIM}.index",
+    "Match": f"{_SIM}.index",
+    "QueryResult": f"{_SIM}.index",
+    "Reference": f"{_SIM}.index",
+    "SimilarityIndex": f"{_SIM}.index",
+    "Thresholds": f"{_SIM}.index",
+    "Hit": f"{_SIM}.store",
+    "NewWork": f"{_SIM}.store",
+    "Store": f"{_SIM}.store",
+    "StoreError": f"{_SIM}.store",
+    "StoreInfo": f"{_SIM}.store",
+    "Work": f"{_SIM}.store",
+    "Verification": f"{_SIM}.verify",
+    "match_picture": f"{_SIM}.verify",
+    "CredentialCheck": f"{_CRED}.c2pa",
+    "SignResult": f"{_CRED}.c2pa",
+    "make_dev_ca": f"{_CRED}.c2pa",
+    "sign": f"{_CRED}.c2pa",
+    "verify_credentials": f"{_CRED}.c2pa:verify",
+    "LabelReport": f"{_CRED}.labels",
+    "LabelWritten": f"{_CRED}.labels",
+    "read_labels": f"{_CRED}.labels",
+    "write_label": f"{_CRED}.labels",
+    "Ledger": f"{_CRED}.ledger",
+    "LedgerRecord": f"{_CRED}.ledger",
+}
+
+if TYPE_CHECKING:
+    from aigcguard.provenance.credentials.c2pa import (
+        CredentialCheck,
+        SignResult,
+        make_dev_ca,
+        sign,
+    )
+    from aigcguard.provenance.credentials.c2pa import verify as verify_credentials
+    from aigcguard.provenance.credentials.labels import (
+        LabelReport,
+        LabelWritten,
+        read_labels,
+        write_label,
+    )
+    from aigcguard.provenance.credentials.ledger import Ledger, LedgerRecord
+    from aigcguard.provenance.similarity.descriptors import (
+        DEFAULT_DESCRIPTOR,
+        Descriptor,
+        DescriptorError,
+        create_descriptor,
+        list_descriptors,
+        register_descriptor,
+    )
+    from aigcguard.provenance.similarity.index import (
+        VERDICTS,
+        Match,
+        QueryResult,
+        Reference,
+        SimilarityIndex,
+        Thresholds,
+    )
+    from aigcguard.provenance.similarity.store import (
+        Hit,
+        NewWork,
+        Store,
+        StoreError,
+        StoreInfo,
+        Work,
+    )
+    from aigcguard.provenance.similarity.verify import Verification, match_picture
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    raise AttributeError(f"module 'aigcguard.provenance' has no attribute {name!r}")
+
 
 __all__ = [
-    "DEFAULT_EMBEDDER",
+    "DEFAULT_DESCRIPTOR",
     "VERDICTS",
     "CredentialCheck",
-    "Embedder",
-    "EmbedderError",
-    "Generated",
+    "Descriptor",
+    "DescriptorError",
     "Hit",
     "LabelReport",
     "LabelWritten",
     "Ledger",
     "LedgerRecord",
-    "Lookup",
     "Match",
     "NewWork",
-    "ProvenancePipeline",
     "QueryResult",
     "Reference",
     "SignResult",
-    "Signing",
     "SimilarityIndex",
     "Store",
     "StoreError",
@@ -68,13 +124,12 @@ __all__ = [
     "Thresholds",
     "Verification",
     "Work",
-    "create_embedder",
-    "list_embedders",
-    "lookup_images",
+    "create_descriptor",
+    "list_descriptors",
     "make_dev_ca",
     "match_picture",
     "read_labels",
-    "register_embedder",
+    "register_descriptor",
     "sign",
     "verify_credentials",
     "write_label",

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from aigcguard.cli import main
-from aigcguard.provenance.audit import UNKNOWN_CREATOR, attribute
-from aigcguard.provenance.similarity import Match, QueryResult
+from aigcguard.provenance.similarity.audit import UNKNOWN_CREATOR, attribute
+from aigcguard.provenance.similarity.index import Match, QueryResult
 
 
 def _m(wid, creator, score, verdict):

@@ -14,15 +14,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from aigcguard.batch import (
+from aigcguard.cli import main
+from aigcguard.service.batch import (
     JOB_FILE,
     LOCK_FILE,
     BatchError,
     list_sources,
     run_batch,
 )
-from aigcguard.cli import main
-from aigcguard.tests.conftest import to_tensor
+from tests.helpers import to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +125,12 @@ def test_watermark_rows_find_the_mark_with_its_payload(tmp_path, photos):
 @pytest.mark.parametrize("spec", ["vlad", "pdq"])
 def test_embed_rows_hold_the_embedders_vectors(tmp_path, pictures, spec):
     from aigcguard.imageio import load_image
-    from aigcguard.provenance.embedders import create_embedder
+    from aigcguard.provenance.similarity.descriptors import create_descriptor
 
     run_batch("embed", [pictures], tmp_path / spec, options={"embedder": spec}, ray_address="none")
     got = rows(tmp_path / spec)
     path = str(pictures / "p3.png")
-    expected = create_embedder(spec).embed([load_image(path).pixels])[0]
+    expected = create_descriptor(spec).describe([load_image(path).pixels])[0]
     assert got[path]["embedder"] == spec
     if spec == "pdq":
         assert got[path]["hash"] == bytes(expected).hex() and "vector" not in got[path]
@@ -192,7 +192,7 @@ def test_an_output_folder_holds_one_job(tmp_path, pictures):
 def test_the_job_record_keeps_a_fingerprint_of_the_key_not_the_key(tmp_path, pictures):
     dest = tmp_path / "out"
     run_batch("watermark", [pictures / "p1.png"], dest, ray_address="none", options={"key": "s3"})
-    from aigcguard.provenance.ledger import key_fingerprint
+    from aigcguard.provenance.credentials.ledger import key_fingerprint
 
     record = (dest / JOB_FILE).read_text()
     assert '"s3"' not in record and f"key_id:{key_fingerprint('s3')}" in record
@@ -335,7 +335,7 @@ def test_ray_resumes_a_partial_output_and_runs_check(tmp_path, pictures, local_r
 
 
 def test_actors_take_gpus_when_the_cluster_has_them():
-    from aigcguard.batch import CheckTask, DetectTask, EmbedTask, actor_placement
+    from aigcguard.service.batch import CheckTask, DetectTask, EmbedTask, actor_placement
 
     cpus = {"CPU": 16.0}
     gpus = {"CPU": 16.0, "GPU": 2.0}

@@ -10,14 +10,14 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from aigcguard.check import Checker, summarise
 from aigcguard.cli import main
 from aigcguard.detectors.api import Detection
 from aigcguard.imageio import save_image
-from aigcguard.provenance import credentials
-from aigcguard.provenance.ledger import Ledger
-from aigcguard.provenance.pipeline import ProvenancePipeline, Signing
-from aigcguard.tests.conftest import to_tensor
+from aigcguard.provenance.credentials import c2pa as credentials
+from aigcguard.provenance.credentials.ledger import Ledger
+from aigcguard.service.check import Checker, summarise
+from aigcguard.service.pipeline import ProvenancePipeline, Signing
+from tests.helpers import to_tensor
 
 KEY = "check test key"
 
@@ -89,7 +89,7 @@ def test_the_ledger_finds_an_untouched_file_without_a_readable_mark(tmp_path, ph
     """A recorded file too small to carry a mark is still found, by its bytes; a re-encoded
     copy of it is not (no mark, other bytes)."""
     from aigcguard.fileio import file_sha256
-    from aigcguard.provenance.ledger import LedgerRecord, key_fingerprint
+    from aigcguard.provenance.credentials.ledger import LedgerRecord, key_fingerprint
 
     tiny = save_image(to_tensor(photos["coffee"][:48, :48]), tmp_path / "tiny.png")
     copy = tmp_path / "copy.jpg"
@@ -156,13 +156,13 @@ def test_cli_check_json_table_and_bad_files(generated, tmp_path):
 
 
 def test_similarity_is_reported_not_summed_up(generated, photos, tmp_path):
-    from aigcguard.check import write_html
-    from aigcguard.provenance.similarity import Reference, SimilarityIndex
+    from aigcguard.provenance.similarity.index import Reference, SimilarityIndex
+    from aigcguard.service.check import write_html
 
     _, _, _, stripped, plain = generated
     work = tmp_path / "coffee.png"
     Image.fromarray(photos["coffee"]).save(work)
-    with SimilarityIndex.create(tmp_path / "refs", embedder="vlad", device="cpu") as index:
+    with SimilarityIndex.create(tmp_path / "refs", descriptor="vlad", device="cpu") as index:
         index.add([Reference(str(work), title="Coffee", creator="Ann")])
     with Checker(index=tmp_path / "refs", detector="spectral") as checker:
         copy, photo = checker.check_files([stripped, plain])

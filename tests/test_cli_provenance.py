@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from aigcguard.cli import main
 from aigcguard.imageio import save_image
-from aigcguard.tests.conftest import SHARED, to_tensor
+from tests.helpers import SHARED, to_tensor
 
 
 def _lines(out: str) -> list[dict]:

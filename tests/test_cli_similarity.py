@@ -99,9 +99,23 @@ def test_missing_store_and_existing_store_are_clear_errors(built, tmp_path):
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
     result = runner.invoke(
-        main, ["index", "build", str(img), "--index", str(tmp_path / "s2"), "--embedder", "bogus"]
+        main, ["index", "build", str(img), "--index", str(tmp_path / "s2"), "--descriptor", "bogus"]
     )
-    assert result.exit_code == 1 and "unknown embedder 'bogus'" in result.output
+    assert result.exit_code == 1 and "unknown descriptor 'bogus'" in result.output
+
+
+def test_old_embedder_option_still_works_with_a_deprecation_warning(tmp_path):
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    runner = CliRunner()
+    old = ["index", "build", str(img), "--index", str(tmp_path / "s"), "--embedder", "bogus"]
+    result = runner.invoke(main, old)
+    assert result.exit_code == 1
+    assert "--embedder is deprecated; use --descriptor" in result.output
+    assert "unknown descriptor 'bogus'" in result.output  # the old name reached the same option
+    both = [*old, "--descriptor", "pdq"]
+    result = runner.invoke(main, both)
+    assert result.exit_code == 2 and "give --descriptor only" in result.output
 
 
 @pytest.mark.slow

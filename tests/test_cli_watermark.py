@@ -12,7 +12,7 @@ from PIL import Image
 from aigcguard import __version__
 from aigcguard.cli import main
 from aigcguard.imageio import load_image
-from aigcguard.tests.test_known_marks import sd_v1_reference
+from tests.test_known_marks import sd_v1_reference
 
 
 def _lines(output: str) -> list[dict]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigcguard.provenance import copyeval as C
-from aigcguard.provenance.similarity import Reference, SimilarityIndex
+from aigcguard.provenance.similarity import copyeval as C
+from aigcguard.provenance.similarity.index import Reference, SimilarityIndex
 
 
 def test_ranking_scores_by_hand():
@@ -43,7 +43,7 @@ def test_small_benchmark_end_to_end(photos, tmp_path):
     names = ["astronaut", "chelsea", "rocket"]
     refs = [(n, photos[n]) for n in names]
     distractors = [("brick", photos["brick"]), ("clock", photos["clock"])]
-    with SimilarityIndex.create(tmp_path / "s", embedder="vlad", device="cpu") as index:
+    with SimilarityIndex.create(tmp_path / "s", descriptor="vlad", device="cpu") as index:
         for n, arr in refs:
             Image.fromarray(arr).save(tmp_path / f"{n}.png")
         report = index.add([Reference(str(tmp_path / f"{n}.png"), title=n) for n in names])

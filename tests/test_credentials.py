@@ -1,4 +1,4 @@
-"""C2PA Content Credentials (aigcguard.provenance.credentials): a dev CA, signing and verifying
+"""C2PA Content Credentials (aigcguard.provenance.credentials.c2pa): a dev CA, signing and verifying
 our own images, and the verdicts on the public C2PA conformance files and real-world samples
 from the shared data folder."""
 
@@ -8,6 +8,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import c2pa
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from PIL import Image
 
-from aigcguard.provenance.credentials import (
+from aigcguard.provenance.credentials.c2pa import (
     COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
     STATES,
     TRAINED_ALGORITHMIC_MEDIA,
@@ -28,7 +30,7 @@ from aigcguard.provenance.credentials import (
     sign,
     verify,
 )
-from aigcguard.tests.conftest import SHARED
+from tests.helpers import SHARED
 
 DATA = SHARED / "c2pa"
 CONFORMANCE = DATA / "conformance"
@@ -343,3 +345,29 @@ def test_remote_manifest_is_not_fetched():
         remote_manifest=check.remote_manifest,
     )
     assert check.remote_manifest.startswith("https://")
+
+
+# --- the package ------------------------------------------------------------------------------
+
+
+def test_dev_ca_is_its_own_module_and_still_importable_from_c2pa():
+    from aigcguard.provenance.credentials import dev_ca
+
+    assert make_dev_ca is dev_ca.make_dev_ca and DevCa is dev_ca.DevCa
+
+
+def test_package_names_load_lazily_and_stay_in_their_domain():
+    code = """
+import sys
+import aigcguard.provenance.credentials as cred
+assert "c2pa" not in sys.modules, "the package imported c2pa eagerly"
+cred.read_labels, cred.make_dev_ca, cred.Ledger
+assert "c2pa" not in sys.modules, "labels, dev_ca or the ledger pulled in c2pa"
+from aigcguard.provenance.credentials import c2pa, containers, gb45438, iptc, labels, xmp
+assert cred.sign is c2pa.sign and cred.verify is c2pa.verify
+others = ("provenance.similarity", "watermark", "detectors", "service", "cli")
+print([m for m in sys.modules if m.startswith(tuple("aigcguard." + o for o in others))])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ from aigcguard.cli import main
 from aigcguard.detectors import api
 from aigcguard.detectors.base import Calibration, fit_calibration, load_detector
 from aigcguard.detectors.npr import NprDetector, NprNet, crops, npr
-from aigcguard.detectors.training import TrainConfig, augment, train_npr
+from aigcguard.detectors.npr_training import TrainConfig, augment, train_npr
 
 
 def _synthetic(n: int, seed: int, size: int = 32) -> tuple[list[np.ndarray], np.ndarray]:
@@ -198,7 +198,7 @@ def test_clip_probe_with_a_tiny_random_clip(tmp_path, photos):
     import open_clip
 
     from aigcguard.detectors.clip_probe import ClipProbeDetector
-    from aigcguard.tests.test_embedders import TINY_CLIP
+    from tests.test_descriptors import TINY_CLIP
 
     folder = tmp_path / "cfg"
     folder.mkdir()

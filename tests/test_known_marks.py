@@ -7,8 +7,8 @@ import pytest
 import torch
 from imwatermark import WatermarkEncoder
 
-from aigcguard.tests.conftest import to_tensor
 from aigcguard.watermark import KNOWN_MARKS, detect_known
+from tests.helpers import to_tensor
 
 SDXL_BITS = [int(b) for b in bin(0b101100111110110010010000011110111011000110011110)[2:]]
 

@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from aigcguard.provenance.labels import (
+from aigcguard.provenance.credentials import containers
+from aigcguard.provenance.credentials.labels import (
     COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
     DIGITAL_SOURCE_TYPES,
     GB45438_FIELDS,
@@ -24,7 +27,7 @@ from aigcguard.provenance.labels import (
     read_labels,
     write_label,
 )
-from aigcguard.tests.conftest import SHARED
+from tests.helpers import SHARED
 
 XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 PHOTOSHOP_FILL = SHARED / "c2pa" / "signed" / "photoshop_generative_fill.jpg"
@@ -561,3 +564,32 @@ def test_c2pa_jumbf_segments_survive(tmp_path):
     assert len(app11(src)) == 5 and app11(out) == app11(src)
     assert np.array_equal(pixels(src), pixels(out))
     assert read_labels(out).gb45438.fields["ContentProducer"] == "p"
+
+
+# --- containers: bytes only -------------------------------------------------------------------
+
+
+def test_containers_replace_the_packet_and_nothing_else(tmp_path):
+    data = make_jpeg(tmp_path / "in.jpg").read_bytes()
+    scan = containers.scan_metadata(data, "in.jpg")
+    assert scan.format == "JPEG" and scan.complete and scan.xmp.startswith(CREATOR_XMP[:20])
+    packet = xmp_packet("<dc:title>t</dc:title>")
+    new = containers.put_xmp(data, scan, packet)
+    assert containers.scan_metadata(new, "out.jpg").xmp == packet
+    start, end = scan.xmp_span
+    segment = b"\xff\xe1" + struct.pack(">H", len(XMP_HEADER) + len(packet) + 2)
+    assert new == data[:start] + segment + XMP_HEADER + packet + data[end:]
+    assert "JPEG" in containers.WRITABLE_FORMATS and "GIF" not in containers.WRITABLE_FORMATS
+
+
+def test_containers_know_nothing_of_label_meaning():
+    code = (
+        "import sys, aigcguard.provenance.credentials.containers\n"
+        "print(sorted(m for m in sys.modules if m.startswith('aigcguard')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = out.stdout
+    assert "containers" in loaded
+    for meaning in ("labels", "gb45438", "iptc", "xmp", "c2pa", "ledger"):
+        assert f"credentials.{meaning}'" not in loaded

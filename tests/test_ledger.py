@@ -11,15 +11,15 @@ from PIL import Image
 
 from aigcguard.fileio import file_sha256
 from aigcguard.imageio import save_image
-from aigcguard.provenance.ledger import (
+from aigcguard.provenance.credentials.ledger import (
     Ledger,
     LedgerError,
     LedgerRecord,
     key_fingerprint,
-    lookup_images,
 )
-from aigcguard.tests.conftest import to_tensor
+from aigcguard.service.lookup import lookup_images
 from aigcguard.watermark import embed
+from tests.helpers import to_tensor
 
 KEY = "ledger test key"
 

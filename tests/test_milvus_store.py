@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 
-from aigcguard.provenance.milvus_store import MilvusStore, is_milvus_uri
-from aigcguard.provenance.store import NewWork, Store, StoreError
+from aigcguard.provenance.similarity.milvus_store import MilvusStore, is_milvus_uri
+from aigcguard.provenance.similarity.store import NewWork, Store, StoreError
 
 
 def _works(n: int, offset: int = 0) -> list[NewWork]:
@@ -129,8 +129,8 @@ def test_a_store_written_by_another_process_is_searchable(tmp_path):
     uri = f"milvus-lite://{tmp_path}/p.db/works"
     script = (
         "import numpy as np\n"
-        "from aigcguard.provenance.milvus_store import MilvusStore\n"
-        "from aigcguard.provenance.store import NewWork\n"
+        "from aigcguard.provenance.similarity.milvus_store import MilvusStore\n"
+        "from aigcguard.provenance.similarity.store import NewWork\n"
         f"s = MilvusStore.create({uri!r}, embedder='t', dim=8)\n"
         "v = np.eye(8, dtype=np.float32)\n"
         "s.add([NewWork(f'w{i}', f'{i:064x}') for i in range(8)], v)\n"

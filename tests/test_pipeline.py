@@ -14,9 +14,11 @@ from PIL import Image
 
 from aigcguard.cli import main
 from aigcguard.fileio import file_sha256
-from aigcguard.provenance import credentials, labels
-from aigcguard.provenance.ledger import Ledger, lookup_images
-from aigcguard.provenance.pipeline import ProvenancePipeline, Signing, as_image_tensors
+from aigcguard.provenance.credentials import c2pa as credentials
+from aigcguard.provenance.credentials import labels
+from aigcguard.provenance.credentials.ledger import Ledger
+from aigcguard.service.lookup import lookup_images
+from aigcguard.service.pipeline import ProvenancePipeline, Signing, as_image_tensors
 
 KEY = "pipeline test key"
 

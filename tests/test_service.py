@@ -15,7 +15,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the service needs fastapi")
 import uvicorn
 
-from aigcguard.service import ServiceConfig, create_app
+from aigcguard.service.http import ServiceConfig, create_app
 
 KEY = "service test key"
 

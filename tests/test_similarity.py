@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from aigcguard.provenance import similarity as S
-from aigcguard.provenance.store import StoreError
-from aigcguard.tests.conftest import to_tensor
+from aigcguard.provenance.similarity import index as S
+from aigcguard.provenance.similarity.store import StoreError
+from tests.helpers import to_tensor
 
 WORKS = ("astronaut", "coffee", "chelsea", "camera", "rocket")
 
@@ -46,7 +46,7 @@ def works_dir(photos, tmp_path_factory):
 def index(works_dir, tmp_path_factory):
     meta = S.read_metadata_csv(works_dir / "meta.csv")
     store = tmp_path_factory.mktemp("idx") / "store"
-    idx = S.SimilarityIndex.create(store, embedder="vlad", device="cpu")
+    idx = S.SimilarityIndex.create(store, descriptor="vlad", device="cpu")
     report = idx.add(list(meta.values()))
     assert len(report.added) == len(WORKS) and not report.errors
     yield idx
@@ -67,7 +67,7 @@ def test_cropped_reencoded_copy_is_a_verified_copy(index, photos):
 
 
 def test_evidence_picture_reuses_the_search_check(index, photos, monkeypatch):
-    import aigcguard.provenance.verify as V
+    import aigcguard.provenance.similarity.verify as V
 
     query = to_tensor(_jpeg(_crop(photos["chelsea"], 0.6)))
     [result] = index.search([query], k=1)
@@ -127,7 +127,7 @@ def test_reopen_and_remove(index, photos):
     path = index.path
     other = S.SimilarityIndex.open(path, device="cpu")
     try:
-        assert other.embedder.spec == "vlad" and other.store.info().count == len(WORKS)
+        assert other.descriptor.spec == "vlad" and other.store.info().count == len(WORKS)
     finally:
         other.close()
     with pytest.raises(StoreError):
@@ -135,7 +135,7 @@ def test_reopen_and_remove(index, photos):
 
 
 def test_store_calibration_sets_the_levels(works_dir, photos, tmp_path):
-    idx = S.SimilarityIndex.create(tmp_path / "s", embedder="pdq")
+    idx = S.SimilarityIndex.create(tmp_path / "s", descriptor="pdq")
     try:
         idx.add([S.Reference(str(works_dir / f"{n}.png")) for n in WORKS])
         (tmp_path / "s" / S.STORE_CALIBRATION).write_text(
@@ -162,7 +162,7 @@ def test_metadata_csv_errors(tmp_path):
 
 
 def test_empty_index_and_featureless_query(tmp_path):
-    idx = S.SimilarityIndex.create(tmp_path / "e", embedder="vlad")
+    idx = S.SimilarityIndex.create(tmp_path / "e", descriptor="vlad")
     try:
         [r] = idx.search([torch.full((3, 64, 64), 7, dtype=torch.uint8)])
         assert r.verdict == "none" and r.matches == []
@@ -175,13 +175,13 @@ def test_own_background_normalises_scores_and_persists(works_dir, photos, tmp_pa
 
     from aigcguard.cli import main
 
-    idx = S.SimilarityIndex.create(tmp_path / "p", embedder="pdq")
+    idx = S.SimilarityIndex.create(tmp_path / "p", descriptor="pdq")
     with pytest.raises(ValueError, match="Hamming"):
         idx.set_background([to_tensor(photos["brick"])])
     idx.close()
 
     store = tmp_path / "v"
-    idx = S.SimilarityIndex.create(store, embedder="vlad")
+    idx = S.SimilarityIndex.create(store, descriptor="vlad")
     idx.add([S.Reference(str(works_dir / "chelsea.png"))])
     query = to_tensor(_jpeg(_crop(photos["chelsea"], 0.7)))
     shipped = idx.search([query])[0].matches[0]

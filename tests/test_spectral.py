@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from aigcguard.detectors.base import fit_calibration, list_detectors, load_detector
 from aigcguard.detectors.spectral import FEATURE_DIM, SpectralDetector, spectral_features
-from aigcguard.tests.conftest import to_tensor
+from tests.helpers import to_tensor
 
 TRAIN_PHOTOS = ("astronaut", "coffee", "chelsea", "camera")
 

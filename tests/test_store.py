@@ -15,8 +15,8 @@ import faiss
 import numpy as np
 import pytest
 
-from aigcguard.provenance import store as store_mod
-from aigcguard.provenance.store import (
+from aigcguard.provenance.similarity import store as store_mod
+from aigcguard.provenance.similarity.store import (
     STORE_FORMAT,
     Hit,
     NewWork,
@@ -362,8 +362,8 @@ def run_child(path, body: str) -> subprocess.CompletedProcess:
         f"""
         import os, hashlib
         import numpy as np
-        from aigcguard.provenance import store as store_mod
-        from aigcguard.provenance.store import NewWork, Store
+        from aigcguard.provenance.similarity import store as store_mod
+        from aigcguard.provenance.similarity.store import NewWork, Store
         store = Store.open({str(path)!r})
         rng = np.random.default_rng(99)
         vectors = rng.standard_normal((50, 32)).astype(np.float32)

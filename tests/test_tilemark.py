@@ -11,10 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from aigcguard.tests.conftest import to_array, to_tensor
 from aigcguard.watermark import detect, ecc, embed, get_method, list_methods
 from aigcguard.watermark import tilemark as T
 from aigcguard.watermark.payload import signed_sum_sf
+from aigcguard.watermark.tilemark import method as tilemark_method
+from aigcguard.watermark.tilemark import sync as S
+from tests.helpers import to_array, to_tensor
 
 KEY = "tile-test"
 MESSAGE = b"tile-42!"
@@ -299,11 +301,11 @@ def test_template_gives_the_geometry_and_older_marks_are_still_found(photos, mon
         )
 
     new = T.working_whitened(zoomed_copy()[None])[0]
-    flat = T._template_spectrum(T._flat_log_spectrum(new))
-    scale, angle, _ = T.spectral_candidates(flat, T._template_points(), T._SCALES, T._ANGLES)[0]
+    flat = S._template_spectrum(S._flat_log_spectrum(new))
+    scale, angle, _ = T.spectral_candidates(flat, S._template_points(), S._SCALES, S._ANGLES)[0]
     assert scale == pytest.approx(w / (w - 52), rel=0.01) and abs(angle) <= 0.5
     older = functools.partial(T.embed_tilemark, informed=0.0, template_share=0.0)
-    monkeypatch.setattr(T, "embed_tilemark", older)
+    monkeypatch.setattr(tilemark_method, "embed_tilemark", older)  # where TileMark calls it
     old = zoomed_copy()
     judged = min(T.read_families(T.working_whitened(old[None])[0], KEY), key=lambda r: r.p_value)
     assert judged.family == "upright" and judged.p_value < 1e-9

@@ -1,6 +1,6 @@
-"""Geometric verification (aigcguard.provenance.verify) on scikit-image photos: copies made by
-cropping, rescaling, JPEG and mirroring verify with the right geometry; unrelated photos and
-degenerate inputs do not."""
+"""Geometric verification (aigcguard.provenance.similarity.verify) on scikit-image photos:
+copies made by cropping, rescaling, JPEG and mirroring verify with the right geometry;
+unrelated photos and degenerate inputs do not."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from aigcguard.provenance.verify import (
+from aigcguard.provenance.similarity.verify import (
     MIN_INLIERS,
     Features,
     Verification,
@@ -19,7 +19,7 @@ from aigcguard.provenance.verify import (
     verify,
     verify_features,
 )
-from aigcguard.tests.conftest import to_tensor
+from tests.helpers import to_tensor
 
 
 def jpeg(rgb: np.ndarray, quality: int = 75) -> np.ndarray:

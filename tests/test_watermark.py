@@ -14,7 +14,6 @@ from scipy.stats import binom
 
 from aigcguard.device import pick_device
 from aigcguard.imageio import load_image, save_image
-from aigcguard.tests.conftest import to_array, to_tensor
 from aigcguard.watermark import (
     DEFAULT_P_THRESHOLD,
     detect,
@@ -33,6 +32,7 @@ from aigcguard.watermark.payload import (
     min_matches,
     split_frames,
 )
+from tests.helpers import to_array, to_tensor
 
 IMW_NAME = {"dwtdct": "dwtDct", "dwtdctsvd": "dwtDctSvd"}
 METHODS = sorted(IMW_NAME)

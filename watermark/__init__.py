@@ -5,7 +5,8 @@
     results = detect(marked, key="my secret")
 
 ``detect_known`` finds the marks Stable Diffusion and SDXL embed; ``list_methods`` names the
-registered methods.
+registered methods. A new method is a :class:`WatermarkMethod` subclass in its own module
+under ``@register_method("name")`` (the ``METHODS`` registry).
 """
 
 from aigcguard.watermark import methods as _methods  # noqa: F401  (registers the methods)
@@ -19,6 +20,7 @@ from aigcguard.watermark.payload import (
 )
 from aigcguard.watermark.registry import (
     DEFAULT_METHOD,
+    METHODS,
     WatermarkMethod,
     get_method,
     list_methods,
@@ -30,6 +32,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "DEFAULT_P_THRESHOLD",
     "KNOWN_MARKS",
+    "METHODS",
     "PAYLOAD_BYTES",
     "WatermarkDetection",
     "WatermarkMethod",

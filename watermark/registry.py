@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import fnmatch
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from aigcguard.registry import Registry
 from aigcguard.watermark.dwt import STANDARD, ColourConvention
 
 
@@ -80,36 +80,35 @@ class WatermarkMethod(ABC):
 #: the mark that survives JPEG, resizing, crops and rotation.
 DEFAULT_METHOD = "tilemark"
 
-_METHODS: dict[str, Callable[[], WatermarkMethod]] = {}
-_INSTANCES: dict[str, WatermarkMethod] = {}
+#: Watermark methods by name. ``register_method``, ``get_method`` and ``list_methods`` are this
+#: domain's spelling of its register, create and list.
+METHODS: Registry[WatermarkMethod] = Registry("watermark method")
+# Methods hold no state, so one instance per class serves every caller (keyed by class, so a
+# name removed and registered again gets its new class).
+_INSTANCES: dict[Callable[[], WatermarkMethod], WatermarkMethod] = {}
 
 
 def register_method(name: str):
     """Class decorator: make a :class:`WatermarkMethod` available under ``name``."""
 
     def wrap(cls):
-        if name in _METHODS:
-            raise ValueError(f"watermark method {name!r} is already registered")
+        METHODS.add(name, cls)  # a name registered twice is an error
         cls.name = name
-        _METHODS[name] = cls
         return cls
 
     return wrap
 
 
 def get_method(spec: str | WatermarkMethod) -> WatermarkMethod:
-    """The method registered under ``spec`` (instances are shared; methods hold no state)."""
+    """The method registered under ``spec`` (instances are shared; methods hold no state).
+    An unknown name raises a ValueError that lists the registered ones."""
     if isinstance(spec, WatermarkMethod):
         return spec
-    key = spec.strip().lower()
-    if key not in _METHODS:
-        raise ValueError(
-            f"unknown watermark method {spec!r}; available: {', '.join(list_methods())}"
-        )
-    if key not in _INSTANCES:
-        _INSTANCES[key] = _METHODS[key]()
-    return _INSTANCES[key]
+    cls = METHODS.get(spec)
+    if cls not in _INSTANCES:
+        _INSTANCES[cls] = cls()
+    return _INSTANCES[cls]
 
 
 def list_methods(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _METHODS if fnmatch.fnmatch(n, pattern))
+    return METHODS.list(pattern)

@@ -1,4 +1,5 @@
-"""Shared fixtures: small real photos from scikit-image, and the shared data folder."""
+"""Shared fixtures: small real photos from scikit-image, and the shared data folder
+(plain helpers live in ``tests/helpers.py``)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-
-
-def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 array to a 3 x H x W tensor (a copy, so it is writable)."""
-    return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).contiguous()
-
-
-def to_array(t: torch.Tensor) -> np.ndarray:
-    return t.permute(1, 2, 0).contiguous().numpy()
+from tests.helpers import SHARED
 
 
 @pytest.fixture(scope="session")

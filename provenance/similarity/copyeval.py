@@ -231,7 +231,7 @@ def evaluate(
     desc = ranking_scores(plain, positives)
     ver = ranking_scores(verified, positives)
     return CopyReport(
-        embedder=index.embedder.spec,
+        embedder=index.descriptor.spec,
         references=len(ref_ids),
         queries=len(queries),
         distractor_queries=len(queries) - positives,

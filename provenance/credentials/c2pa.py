@@ -17,7 +17,6 @@ fetched, so verifying an untrusted upload makes no network request.
 
 from __future__ import annotations
 
-import datetime
 import json
 import mimetypes
 import os
@@ -29,18 +28,18 @@ from typing import Any
 
 import c2pa
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aigcguard import __version__
-from aigcguard.fileio import atomic_path, atomic_write
-from aigcguard.provenance.labels import (
+from aigcguard.fileio import atomic_path
+from aigcguard.provenance.credentials.dev_ca import DevCa, make_dev_ca
+from aigcguard.provenance.credentials.iptc import (
     COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
     DIGITAL_SOURCE_TYPE_BASE,
     TRAINED_ALGORITHMIC_MEDIA,
 )
-from aigcguard.provenance.labels import DIGITAL_SOURCE_TYPES as _SOURCE_TYPES
+from aigcguard.provenance.credentials.iptc import DIGITAL_SOURCE_TYPES as _SOURCE_TYPES
 from aigcguard.results import JsonResult
 
 __all__ = [
@@ -62,7 +61,8 @@ __all__ = [
     "verify",
 ]
 
-# The IPTC digital source type vocabulary is defined once, in labels (XMP uses it too).
+# The IPTC digital source type vocabulary is defined once, in iptc (XMP uses it too).
+# DevCa and make_dev_ca live in dev_ca and stay importable from here.
 IPTC_DIGITAL_SOURCE_TYPE = DIGITAL_SOURCE_TYPE_BASE
 ALGORITHMIC_MEDIA = _SOURCE_TYPES["algorithmicMedia"]
 ALGORITHMICALLY_ENHANCED = _SOURCE_TYPES["algorithmicallyEnhanced"]
@@ -85,17 +85,7 @@ _GENERAL_ERROR = "general.error"
 # How c2pa-rs says the image container itself (not a manifest in it) is broken.
 _UNPARSEABLE = "asset could not be parsed"
 
-_DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")  # id-kp-documentSigning
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
-
-
-@dataclass(frozen=True)
-class DevCa(JsonResult):
-    """Files written by :func:`make_dev_ca`: the trust anchor, the chain, the leaf's key."""
-
-    ca: Path  # the self-signed root: pass it to verify(trust_anchors=[...])
-    chain: Path  # leaf certificate then the CA certificate: sign(cert_chain=...)
-    key: Path  # the leaf's private key (PKCS#8 PEM, mode 0600): sign(key=...)
 
 
 @dataclass(frozen=True)
@@ -134,130 +124,6 @@ class CredentialCheck(JsonResult):
     codes: list[str] | None = None  # C2PA failure codes; [] unless invalid, None if absent
     error: str | None = None  # the library's message when it could not read the manifest
     remote_manifest: str | None = None
-
-
-# --------------------------------------------------------------------------- dev CA
-
-
-def make_dev_ca(
-    out_dir: str | os.PathLike,
-    *,
-    overwrite: bool = False,
-    name: str = "aigc-guard development",
-    days: int = 365,
-) -> DevCa:
-    """Write a test root CA (``ca.pem``), a signing chain (``chain.pem``: leaf, then CA) and
-    the leaf's key (``key.pem``) into ``out_dir``. For development and tests only: anyone who
-    trusts ``ca.pem`` trusts whatever this key signs.
-
-    c2pa-rs rejects self-signed signing certificates, hence the two levels. The leaf meets its
-    certificate profile: EC P-256 (ES256), digitalSignature only, extended key usages
-    emailProtection and documentSigning, not a CA, subject and authority key identifiers.
-    Without a time-stamp a signature is checked against the leaf's validity at verification
-    time, so files signed with it turn ``invalid`` after ``days``.
-    """
-    out_dir = Path(out_dir)
-    paths = DevCa(ca=out_dir / "ca.pem", chain=out_dir / "chain.pem", key=out_dir / "key.pem")
-    if not overwrite:
-        existing = [str(p) for p in (paths.ca, paths.chain, paths.key) if p.exists()]
-        if existing:
-            raise FileExistsError(f"refusing to overwrite {', '.join(existing)}")
-    if days < 1:
-        raise ValueError(f"days must be at least 1, not {days}")
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start = now - datetime.timedelta(hours=1)  # tolerate a verifier's clock running behind
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(name, f"{name} root CA")
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + datetime.timedelta(days=max(2 * days, 3650)))  # outlives leaves
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
-        .add_extension(ca_ski, critical=False)
-        .add_extension(aki, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name, f"{name} signer"))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(digital_signature=True), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION, _DOCUMENT_SIGNING]),
-            critical=False,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False
-        )
-        .add_extension(aki, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    pem = serialization.Encoding.PEM
-    contents = {
-        paths.key: leaf_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-        paths.ca: ca_cert.public_bytes(pem),
-        paths.chain: leaf_cert.public_bytes(pem) + ca_cert.public_bytes(pem),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    try:
-        for path, data in contents.items():
-            with atomic_write(path) as handle:
-                if path == paths.key and hasattr(os, "fchmod"):
-                    os.fchmod(handle.fileno(), 0o600)  # before the key's bytes are written
-                handle.write(data)
-            written.append(path)
-    except BaseException:
-        if not overwrite:  # a set that does not belong together is worse than none
-            for path in written:
-                path.unlink(missing_ok=True)
-        raise
-    return paths
-
-
-def _name(organization: str, common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _key_usage(**allowed: bool) -> x509.KeyUsage:
-    flags = dict.fromkeys(
-        (
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-            "encipher_only",
-            "decipher_only",
-        ),
-        False,
-    )
-    flags.update(allowed)
-    return x509.KeyUsage(**flags)
 
 
 # --------------------------------------------------------------------------- sign
@@ -303,33 +169,9 @@ def sign(
     alg = _check_signing_pair(chain_pem, chain_name, key_pem, key_name)
     version = __version__ if generator_version is None else generator_version
     binding = _soft_binding(soft_binding)
-
-    actions = [
-        {
-            "action": "c2pa.created",
-            "digitalSourceType": source_type,
-            "softwareAgent": {"name": generator, "version": version},
-        }
-    ]
-    assertions: list[dict[str, Any]] = [{"label": "c2pa.actions.v2", "data": {"actions": actions}}]
-    if binding is not None:
-        # C2PA 2.x soft-binding-map: the value is in the algorithm's own format (hex for ours);
-        # an empty scope means the whole asset.
-        assertions.append(
-            {
-                "label": "c2pa.soft-binding",
-                "data": {
-                    "alg": binding["alg"],
-                    "blocks": [{"scope": {}, "value": binding["value"]}],
-                },
-            }
-        )
-    manifest = {
-        "claim_generator_info": [{"name": generator, "version": version}],
-        "title": title if title is not None else out.name,
-        "format": mime,
-        "assertions": assertions,
-    }
+    manifest = _manifest(
+        generator, version, source_type, binding, title if title is not None else out.name, mime
+    )
     settings = {
         "version": 1,
         "builder": {"thumbnail": {"enabled": bool(thumbnail)}},
@@ -342,13 +184,7 @@ def sign(
             with signer, c2pa.Builder(manifest, context=context) as builder:
                 if parent is not None:
                     parent = Path(parent)
-                    parent_mime = _mime_type(parent)
-                    with open(parent, "rb") as handle:
-                        builder.add_ingredient(
-                            {"title": parent.name, "relationship": "parentOf"},
-                            parent_mime,
-                            handle,
-                        )
+                    _add_parent(builder, parent)
                 with atomic_path(out) as tmp:
                     with open(source, "rb") as src, open(tmp, "x+b") as dst:
                         builder.sign(signer, mime, src, dst)
@@ -369,6 +205,54 @@ def sign(
         digital_source_type=source_type,
         soft_binding=binding,
     )
+
+
+def _manifest(
+    generator: str,
+    version: str,
+    source_type: str,
+    binding: dict[str, str] | None,
+    title: str,
+    mime: str,
+) -> dict[str, Any]:
+    """The manifest definition :func:`sign` hands to the c2pa Builder."""
+    actions = [
+        {
+            "action": "c2pa.created",
+            "digitalSourceType": source_type,
+            "softwareAgent": {"name": generator, "version": version},
+        }
+    ]
+    assertions: list[dict[str, Any]] = [{"label": "c2pa.actions.v2", "data": {"actions": actions}}]
+    if binding is not None:
+        # C2PA 2.x soft-binding-map: the value is in the algorithm's own format (hex for ours);
+        # an empty scope means the whole asset.
+        assertions.append(
+            {
+                "label": "c2pa.soft-binding",
+                "data": {
+                    "alg": binding["alg"],
+                    "blocks": [{"scope": {}, "value": binding["value"]}],
+                },
+            }
+        )
+    return {
+        "claim_generator_info": [{"name": generator, "version": version}],
+        "title": title,
+        "format": mime,
+        "assertions": assertions,
+    }
+
+
+def _add_parent(builder: c2pa.Builder, parent: Path) -> None:
+    """Record ``parent`` as a ``parentOf`` ingredient, with its own manifests if it has any."""
+    parent_mime = _mime_type(parent)
+    with open(parent, "rb") as handle:
+        builder.add_ingredient(
+            {"title": parent.name, "relationship": "parentOf"},
+            parent_mime,
+            handle,
+        )
 
 
 def _source_type(value: str) -> str:

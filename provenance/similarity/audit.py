@@ -25,7 +25,7 @@ import numpy as np
 
 from aigcguard.fileio import atomic_write
 from aigcguard.imageio import load_image
-from aigcguard.provenance.similarity import VERDICTS, QueryResult, SimilarityIndex
+from aigcguard.provenance.similarity.index import VERDICTS, QueryResult, SimilarityIndex
 from aigcguard.report import STYLE, counts_table, data_uri
 from aigcguard.results import JsonResult
 
@@ -113,7 +113,7 @@ def run_audit(
     creators, unattributed = attribute(results, pool=pool, platform_share=platform_share)
     return AuditReport(
         index=str(index.path),
-        embedder=index.embedder.spec,
+        embedder=index.descriptor.spec,
         images=len(results),
         counts=counts,
         errors=errors,

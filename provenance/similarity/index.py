@@ -1,19 +1,19 @@
 """Which registered works does this image copy? Search, normalised scores, verdicts, evidence.
 
-    index = SimilarityIndex.create("refs", embedder="vlad")
+    index = SimilarityIndex.create("refs", descriptor="vlad")
     index.add([Reference(path="works/a.jpg", title="Dawn", creator="Ann")])
     for result in index.search(["upload.jpg"]):
         print(result.to_json())          # path, matches: id, title, creator, score, verdict...
 
 A :class:`SimilarityIndex` is a :class:`~aigcguard.provenance.store.Store` (vectors and
-metadata) plus the embedder named in the store, the thresholds for that embedder, and
+metadata) plus the descriptor named in the store, the thresholds for that descriptor, and
 geometric verification of the best candidates against the reference files.
 
 Scores. ``cosine`` is the exact similarity of the query's and the work's vectors (a mirrored
-query is also tried for embedders that need it). ``score`` is the cosine less the mean of the
+query is also tried for descriptors that need it). ``score`` is the cosine less the mean of the
 query's ten best cosines against a background set of unrelated pictures (SSCD's score
 normalisation: a query that resembles everything gets less credit): the store's own
-(``aigc index background``), else the one the embedder ships (``vlad``); without either, and
+(``aigc index background``), else the one the descriptor ships (``vlad``); without either, and
 for hashes, ``score`` is the cosine.
 
 Verdicts, from strongest: ``exact`` (the same file bytes), ``copy`` (local features of the
@@ -21,7 +21,7 @@ reference are found in the query by RANSAC: the copied region is reported), ``ne
 (score at or above the calibrated copy threshold, without geometric confirmation),
 ``similar`` (score at or above the similar threshold), ``none``. Thresholds come from the
 store's own calibration (``calibration.json``, written by ``aigc eval copy --calibrate``),
-else the table shipped for the embedder; without either, only ``exact``, ``copy`` and
+else the table shipped for the descriptor; without either, only ``exact``, ``copy`` and
 ``none`` are given.
 """
 
@@ -40,15 +40,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import aigcguard.provenance.verify as V
+import aigcguard.provenance.similarity.verify as V
 from aigcguard.fileio import atomic_write, file_sha256
 from aigcguard.imageio import ImageLoadError, load_image
-from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, Embedder, create_embedder
-from aigcguard.provenance.store import NewWork, Store, StoreError, Work
+from aigcguard.provenance.similarity.descriptors import (
+    DEFAULT_DESCRIPTOR,
+    Descriptor,
+    create_descriptor,
+)
+from aigcguard.provenance.similarity.store import NewWork, Store, StoreError, Work
 from aigcguard.results import NOT_JSON, JsonResult
 
 VERDICTS = ("exact", "copy", "near_duplicate", "similar", "none")
-CALIBRATION_FILE = "similarity_calibration.json"  # shipped, per embedder
+CALIBRATION_FILE = "similarity_calibration.json"  # shipped, per descriptor
 STORE_CALIBRATION = "calibration.json"  # a store's own, beside its data
 STORE_BACKGROUND = "background.npy"  # a store's own background set (score normalisation)
 BACKGROUND_K = 10
@@ -173,7 +177,7 @@ def _is_uri(where: str) -> bool:
     return "://" in where
 
 
-def _thresholds_for(store_path: Path | None, embedder: Embedder) -> Thresholds:
+def _thresholds_for(store_path: Path | None, descriptor: Descriptor) -> Thresholds:
     """The store's own calibration (a file in its directory), else the shipped one."""
     own = None if store_path is None else store_path / STORE_CALIBRATION
     if own is not None and own.is_file():
@@ -182,7 +186,7 @@ def _thresholds_for(store_path: Path | None, embedder: Embedder) -> Thresholds:
             return Thresholds(data["copy"], data["similar"], data.get("precision"), source=str(own))
         except (ValueError, KeyError) as exc:
             raise StoreError(f"{own}: unreadable calibration ({exc})") from None
-    entry = _shipped_calibration().get("embedders", {}).get(_calibration_key(embedder))
+    entry = _shipped_calibration().get("embedders", {}).get(_calibration_key(descriptor))
     if entry:
         return Thresholds(
             entry["copy"], entry["similar"], entry.get("precision"), source=CALIBRATION_FILE
@@ -190,30 +194,30 @@ def _thresholds_for(store_path: Path | None, embedder: Embedder) -> Thresholds:
     return Thresholds(None, None)
 
 
-def _calibration_key(embedder: Embedder) -> str:
-    codebook = getattr(embedder, "codebook_id", None)
-    return f"{embedder.spec}@{codebook}" if codebook else embedder.spec
+def _calibration_key(descriptor: Descriptor) -> str:
+    codebook = getattr(descriptor, "codebook_id", None)
+    return f"{descriptor.spec}@{codebook}" if codebook else descriptor.spec
 
 
 def _store_class(path: str | os.PathLike):
     """The FAISS store for a directory, the Milvus store for a milvus:// or milvus-lite://
     URI."""
-    from aigcguard.provenance.milvus_store import MilvusStore, is_milvus_uri
+    from aigcguard.provenance.similarity.milvus_store import MilvusStore, is_milvus_uri
 
     return MilvusStore if is_milvus_uri(str(path)) else Store
 
 
 class SimilarityIndex:
-    def __init__(self, store: Store, embedder: Embedder):
+    def __init__(self, store: Store, descriptor: Descriptor):
         self.store = store
-        self.embedder = embedder
+        self.descriptor = descriptor
         where = store.info().path
         # a store's own calibration and background set live in its directory; a Milvus
-        # store has none yet and uses the embedder's shipped ones
+        # store has none yet and uses the descriptor's shipped ones
         self.local = not _is_uri(where)
         self.path = Path(where) if self.local else where
-        self.thresholds = _thresholds_for(self.path if self.local else None, embedder)
-        self._background = self._load_background(embedder)
+        self.thresholds = _thresholds_for(self.path if self.local else None, descriptor)
+        self._background = self._load_background(descriptor)
         self._ref_features: OrderedDict[int, V.Features | None] = OrderedDict()
 
     # ------------------------------------------------------------------------- lifecycle
@@ -223,11 +227,11 @@ class SimilarityIndex:
         cls,
         path: str | os.PathLike,
         *,
-        embedder: str = DEFAULT_EMBEDDER,
+        descriptor: str = DEFAULT_DESCRIPTOR,
         index_type: str | None = None,
         device: str | torch.device | None = "auto",
     ) -> SimilarityIndex:
-        emb = create_embedder(embedder, device)
+        emb = create_descriptor(descriptor, device)
         store = _store_class(path).create(
             str(path) if _is_uri(str(path)) else path,
             embedder=emb.spec,
@@ -240,7 +244,7 @@ class SimilarityIndex:
     @classmethod
     def open(cls, path: str | os.PathLike, *, device="auto") -> SimilarityIndex:
         store = _store_class(path).open(str(path) if _is_uri(str(path)) else path)
-        return cls(store, create_embedder(store.info().embedder, device))
+        return cls(store, create_descriptor(store.info().embedder, device))
 
     def close(self) -> None:
         self.store.close()
@@ -254,8 +258,8 @@ class SimilarityIndex:
     # --------------------------------------------------------------------------- writing
 
     def add(self, references: Sequence[Reference], *, batch: int = 32) -> AddReport:
-        """Embed and register works, ``batch`` per transaction, so an interruption keeps every
-        batch already committed. Unreadable files and files the embedder cannot describe are
+        """Describe and register works, ``batch`` per transaction, so an interruption keeps every
+        batch already committed. Unreadable files and files the descriptor cannot describe are
         reported in ``errors`` and skipped; a file already registered (same path and bytes)
         is skipped."""
         added: list[int] = []
@@ -285,8 +289,8 @@ class SimilarityIndex:
                 )
             if not works:
                 continue
-            vectors = self.embedder.embed(images)
-            keep = [i for i in range(len(works)) if self.embedder.binary or vectors[i].any()]
+            vectors = self.descriptor.describe(images)
+            keep = [i for i in range(len(works)) if self.descriptor.binary or vectors[i].any()]
             for i in sorted(set(range(len(works))) - set(keep)):
                 errors.append(f"{works[i].path}: no local features to describe (a flat picture?)")
             if keep:
@@ -295,19 +299,19 @@ class SimilarityIndex:
 
     def set_background(self, images: Sequence[torch.Tensor]) -> int:
         """Embed unrelated pictures as this store's background set for score normalisation
-        (replacing the embedder's shipped one); returns how many were usable. Written
+        (replacing the descriptor's shipped one); returns how many were usable. Written
         atomically beside the store's data."""
-        if self.embedder.binary:
+        if self.descriptor.binary:
             raise ValueError(
-                f"{self.embedder.spec} compares hashes by Hamming distance; "
+                f"{self.descriptor.spec} compares hashes by Hamming distance; "
                 "score normalisation needs float vectors"
             )
         if not self.local:
             raise ValueError(
                 f"{self.path}: a Milvus store has no background set of its own yet; it uses "
-                f"the embedder's shipped one"
+                f"the descriptor's shipped one"
             )
-        vectors = self.embedder.embed(images)
+        vectors = self.descriptor.describe(images)
         vectors = vectors[np.abs(vectors).sum(axis=1) > 0]
         if len(vectors) < BACKGROUND_K:
             raise ValueError(
@@ -318,17 +322,17 @@ class SimilarityIndex:
         self._background = vectors.astype(np.float32)
         return len(vectors)
 
-    def _load_background(self, embedder: Embedder) -> np.ndarray | None:
+    def _load_background(self, descriptor: Descriptor) -> np.ndarray | None:
         own = self.path / STORE_BACKGROUND if self.local else None
         if own is not None and own.is_file():
             try:
                 data = np.load(own, allow_pickle=False).astype(np.float32)
             except (OSError, ValueError) as exc:
                 raise StoreError(f"{own}: unreadable background set ({exc})") from None
-            if data.ndim != 2 or data.shape[1] != embedder.dim:
-                raise StoreError(f"{own}: background vectors are not {embedder.dim}-d")
+            if data.ndim != 2 or data.shape[1] != descriptor.dim:
+                raise StoreError(f"{own}: background vectors are not {descriptor.dim}-d")
             return data
-        shipped = getattr(embedder, "background", None)
+        shipped = getattr(descriptor, "background", None)
         return None if shipped is None else np.asarray(shipped, np.float32)
 
     def remove(self, ids: Sequence[int]) -> int:
@@ -355,10 +359,10 @@ class SimilarityIndex:
         if n == 0 or self.store.info().count == 0:
             return [QueryResult(p, "none", []) for p in paths]
         depth = max(k, VERIFY_TOP) * 2
-        vectors = self.embedder.embed(images)
+        vectors = self.descriptor.describe(images)
         candidates = self._candidates(vectors, depth, flipped=False)
-        if self.embedder.mirror_sensitive:
-            mirrored = self.embedder.embed([im.flip(-1) for im in images])
+        if self.descriptor.mirror_sensitive:
+            mirrored = self.descriptor.describe([im.flip(-1) for im in images])
             for best, extra in zip(
                 candidates, self._candidates(mirrored, depth, flipped=True), strict=True
             ):
@@ -392,7 +396,7 @@ class SimilarityIndex:
     def _candidates(self, vectors: np.ndarray, depth: int, *, flipped: bool):
         """Per query: {work id: (work, cosine, flipped)}; a zero vector (no features) has none."""
         out = [{} for _ in range(len(vectors))]
-        live = [i for i in range(len(vectors)) if self.embedder.binary or vectors[i].any()]
+        live = [i for i in range(len(vectors)) if self.descriptor.binary or vectors[i].any()]
         if not live:
             return out
         for i, hits in zip(live, self.store.search(vectors[live], k=depth), strict=True):
@@ -400,7 +404,7 @@ class SimilarityIndex:
         return out
 
     def _background_offsets(self, vectors: np.ndarray) -> np.ndarray:
-        if self._background is None or self.embedder.binary:
+        if self._background is None or self.descriptor.binary:
             return np.zeros(len(vectors))
         sims = vectors.astype(np.float32) @ self._background.T
         k = min(BACKGROUND_K, sims.shape[1])

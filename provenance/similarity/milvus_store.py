@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from aigcguard.provenance.store import (
+from aigcguard.provenance.similarity.store import (
     RERANK_FACTOR,
     STORE_FORMAT,
     Hit,

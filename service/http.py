@@ -107,7 +107,7 @@ class _State:
 
 
 def _load_models(state: _State, device: str) -> None:
-    from aigcguard.check import Checker
+    from aigcguard.service.check import Checker
 
     try:
         c = state.config

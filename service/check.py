@@ -86,7 +86,7 @@ class Checker:
         device: str | None = "auto",
     ):
         from aigcguard.detectors import api as detector_api
-        from aigcguard.provenance.ledger import Ledger
+        from aigcguard.provenance.credentials.ledger import Ledger
         from aigcguard.watermark import DEFAULT_KEY
 
         self.key = DEFAULT_KEY if key is None else key
@@ -98,7 +98,7 @@ class Checker:
         self.ledger = None if ledger is None else Ledger(ledger, create=False)
         self.index = None
         if index is not None:
-            from aigcguard.provenance.similarity import SimilarityIndex
+            from aigcguard.provenance.similarity.index import SimilarityIndex
 
             self.index = SimilarityIndex.open(index)
 
@@ -142,7 +142,8 @@ class Checker:
                 errors[name] = str(exc)
 
         if on_disk:
-            from aigcguard.provenance import credentials, labels
+            from aigcguard.provenance.credentials import c2pa as credentials
+            from aigcguard.provenance.credentials import labels
 
             run("credentials", lambda: credentials.verify(path, trust_anchors=self.trust))
             run("labels", lambda: labels.read_labels(path))
@@ -172,7 +173,7 @@ class Checker:
 
     def _ledger(self, watermark, source):
         """The ledger's record: by the mark's payload, or by the file's bytes (on disk)."""
-        from aigcguard.provenance.ledger import find_record, key_fingerprint
+        from aigcguard.provenance.credentials.ledger import find_record, key_fingerprint
 
         record, _ = find_record(self.ledger, watermark, source, key_id=key_fingerprint(self.key))
         return record
@@ -200,7 +201,7 @@ class Checker:
 
 def summarise(found: dict[str, Any]) -> Summary:
     """The summary rules of the module docstring, on the signals' results."""
-    from aigcguard.provenance.labels import AI_DIGITAL_SOURCE_TYPES
+    from aigcguard.provenance.credentials.iptc import AI_DIGITAL_SOURCE_TYPES
 
     strong, weak, reasons = [], [], []
     real_strong: list[str] = []

@@ -30,7 +30,12 @@ import torch
 
 from aigcguard.fileio import atomic_path, file_sha256, read_config
 from aigcguard.imageio import save_image
-from aigcguard.provenance.ledger import Ledger, LedgerRecord, key_fingerprint, sha256_text
+from aigcguard.provenance.credentials.ledger import (
+    Ledger,
+    LedgerRecord,
+    key_fingerprint,
+    sha256_text,
+)
 from aigcguard.results import JsonResult
 
 
@@ -247,7 +252,8 @@ class ProvenancePipeline:
     ) -> tuple[dict | None, dict | None, str | None]:
         """Pixels -> file -> labels -> signature, all into a temporary file renamed at the
         end, so a failure leaves no half-made picture under the final name."""
-        from aigcguard.provenance import credentials, labels
+        from aigcguard.provenance.credentials import c2pa as credentials
+        from aigcguard.provenance.credentials import labels
 
         with atomic_path(path) as tmp:
             save_image(pixels, tmp, format=self.fmt, quality=self.quality)

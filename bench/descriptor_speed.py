@@ -1,6 +1,6 @@
 """Embedding throughput of the similarity embedders, images per second.
 
-    python bench/embedder_speed.py [--images 48] [--repeats 3] [--device auto] [--out FILE.md]
+    python bench/descriptor_speed.py [--images 48] [--repeats 3] [--device auto] [--out FILE.md]
 
 Images: Kodak photos (scikit-image's when Kodak is absent) cut to 512 x 512. Each embedder
 embeds the whole set ``--repeats`` times in batches of 16; the table gives the median. CLIP
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
-from aigcguard.provenance.embedders import create_embedder
+from aigcguard.provenance.similarity.descriptors import create_descriptor
 
 SPECS = ("vlad", "pdq", "clip:ViT-B-32/random")
 
@@ -40,12 +40,12 @@ def main() -> int:
     busy = common.busy_warning()
     rows = []
     for spec in args.specs.split(","):
-        emb = create_embedder(spec, args.device)
+        emb = create_descriptor(spec, args.device)
         device = getattr(emb, "device", torch.device("cpu"))
 
         def embed_all(emb=emb):
             for start in range(0, len(images), 16):
-                emb.embed(images[start : start + 16])
+                emb.describe(images[start : start + 16])
 
         median, _ = common.time_median(embed_all, args.repeats, device)
         rate = len(images) / median

@@ -1,14 +1,16 @@
-"""Image embedders for the similarity index, behind one registry and a spec string.
+"""Image descriptors for the similarity index, behind one registry and a spec string.
 
-    create_embedder("vlad")                          # the offline default (shipped codebook)
-    create_embedder("clip:ViT-B-32/openai")          # open_clip, any pretrained tag
-    create_embedder("clip:ViT-B-32//path/ckpt.pt")   # ... or a local checkpoint
-    create_embedder("pdq")                           # PDQ 256-bit perceptual hashes
+(A descriptor turns a picture into a vector or a hash; "embed" is reserved for watermarks.)
 
-An embedder owns its preprocessing: it takes uint8 RGB tensors (3 x H x W, any size) and
+    create_descriptor("vlad")                          # the offline default (shipped codebook)
+    create_descriptor("clip:ViT-B-32/openai")          # open_clip, any pretrained tag
+    create_descriptor("clip:ViT-B-32//path/ckpt.pt")   # ... or a local checkpoint
+    create_descriptor("pdq")                           # PDQ 256-bit perceptual hashes
+
+A descriptor owns its preprocessing: it takes uint8 RGB tensors (3 x H x W, any size) and
 returns one row per image, float32 and L2-normalised (cosine = inner product), or packed bits
-(uint8) for binary embedders. ``spec`` is what a store records, so a query is embedded the way
-the store's references were.
+(uint8) for binary descriptors. ``spec`` is what a store records (its ``embedder`` field, a
+name kept for the file format), so a query is described the way the store's references were.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -24,18 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aigcguard.device import pick_device
+from aigcguard.clip import ClipError, ClipTower, as_hwc, parse_clip_spec
 from aigcguard.fileio import atomic_write
+from aigcguard.registry import Registry
 
-DEFAULT_EMBEDDER = "vlad"
-
-
-class EmbedderError(Exception):
-    """An embedder spec that cannot be built (unknown name, weights that cannot be loaded)."""
+DEFAULT_DESCRIPTOR = "vlad"
 
 
-class Embedder(ABC):
-    #: the spec string that rebuilds this embedder
+class DescriptorError(Exception):
+    """A descriptor spec that cannot be built (unknown name, weights that cannot be loaded)."""
+
+
+class Descriptor(ABC):
+    #: the spec string that rebuilds this descriptor
     spec: str = ""
     dim: int = 0
     #: packed bits (Hamming) instead of unit float vectors (cosine)
@@ -44,107 +47,65 @@ class Embedder(ABC):
     mirror_sensitive: bool = False
 
     @abstractmethod
-    def embed(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+    def describe(self, images: Sequence[torch.Tensor]) -> np.ndarray:
         """uint8 RGB tensors 3 x H x W -> N x dim float32 (unit rows) or N x dim/8 uint8."""
 
 
-_REGISTRY: dict[str, Callable[[str | None, str | torch.device | None], Embedder]] = {}
+#: ``factory(argument, device) -> Descriptor`` by name; a spec is ``name`` or ``name:argument``
+DESCRIPTORS: Registry[Descriptor] = Registry("descriptor")
 
 
-def register_embedder(name: str):
-    """Register ``factory(argument, device) -> Embedder`` under ``name`` (spec ``name:arg``)."""
-
-    def wrap(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"embedder {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+def register_descriptor(name: str):
+    """Register ``factory(argument, device) -> Descriptor`` under ``name`` (spec ``name:arg``)."""
+    return DESCRIPTORS.register(name)
 
 
-def list_embedders() -> list[str]:
-    return sorted(_REGISTRY)
+def list_descriptors() -> list[str]:
+    return DESCRIPTORS.list()
 
 
-def create_embedder(spec: str = DEFAULT_EMBEDDER, device: str | torch.device | None = "auto"):
-    """Build the embedder a spec names: ``NAME`` or ``NAME:ARGUMENT``."""
+def create_descriptor(spec: str = DEFAULT_DESCRIPTOR, device: str | torch.device | None = "auto"):
+    """Build the descriptor a spec names: ``NAME`` or ``NAME:ARGUMENT``."""
     name, _, arg = spec.partition(":")
-    if name not in _REGISTRY:
-        raise EmbedderError(
-            f"unknown embedder {name!r} in spec {spec!r}; known: {', '.join(list_embedders())}"
+    if not DESCRIPTORS.is_registered(name):
+        raise DescriptorError(
+            f"unknown descriptor {name!r} in spec {spec!r}; known: {', '.join(list_descriptors())}"
         )
-    return _REGISTRY[name](arg or None, device)
-
-
-def _as_hwc(image: torch.Tensor) -> np.ndarray:
-    if image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
-        raise ValueError(f"expected a uint8 3 x H x W RGB tensor, got {tuple(image.shape)}")
-    return np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy())
+    return DESCRIPTORS.create(name, arg or None, device)
 
 
 # ------------------------------------------------------------------------------------- CLIP
 
 
-class ClipEmbedder(Embedder):
-    """open_clip image tower: ``clip:ARCH/PRETRAINED``, where PRETRAINED is an open_clip tag
-    (downloaded and cached by open_clip), a local checkpoint path, or ``random`` (randomly
-    initialised, for tests). ARCH is any open_clip model name, including configs registered
-    with ``open_clip.add_model_config``."""
+class ClipDescriptor(Descriptor):
+    """open_clip image tower (``aigcguard.clip``): ``clip:ARCH/PRETRAINED``, where PRETRAINED
+    is an open_clip tag, a local checkpoint path, or ``random`` (for tests)."""
 
     def __init__(self, arch: str, pretrained: str, device):
-        import open_clip
-
-        self.device = pick_device(device)
-        if arch not in open_clip.list_models():
-            raise EmbedderError(f"clip: unknown open_clip architecture {arch!r}")
-        weights = None if pretrained == "random" else pretrained
-        tags = open_clip.list_pretrained_tags_by_model(arch)
-        if weights is not None and weights not in tags and not Path(weights).is_file():
-            raise EmbedderError(
-                f"clip: {weights!r} is neither a pretrained tag of {arch} "
-                f"({', '.join(tags) or 'none'}) nor a checkpoint file"
-            )
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=weights, device=self.device
-            )
-        except Exception as exc:  # network, missing tag, corrupt checkpoint: say which
-            raise EmbedderError(
-                f"clip: could not load {arch!r} weights {pretrained!r}: {exc}. Offline, pass a "
-                f"local checkpoint: clip:{arch}//path/to/checkpoint.pt"
-            ) from exc
-        self.model = model.eval()
-        self.preprocess = preprocess
-        self.spec = f"clip:{arch}/{pretrained}"
-        self.dim = int(model.visual.output_dim)
+            self.tower = ClipTower(arch, pretrained, device)
+        except ClipError as exc:
+            raise DescriptorError(str(exc)) from exc
+        self.device, self.model = self.tower.device, self.tower.model
+        self.spec, self.dim = self.tower.spec, self.tower.dim
 
-    @torch.inference_mode()
-    def embed(self, images: Sequence[torch.Tensor]) -> np.ndarray:
-        from PIL import Image
-
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        batch = torch.stack([self.preprocess(Image.fromarray(_as_hwc(im))) for im in images])
-        features = self.model.encode_image(batch.to(self.device))
-        features = torch.nn.functional.normalize(features.float(), dim=-1)
-        return features.cpu().numpy().astype(np.float32)
+    def describe(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+        return self.tower.encode(images)
 
 
-@register_embedder("clip")
+@register_descriptor("clip")
 def _clip(arg, device):
-    if not arg or "/" not in arg:
-        raise EmbedderError(
-            "clip needs ARCH/PRETRAINED, e.g. clip:ViT-B-32/openai or clip:ViT-B-32//path/ckpt.pt"
-        )
-    arch, _, pretrained = arg.partition("/")
-    return ClipEmbedder(arch, pretrained, device)
+    try:
+        arch, pretrained = parse_clip_spec(arg)
+    except ClipError as exc:
+        raise DescriptorError(str(exc)) from exc
+    return ClipDescriptor(arch, pretrained, device)
 
 
 # -------------------------------------------------------------------------------------- PDQ
 
 
-class PdqEmbedder(Embedder):
+class PdqDescriptor(Descriptor):
     """Meta's PDQ perceptual hash (256 bits), the hash platforms exchange; matched by Hamming
     distance (PDQ's own guidance: at most 31 of 256 bits for a match)."""
 
@@ -153,21 +114,21 @@ class PdqEmbedder(Embedder):
     binary = True
     mirror_sensitive = True
 
-    def embed(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+    def describe(self, images: Sequence[torch.Tensor]) -> np.ndarray:
         import pdqhash
 
         rows = []
         for im in images:
-            bits, _quality = pdqhash.compute(_as_hwc(im))
+            bits, _quality = pdqhash.compute(as_hwc(im))
             rows.append(np.packbits(np.asarray(bits, dtype=np.uint8)))
         return np.stack(rows) if rows else np.zeros((0, self.dim // 8), np.uint8)
 
 
-@register_embedder("pdq")
+@register_descriptor("pdq")
 def _pdq(arg, device):
     if arg:
-        raise EmbedderError(f"pdq takes no argument, got pdq:{arg}")
-    return PdqEmbedder()
+        raise DescriptorError(f"pdq takes no argument, got pdq:{arg}")
+    return PdqDescriptor()
 
 
 # ------------------------------------------------------------------------------------- VLAD
@@ -217,7 +178,7 @@ def vlad(desc: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out / max(float(np.linalg.norm(out)), 1e-12)
 
 
-class VladEmbedder(Embedder):
+class VladDescriptor(Descriptor):
     """The offline default: RootSIFT features aggregated by VLAD on a codebook, then PCA
     whitening to ``dim``; codebook and projection are trained by the project
     (``bench/train_vlad.py``) and shipped in ``aigcguard.data``. Local features make it hold
@@ -237,8 +198,8 @@ class VladEmbedder(Embedder):
         # Descriptors of unrelated pictures, for score normalisation (see provenance.similarity)
         self.background = data["background"].astype(np.float32) if "background" in data else None
 
-    def embed(self, images: Sequence[torch.Tensor]) -> np.ndarray:
-        rows = [self.embed_descriptors(root_sift(_as_hwc(im))) for im in images]
+    def describe(self, images: Sequence[torch.Tensor]) -> np.ndarray:
+        rows = [self.embed_descriptors(root_sift(as_hwc(im))) for im in images]
         return np.stack(rows) if rows else np.zeros((0, self.dim), np.float32)
 
     def embed_descriptors(self, desc: np.ndarray) -> np.ndarray:
@@ -258,14 +219,14 @@ def _load_codebook(path: str | None) -> dict:
         else:
             raw, source = Path(path).read_bytes(), path
     except FileNotFoundError as exc:
-        raise EmbedderError(f"vlad: codebook {path or VLAD_FILE} not found") from exc
+        raise DescriptorError(f"vlad: codebook {path or VLAD_FILE} not found") from exc
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
     except Exception as exc:
-        raise EmbedderError(f"vlad: {source} is not a readable codebook: {exc}") from exc
+        raise DescriptorError(f"vlad: {source} is not a readable codebook: {exc}") from exc
     if int(data.get("format", -1)) != VLAD_FORMAT:
-        raise EmbedderError(f"vlad: {source} has format {data.get('format')}, need {VLAD_FORMAT}")
+        raise DescriptorError(f"vlad: {source} has format {data.get('format')}, need {VLAD_FORMAT}")
     data["id"] = hashlib.sha256(raw).hexdigest()[:12]
     return data
 
@@ -303,6 +264,6 @@ def save_codebook(arrays: dict[str, np.ndarray], path: Path) -> None:
         np.savez(f, **arrays)
 
 
-@register_embedder("vlad")
+@register_descriptor("vlad")
 def _vlad(arg, device):
-    return VladEmbedder(arg)
+    return VladDescriptor(arg)

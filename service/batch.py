@@ -197,14 +197,14 @@ class EmbedTask(BatchTask):
     def __init__(self, *, device="auto", embedder: str | None = None):
         import pyarrow as pa
 
-        from aigcguard.provenance.embedders import DEFAULT_EMBEDDER, create_embedder
+        from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, create_descriptor
 
         super().__init__(device=device)
-        self.embedder = create_embedder(embedder or DEFAULT_EMBEDDER, device=device)
+        self.descriptor = create_descriptor(embedder or DEFAULT_DESCRIPTOR, device=device)
         value = (
             pa.field("hash", pa.string())
-            if self.embedder.binary
-            else pa.field("vector", pa.list_(pa.float32(), self.embedder.dim))
+            if self.descriptor.binary
+            else pa.field("vector", pa.list_(pa.float32(), self.descriptor.dim))
         )
         self.schema = pa.schema(
             [
@@ -221,19 +221,19 @@ class EmbedTask(BatchTask):
 
     @classmethod
     def validate(cls, options):
-        from aigcguard.provenance.embedders import list_embedders
+        from aigcguard.provenance.similarity.descriptors import list_descriptors
 
         spec = options.get("embedder")
-        if spec and spec.partition(":")[0] not in list_embedders():
-            raise BatchError(f"unknown embedder {spec!r}; known: {', '.join(list_embedders())}")
+        if spec and spec.partition(":")[0] not in list_descriptors():
+            raise BatchError(f"unknown embedder {spec!r}; known: {', '.join(list_descriptors())}")
 
     def records(self, paths):
-        return self._each_picture(paths, lambda pixels, _: self.embedder.embed(pixels), self._row)
+        return self._each_picture(paths, lambda pixels, _: self.descriptor.describe(pixels), self._row)
 
     def _row(self, path, vector):
-        if self.embedder.binary:
-            return {"path": path, "embedder": self.embedder.spec, "hash": bytes(vector).hex()}
-        return {"path": path, "embedder": self.embedder.spec, "vector": vector.tolist()}
+        if self.descriptor.binary:
+            return {"path": path, "embedder": self.descriptor.spec, "hash": bytes(vector).hex()}
+        return {"path": path, "embedder": self.descriptor.spec, "vector": vector.tolist()}
 
 
 @register_task
@@ -358,7 +358,7 @@ class CheckTask(BatchTask):
     ):
         import pyarrow as pa
 
-        from aigcguard.check import Checker, CheckResult
+        from aigcguard.service.check import Checker, CheckResult
 
         super().__init__(device=device)
         self.checker = Checker(
@@ -372,8 +372,8 @@ class CheckTask(BatchTask):
         if detector and detector != "auto":
             DetectTask.validate(model := {"model": detector})
             options["detector"] = model["model"]
-        from aigcguard.provenance.ledger import Ledger
-        from aigcguard.provenance.store import DB_NAME
+        from aigcguard.provenance.credentials.ledger import Ledger
+        from aigcguard.provenance.similarity.store import DB_NAME
 
         index, ledger = options.get("index"), options.get("ledger")
         if index and "://" not in index:
@@ -480,7 +480,7 @@ def _options_digest(options: dict[str, Any]) -> dict[str, Any]:
     shown = {}
     for name, value in sorted(options.items()):
         if name == "key" and value is not None:
-            from aigcguard.provenance.ledger import key_fingerprint
+            from aigcguard.provenance.credentials.ledger import key_fingerprint
 
             value = "key_id:" + key_fingerprint(value)  # the ledger's name for the key
         elif isinstance(value, tuple):
@@ -697,10 +697,10 @@ def _job_errors() -> tuple[type[BaseException], ...]:
     """What a job reports as a failure of its input or options, not a bug: bad option
     values, unreadable files, stores and embedders that cannot be opened, Ray's wrapping of
     any of these raised in a worker."""
-    from aigcguard.provenance.embedders import EmbedderError
-    from aigcguard.provenance.store import StoreError
+    from aigcguard.provenance.similarity.descriptors import DescriptorError
+    from aigcguard.provenance.similarity.store import StoreError
 
-    errors: tuple[type[BaseException], ...] = (ValueError, OSError, StoreError, EmbedderError)
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError, StoreError, DescriptorError)
     try:
         from ray.exceptions import RayError
     except ImportError:

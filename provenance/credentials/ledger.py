@@ -2,7 +2,8 @@
 
 Metadata does not survive platforms (they strip XMP, EXIF and C2PA manifests); the watermark
 does. So every picture the generation pipeline marks is recorded here under its payload, and
-``lookup`` reads the mark of any copy, however stripped and re-encoded, and returns the record:
+``aigcguard.service.lookup`` reads the mark of any copy, however stripped and re-encoded, and
+finds the record here:
 when, by which generator and model, the prompt's hash, the hash of the file as written, and the
 C2PA manifest it was signed with.
 
@@ -14,7 +15,7 @@ under the same key, so two pictures never share one.
     with Ledger("ledger.sqlite") as ledger:
         [payload] = ledger.new_payloads(1, key_id=key_fingerprint(key))
         ledger.record([LedgerRecord(payload=payload, ...)])
-        [found] = lookup_images(["upload.jpg"], ledger, key=key)
+        record = ledger.get(payload, key_id=key_fingerprint(key))
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ LEDGER_FORMAT = 1
 
 #: lookup states: the record was found; a mark was read but no record has its payload; a mark
 #: was detected but its payload could not be read reliably; no mark
-LOOKUP_STATES = ("found", "not_in_ledger", "payload_unreadable", "no_watermark")
 
 
 class LedgerError(ValueError):
@@ -250,45 +250,6 @@ def _from_row(row: tuple) -> LedgerRecord:
     return LedgerRecord(**d)
 
 
-@dataclass(frozen=True)
-class Lookup(JsonResult):
-    """What the ledger knows about a picture: ``state`` is one of :data:`LOOKUP_STATES`;
-    ``watermark`` is the detection behind it; ``record`` is set when ``state == "found"``."""
-
-    path: str
-    state: str
-    watermark: JsonResult | None
-    record: LedgerRecord | None = None
-    matched_by: str | None = None  # "watermark", or "file_hash" for an untouched copy
-
-
-def lookup(
-    images: Sequence, ledger: Ledger, *, key: str | bytes, method: str | None = None, device=None
-) -> list[Lookup]:
-    """Decode each loaded picture's watermark (made with ``key``) and find its record;
-    ``images`` are :class:`aigcguard.imageio.LoadedImage` (pixels and source)."""
-    from aigcguard.watermark import DEFAULT_METHOD, detect
-
-    if not images:
-        return []
-    kid = key_fingerprint(key)
-    detections = detect(
-        [img.pixels for img in images], key=key, method=method or DEFAULT_METHOD, device=device
-    )
-    out = []
-    for img, det in zip(images, detections, strict=True):
-        rec, matched_by = find_record(ledger, det, img.source, key_id=kid)
-        if rec is not None:
-            out.append(Lookup(img.source, "found", det, rec, matched_by))
-        elif not det.detected:
-            out.append(Lookup(img.source, "no_watermark", det))
-        elif det.payload is None:
-            out.append(Lookup(img.source, "payload_unreadable", det))
-        else:
-            out.append(Lookup(img.source, "not_in_ledger", det))
-    return out
-
-
 def find_record(
     ledger: Ledger, watermark, source: str | Path | None, *, key_id: str
 ) -> tuple[LedgerRecord | None, str | None]:
@@ -301,17 +262,6 @@ def find_record(
             return rec, "watermark"
     same = None if source is None else _same_file(str(source), ledger)
     return (same, "file_hash") if same is not None else (None, None)
-
-
-def lookup_images(
-    paths: Sequence[str | Path], ledger: Ledger, *, key: str | bytes, **kw
-) -> tuple[list[Lookup], list[str]]:
-    """:func:`lookup` on files; returns the lookups and one error message per unreadable
-    file (the others go on)."""
-    from aigcguard.imageio import load_images
-
-    loaded, failed = load_images(paths)
-    return lookup(loaded, ledger, key=key, **kw), [str(e) for e in failed]
 
 
 def _same_file(source: str, ledger: Ledger) -> LedgerRecord | None:

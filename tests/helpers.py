@@ -1,0 +1,20 @@
+"""Plain helpers the tests share (fixtures live in the rootdir ``conftest.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 array to a 3 x H x W tensor (a copy, so it is writable)."""
+    return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def to_array(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).contiguous().numpy()

@@ -1,0 +1,173 @@
+"""``tilemark``: a keyed, periodic luminance mark that finds its own geometry.
+
+The mark is a tile of 16 x 16 chips repeated over the whole picture, eight tiles across the
+short side, so it scales with the image. Each chip is a smooth bump whose sign carries one
+value: 128 chips are *known* (64 keyed pilot signs and the key's 64 sync bits), 128 carry the
+64-bit payload under a rate-1/2 code; every frame chip is XORed with a keyed mask.
+
+Embedding is informed: each chip's value is its sign less part of what the picture itself
+already reads there, so busy textures do not drown the payload. The tiles, plus a fixed
+template of a few sinusoids off the tile's frequency lattice (for synchronisation), are added
+to R, G and B alike, shaped by local texture (amplitude as local deviation to the power
+MASK_EXP) and scaled per image to a target PSNR.
+
+Detection needs only the key:
+
+1. the luminance is brought to a working size (short side 256), high-pass filtered,
+   contrast-normalised (weighing each pixel as the mask and the picture's noise there say)
+   and its spectrum partly flattened (weighing each frequency against the picture's power);
+2. the template's peaks (and, for marks made before the template, the lattice of
+   frequencies the repeating tile puts its power on) are matched over the power spectrum at
+   every scale and rotation at once (translation does not change the power spectrum),
+   giving a few candidate geometries (key-free);
+3. for each candidate the image is folded onto one tile, adding up every repetition; every
+   chip is read at every half-pixel shift and quarter turn by circular correlation, and each
+   such hypothesis is scored by the known chips; the strongest candidates are refined on a
+   fine grid of scale and angle;
+4. the payload chips are read at the best hypothesis and decoded (BP + OSD).
+
+For a picture without this mark the known chips' signs are fair coins given the picture, so
+each hypothesis's strength t obeys P <= min(exp(-t^2 / 2), 3.18 P(N(0,1) >= t)) (Hoeffding;
+Bentkus & Dzindzalieta); ``detect`` multiplies that bound by the number of hypotheses the
+search could have chosen from, over the share of the false-positive budget spent on them:
+the grid as embedded (what re-encoding, resizing and colour edits leave) gets a small family
+of its own, so it needs less strength than the searched geometries (see ``locate``).
+
+One file per job: ``tile`` (chips, key layout, chip shape), ``picture`` (working size,
+texture mask, whitening), ``sync`` (template and spectral search), ``readout`` (fold and
+matched filter), ``search`` (families, refinement, verdict), ``ssim_guard``, ``embedding``
+(informed embedding) and ``method`` (the registered :class:`TileMark`)."""
+
+# Importing ``method`` registers ``tilemark``.
+from aigcguard.watermark.payload import PAYLOAD_BITS, SYNC_BITS
+from aigcguard.watermark.tilemark.embedding import (
+    INFORMED,
+    INFORMED_BORDER,
+    INFORMED_BOX,
+    INFORMED_CAP,
+    MIN_SSIM,
+    TARGET_PSNR,
+    embed_tilemark,
+    informed_values,
+)
+from aigcguard.watermark.tilemark.method import (
+    TileMark,
+)
+from aigcguard.watermark.tilemark.picture import (
+    FLATTEN_EXP,
+    FLATTEN_FLOOR,
+    MASK_EXP,
+    WHITEN_EXP,
+    flatten_spectrum,
+    local_variance,
+    luma,
+    resize,
+    texture_mask,
+    upsample,
+    whiten,
+    working_size,
+    working_whitened,
+)
+from aigcguard.watermark.tilemark.readout import (
+    AS_EMBEDDED,
+    SHIFTS,
+    Geometry,
+    fold,
+    read_geometry,
+)
+from aigcguard.watermark.tilemark.search import (
+    FAMILIES,
+    FINE,
+    SHARE_AS_EMBEDDED,
+    SHARE_TURNED,
+    SHARE_UPRIGHT,
+    TOP_LATTICE,
+    TOP_TEMPLATE,
+    FamilyReading,
+    locate,
+    read_families,
+)
+from aigcguard.watermark.tilemark.ssim_guard import (
+    ssim,
+)
+from aigcguard.watermark.tilemark.sync import (
+    TEMPLATE_FREQS,
+    TEMPLATE_PHASES,
+    TEMPLATE_SHARE,
+    spectral_candidates,
+    template,
+)
+from aigcguard.watermark.tilemark.tile import (
+    CHIP_PX,
+    CHIPS,
+    N_CHIPS,
+    N_FRAME,
+    N_PILOT,
+    PERIOD,
+    WORK_SHORT,
+    TileLayout,
+    frame_values,
+    render,
+    tile_layout,
+    tile_pattern,
+)
+
+__all__ = [
+    "AS_EMBEDDED",
+    "CHIPS",
+    "CHIP_PX",
+    "FAMILIES",
+    "FINE",
+    "FLATTEN_EXP",
+    "FLATTEN_FLOOR",
+    "INFORMED",
+    "INFORMED_BORDER",
+    "INFORMED_BOX",
+    "INFORMED_CAP",
+    "MASK_EXP",
+    "MIN_SSIM",
+    "N_CHIPS",
+    "N_FRAME",
+    "N_PILOT",
+    "PAYLOAD_BITS",
+    "PERIOD",
+    "SHARE_AS_EMBEDDED",
+    "SHARE_TURNED",
+    "SHARE_UPRIGHT",
+    "SHIFTS",
+    "SYNC_BITS",
+    "TARGET_PSNR",
+    "TEMPLATE_FREQS",
+    "TEMPLATE_PHASES",
+    "TEMPLATE_SHARE",
+    "TOP_LATTICE",
+    "TOP_TEMPLATE",
+    "WHITEN_EXP",
+    "WORK_SHORT",
+    "FamilyReading",
+    "Geometry",
+    "TileLayout",
+    "TileMark",
+    "embed_tilemark",
+    "flatten_spectrum",
+    "fold",
+    "frame_values",
+    "informed_values",
+    "local_variance",
+    "locate",
+    "luma",
+    "read_families",
+    "read_geometry",
+    "render",
+    "resize",
+    "spectral_candidates",
+    "ssim",
+    "template",
+    "texture_mask",
+    "tile_layout",
+    "tile_pattern",
+    "upsample",
+    "whiten",
+    "working_size",
+    "working_whitened",
+]
