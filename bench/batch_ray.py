@@ -1,4 +1,4 @@
-"""Ray local mode against one process: `aigc batch embed|detect` over the same pictures.
+"""Ray local mode against one process: `aigc batch describe|detect` over the same pictures.
 
 Makes N pictures (default 2,000) from the shared Kodak photos: random crops of 256-512 px,
 some mirrored, JPEG 90, the way uploads arrive. Then runs each job as a whole command (start-up,
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--tasks", default="detect,embed")
+    parser.add_argument("--tasks", default="detect,describe")
     parser.add_argument("--work", type=Path, default=Path("/tmp/aigc-batch-bench"))
     parser.add_argument("--out", help="also write the markdown table here")
     args = parser.parse_args()

@@ -1,17 +1,17 @@
-"""Copy detection on a DISC-style benchmark built from the shared photos, per embedder.
+"""Copy detection on a DISC-style benchmark built from the shared photos, per descriptor.
 
-    python bench/copy_detection.py [--embedders vlad,pdq] [--calibrate] [--out FILE.md]
+    python bench/copy_detection.py [--descriptors vlad,pdq] [--calibrate] [--out FILE.md]
 
 References: the 24 Kodak photos and scikit-image's photos (38). Queries: every reference
 through the eight edits of ``aigcguard.provenance.copyeval.EDITS`` (304), plus the held-out
 half of ``../shared/data/aigc_small`` (50 pictures the default descriptor was not trained on)
-as distractor queries, edited too. Each embedder gets its own index of the references; the
+as distractor queries, edited too. Each descriptor gets its own index of the references; the
 table gives muAP, recall at 90% precision and accuracy at rank 1, ranked by descriptor score
 and with geometric verification, and accuracy per edit.
 
 ``--calibrate`` writes the score levels where the pooled descriptor ranking reaches 90% and
 50% precision into ``data/similarity_calibration.json`` (the ``copy`` and ``similar``
-thresholds of ``aigc similar``). CLIP rows need weights: pass ``--embedders
+thresholds of ``aigc similar``). CLIP rows need weights: pass ``--descriptors
 clip:ViT-B-32/openai`` on a machine that has them cached (nothing is downloaded here).
 """
 
@@ -65,16 +65,16 @@ def run(spec: str, refs, queries, folder: Path, store: str | None = None) -> cop
     if store is None:
         store = folder / f"store-{spec.replace('/', '_').replace(':', '_')}"
     with SimilarityIndex.create(store, descriptor=spec, device="auto") as index:
-        report = index.add([Reference(str(p), title=n) for n, p in files.items()])
-        if report.errors:
-            raise SystemExit(f"{spec}: could not index {report.errors}")
-        ids = {w.title: w.id for w in index.store.get(report.added)}
-        return copyeval.evaluate(index, queries, ids)
+        refs_in = [Reference(str(p), title=n) for n, p in files.items()]
+        report, skipped = copyeval.register_and_evaluate(index, refs_in, queries)
+        if skipped:
+            raise SystemExit(f"{spec}: could not index {skipped}")
+        return report
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--embedders", default="vlad,pdq")
+    ap.add_argument("--descriptors", default="vlad,pdq")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="write the markdown here (JSON beside it)")
@@ -93,13 +93,13 @@ def main() -> int:
     queries = copyeval.build_queries(refs, distractors, seed=args.seed)
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.embedders.split(","):
+        for spec in args.descriptors.split(","):
             print(f"{spec}: {len(refs)} references, {len(queries)} queries", file=sys.stderr)
             reports.append(run(spec, refs, queries, Path(tmp)))
 
     info = common.machine_info()
     header = [
-        "embedder",
+        "descriptor",
         "muAP",
         "recall @ P90",
         "acc @ 1",
@@ -134,7 +134,7 @@ def main() -> int:
             "",
             "Accuracy at rank 1 (by descriptor score) per edit:",
             "",
-            common.markdown_table(["embedder", *edits], edit_rows),
+            common.markdown_table(["descriptor", *edits], edit_rows),
             "",
             f"- {r0.references} references (24 Kodak, {r0.references - 24} scikit-image), "
             f"{r0.queries - r0.distractor_queries} edited copies (every reference through "

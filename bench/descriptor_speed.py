@@ -1,8 +1,8 @@
-"""Embedding throughput of the similarity embedders, images per second.
+"""Throughput of the similarity descriptors, images per second.
 
     python bench/descriptor_speed.py [--images 48] [--repeats 3] [--device auto] [--out FILE.md]
 
-Images: Kodak photos (scikit-image's when Kodak is absent) cut to 512 x 512. Each embedder
+Images: Kodak photos (scikit-image's when Kodak is absent) cut to 512 x 512. Each descriptor
 embeds the whole set ``--repeats`` times in batches of 16; the table gives the median. CLIP
 rows use randomly initialised weights of the named architecture: the cost of a forward pass
 does not depend on the weights, and nothing is downloaded here.
@@ -56,7 +56,7 @@ def main() -> int:
         [
             "## Embedding throughput (512 x 512)",
             "",
-            common.markdown_table(["embedder", "device", "dim", "images / s"], rows),
+            common.markdown_table(["descriptor", "device", "dim", "images / s"], rows),
             "",
             f"- {args.images} images, batches of 16, median of {args.repeats} runs. "
             f"Machine: {info['cpu_model']}, torch {info['torch']}.",

@@ -4,7 +4,7 @@
 
 - CIFAKE: the test split of bench/train_detector.py (20% of the archive by file-name hash,
   about 10,000 pictures never used in training or calibration), clean and under JPEG 90/75/50
-  and resize x0.5 (``aigcguard.detectors.metrics.PERTURBATIONS``).
+  and resize x0.5 (``aigcguard.perturb.PERTURBATIONS``).
 - aigc_small: all 100 pictures, both classes brought to the same size and encoding (short
   side resized to 512, centre crop 512 x 512, JPEG 90) so that neither size nor file format can
   give the answer away; and "size-matched", every picture first brought to the generated
@@ -33,6 +33,7 @@ from train_detector import CIFAKE, SPLITS
 from aigcguard.detectors import api
 from aigcguard.detectors.data import read_cifake, split_names
 from aigcguard.detectors.metrics import evaluate, markdown_table
+from aigcguard.perturb import jpeg
 
 AIGC_SMALL = common.ROOT.parent / "shared" / "data" / "aigc_small"
 
@@ -57,8 +58,8 @@ def reencoded(
     with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB"))
     if presize is not None:
-        arr = common.jpeg(common.square(arr, presize[0]), presize[1])
-    return _tensor(common.jpeg(common.square(arr, side), quality))
+        arr = jpeg(common.square(arr, presize[0]), presize[1])
+    return _tensor(jpeg(common.square(arr, side), quality))
 
 
 def aigc_small(presize: tuple[int, int] | None = None) -> tuple[list, list, list[str]]:

@@ -1,9 +1,9 @@
 """The Milvus store against the FAISS store: same copy-detection figures, search latency.
 
-    python bench/milvus_vs_faiss.py [--embedders vlad,pdq] [--n 100000] [--out FILE.md]
+    python bench/milvus_vs_faiss.py [--descriptors vlad,pdq] [--n 100000] [--out FILE.md]
 
 1. Copy detection: the benchmark of bench/copy_detection.py (same references, queries and
-   seed) run once on a FAISS store and once on a Milvus Lite store, per embedder; the figures
+   seed) run once on a FAISS store and once on a Milvus Lite store, per descriptor; the figures
    must be equal (both stores score from the stored raw vectors).
 2. Latency: ``--n`` synthetic 512-d vectors (bench/similarity_index.py's generator) in a FAISS
    store (exact search up to 250,000) and a Milvus Lite store (FLAT); single-query search
@@ -28,8 +28,7 @@ from copy_detection import load_sets, run
 from similarity_index import DIM, Generator, exact_top, perturb
 
 from aigcguard.provenance.similarity import copyeval
-from aigcguard.provenance.similarity.milvus_store import MilvusStore
-from aigcguard.provenance.similarity.store import NewWork, Store
+from aigcguard.provenance.similarity.stores import FaissStore, MilvusStore, NewWork
 
 
 def _works(start: int, n: int) -> list[NewWork]:
@@ -45,7 +44,7 @@ def latency(n: int, folder: Path) -> list[list[str]]:
     truth = exact_top(data, queries, 10)
     rows = []
     for name, make in (
-        ("FAISS (exact)", lambda: Store.create(folder / "faiss", embedder="s", dim=DIM)),
+        ("FAISS (exact)", lambda: FaissStore.create(folder / "faiss", embedder="s", dim=DIM)),
         (
             "Milvus Lite (FLAT)",
             lambda: MilvusStore.create(
@@ -85,7 +84,7 @@ def latency(n: int, folder: Path) -> list[list[str]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--embedders", default="vlad,pdq")
+    ap.add_argument("--descriptors", default="vlad,pdq")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
@@ -97,7 +96,7 @@ def main() -> int:
         if not args.no_copy:
             refs, distractors = load_sets()
             queries = copyeval.build_queries(refs, distractors, seed=args.seed)
-        for spec in [] if args.no_copy else args.embedders.split(","):
+        for spec in [] if args.no_copy else args.descriptors.split(","):
             for name in ("FAISS", "Milvus Lite"):
                 store = None if name == "FAISS" else f"milvus-lite://{tmp}/{spec}.db/refs"
                 r = run(spec, refs, queries, tmp, store=store)
@@ -121,7 +120,7 @@ def main() -> int:
             "",
             common.markdown_table(
                 [
-                    "embedder",
+                    "descriptor",
                     "store",
                     "muAP",
                     "recall @ P90",

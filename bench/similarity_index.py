@@ -2,9 +2,10 @@
 
     python bench/similarity_index.py [--n 1000000] [--index-type IVF1024,SQ8] [--out FILE.md]
 
-N synthetic 512-d vectors go into a fresh store (``aigcguard.provenance.similarity.store``)
-in batches of ``--batch``: the build time covers creating the store, every SQLite commit,
-index training and rebuilds and the final index write on close.
+N synthetic 512-d vectors go into a fresh FAISS store
+(``aigcguard.provenance.similarity.stores.FaissStore``) in batches of ``--batch``: the build
+time covers creating the store, every SQLite commit, index training and rebuilds and the final
+index write on close.
 Memory per vector: the index in RAM (its serialised size) and everything on disk
 (works.sqlite with the raw vectors and metadata, and the index file).
 
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 import faiss
 
-from aigcguard.provenance.similarity.store import NewWork, Store
+from aigcguard.provenance.similarity.stores import FaissStore, NewWork
 
 DIM = 512
 K = 10
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"building {n} x {DIM} ({index_type}) in {store_path}", file=sys.stderr)
     t0 = time.perf_counter()
-    store = Store.create(store_path, embedder="synthetic:512", dim=DIM, index_type=index_type)
+    store = FaissStore.create(store_path, embedder="synthetic:512", dim=DIM, index_type=index_type)
     for start in range(0, n, args.batch):
         count = min(args.batch, n - start)
         data[start : start + count] = gen.rows(start, count)
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     build_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    store = Store.open(store_path)
+    store = FaissStore.open(store_path)
     open_s = time.perf_counter() - t0
     store_info = store.info()
     index_ram = int(faiss.serialize_index(store._index).nbytes)  # the index as held in memory

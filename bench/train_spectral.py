@@ -39,9 +39,9 @@ import common
 from detector_eval import AI_FILES, AIGC_SMALL, aigc_small
 
 from aigcguard.detectors.base import fit_calibration
-from aigcguard.detectors.metrics import PERTURBATIONS
 from aigcguard.detectors.spectral import TRAINING as SETTINGS
 from aigcguard.detectors.spectral import SpectralDetector, spectral_features
+from aigcguard.perturb import PERTURBATIONS
 
 
 def tpr_at(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
+from aigcguard.perturb import ATTACK_NOTES, ATTACKS
 from aigcguard.watermark import api, detect, dwt, embed, get_method
 from aigcguard.watermark import payload as P
 
@@ -179,7 +180,7 @@ def run_method(method, photos: list[common.Photo], indices: list[int]) -> dict:
     marked = method.embed(originals)
     psnr, ssim = quality(originals, marked)
     per_attack = {}
-    for attack_name, attack in common.ATTACKS:
+    for attack_name, attack in ATTACKS:
         # The seed is the photo's index, so every method sees the same noise on a photo.
         attacked = [attack(m, i) for m, i in zip(marked, indices, strict=True)]
         reads = method.read(attacked)
@@ -272,10 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(riva_note)
 
     info = common.machine_info()
-    print(f"{len(photos)} photos, {len(common.ATTACKS)} attacks", file=sys.stderr)
+    print(f"{len(photos)} photos, {len(ATTACKS)} attacks", file=sys.stderr)
     results = [run_method(m, photos, idx) for m, idx in methods]
 
-    attack_names = [name for name, _ in common.ATTACKS]
+    attack_names = [name for name, _ in ATTACKS]
     header = ["method", "bits", "images", *attack_names, "PSNR dB", "SSIM"]
     rows = []
     for r in results:
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         f"leaves imwatermark its 256x256 minimum. Sizes: {', '.join(sizes)}.",
         "PSNR and SSIM (`skimage.metrics`, `channel_axis=2`, `data_range=255`): clean marked "
         "image against the original, averaged over the photos.",
-        *common.ATTACK_NOTES,
+        *ATTACK_NOTES,
         f"Machine: {info['cpu_model']}, torch {info['torch']}, invisible-watermark "
         f"{info['invisible_watermark']}.",
     ]

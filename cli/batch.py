@@ -1,4 +1,5 @@
-"""``aigc batch embed | detect | watermark | check``: a job over many files, on Ray or here."""
+"""``aigc batch TASK``: a job over many files, on Ray or here. One command per registered
+batch task (``aigcguard.service.batch.TASKS``), with the options the task declares."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from aigcguard.cli.common import device_option, store_spec
+from aigcguard.cli.common import descriptor_option, device_option, store_spec
+from aigcguard.service.batch import TASKS, BatchError, TaskOption, renamed, run_batch
 
 
 def _common(func):
@@ -60,9 +62,42 @@ def _common(func):
     return func
 
 
-def _run(task: str, sources, dest, options: dict, **engine) -> None:
-    from aigcguard.service.batch import BatchError, run_batch
+#: click settings for each kind of task option (see TaskOption)
+_KINDS = {
+    "text": {},
+    "flag": {"is_flag": True},
+    "probability": {"type": click.FloatRange(0, 1, min_open=True)},
+    "file": {"type": click.Path(exists=True, dir_okay=False)},
+    "files": {"type": click.Path(exists=True, dir_okay=False), "multiple": True},
+    "store": {"callback": store_spec},
+}
 
+
+def _click_option(option: TaskOption):
+    if option.kind == "descriptor":
+        return descriptor_option
+    flag = "--" + option.name.replace("_", "-")
+    return click.option(
+        flag, option.name, envvar=option.envvar, help=option.help, **_KINDS[option.kind]
+    )
+
+
+def _value(option: TaskOption, value):
+    """What the task receives: unset stays None (so it is not recorded), paths absolute."""
+    if option.kind == "flag":
+        return value or None
+    if option.kind == "file" and value is not None:
+        return str(Path(value).resolve())
+    if option.kind == "files":
+        return tuple(str(Path(v).resolve()) for v in value) or None
+    if option.kind == "store" and value is not None:
+        from aigcguard.provenance.similarity.stores import is_local
+
+        return str(value.resolve() if is_local(value) else value)
+    return value
+
+
+def _run(task: str, sources, dest, options: dict, **engine) -> None:
     try:
         report = run_batch(task, sources, dest, options=options, **engine)
     except BatchError as exc:
@@ -78,93 +113,42 @@ def _run(task: str, sources, dest, options: dict, **engine) -> None:
         sys.exit(1)
 
 
-@click.group("batch")
+def task_command(task: str, spelled: str | None = None) -> click.Command:
+    """``aigc batch TASK``; ``spelled``: a former name of the task, which still works (one
+    release) and says so on stderr."""
+    cls, meta = TASKS.get(task), TASKS.meta(task)
+
+    def command(sources, dest, **given):
+        if spelled:
+            click.echo(f"aigc batch {spelled} is deprecated; use aigc batch {task}", err=True)
+        options = {o.name: _value(o, given.pop(o.name)) for o in cls.task_options}
+        _run(task, sources, dest, options, **given)
+
+    for option in reversed(cls.task_options):
+        command = _click_option(option)(command)
+    doc = meta.get("help") or (cls.__doc__ or "").strip()
+    if spelled:
+        doc = f"Deprecated: use `aigc batch {task}`. {doc}"
+    return click.command(spelled or task, help=doc, hidden=spelled is not None)(_common(command))
+
+
+class TaskGroup(click.Group):
+    """Commands made from the batch task registry when asked for, so every registered task
+    (a plug-in's too) is a command, and a task's former name still runs it."""
+
+    def list_commands(self, ctx):
+        return TASKS.list()
+
+    def get_command(self, ctx, name):
+        if name in TASKS:
+            return task_command(name.strip().lower())
+        current = renamed(name)
+        return task_command(current, spelled=name) if current else None
+
+
+@click.group("batch", cls=TaskGroup)
 def batch_group() -> None:
     """Run a job over many files (folders, files, or .txt/.csv/.parquet listings with a
     `path` column) on Ray Data, and write Parquet: one row per file with the fields the
     matching command prints as JSON, or its error. Prints a JSON summary; exits 1 if any
     file failed (its row says why)."""
-
-
-@batch_group.command("embed")
-@_common
-@click.option(
-    "--embedder",
-    default=None,
-    help="Descriptor spec (vlad, pdq, clip:ARCH/PRETRAINED); default: the offline default, vlad.",
-)
-def embed_cmd(sources, dest, embedder, **engine):
-    """Similarity embeddings: `vector` (or `hash` for PDQ) and the embedder spec."""
-    _run("embed", sources, dest, {"embedder": embedder}, **engine)
-
-
-@batch_group.command("detect")
-@_common
-@click.option(
-    "--model",
-    default=None,
-    help="`default`, `spectral` or a detector file (as for `aigc detect`).",
-)
-def detect_cmd(sources, dest, model, **engine):
-    """Real versus generated: the fields of `aigc detect`."""
-    _run("detect", sources, dest, {"model": model}, **engine)
-
-
-@batch_group.command("watermark")
-@_common
-@click.option("--method", default=None, help="Watermark method; default: the default method.")
-@click.option(
-    "--key",
-    default=None,
-    envvar="AIGC_WATERMARK_KEY",
-    help="Watermark key (or AIGC_WATERMARK_KEY); the public default key if unset.",
-)
-@click.option("--known", is_flag=True, help="Also look for Stable Diffusion's and SDXL's marks.")
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="p-value at or below which a mark counts as detected (default 1e-6).",
-)
-def watermark_cmd(sources, dest, method, key, known, threshold, **engine):
-    """Watermark detection: the fields of `aigc watermark detect`."""
-    options = {"method": method, "key": key, "known": known or None, "threshold": threshold}
-    _run("watermark", sources, dest, options, **engine)
-
-
-@batch_group.command("check")
-@_common
-@click.option(
-    "--index",
-    callback=store_spec,
-    help="Similarity store (directory or Milvus URI) every worker searches.",
-)
-@click.option(
-    "--ledger",
-    type=click.Path(exists=True, dir_okay=False),
-    envvar="AIGC_LEDGER",
-    help="Ledger of generated pictures (or AIGC_LEDGER).",
-)
-@click.option(
-    "--key",
-    default=None,
-    envvar="AIGC_WATERMARK_KEY",
-    help="Watermark key (or AIGC_WATERMARK_KEY); the public default key if unset.",
-)
-@click.option("--detector", default=None, help="auto (default), default, spectral, or a file.")
-@click.option(
-    "--trust",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="PEM file of trusted C2PA roots (repeatable).",
-)
-def check_cmd(sources, dest, index, ledger, key, detector, trust, **engine):
-    """Every signal, as `aigc check`: the summary and each signal (JSON text), plus `verdict`."""
-    options = {
-        "index": None if index is None else str(index if "://" in str(index) else index.resolve()),
-        "ledger": None if ledger is None else str(Path(ledger).resolve()),
-        "key": key,
-        "detector": detector,
-        "trust": tuple(str(Path(t).resolve()) for t in trust) or None,
-    }
-    _run("check", sources, dest, options, **engine)

@@ -63,7 +63,7 @@ def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, devic
     likely_real) names the evidence that decided it."""
     from aigcguard.imageio import iter_image_paths
     from aigcguard.provenance.similarity.descriptors import DescriptorError
-    from aigcguard.provenance.similarity.store import StoreError
+    from aigcguard.provenance.similarity.stores import StoreError
     from aigcguard.service.check import Checker, write_html
 
     try:

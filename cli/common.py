@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from aigcguard.imageio import ImageLoadError, LoadedImage, iter_image_paths, load_image
 from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, list_descriptors
+from aigcguard.results import FailedInput
 
 device_option = click.option(
     "--device",
@@ -55,8 +56,16 @@ def descriptor_option(func: Callable) -> Callable:
 
 
 def store_spec(ctx, param, value):
-    """--index: a store directory (Path) or a Milvus URI (kept as text)."""
-    if value is None or "://" in value:
+    """--index: a store directory (Path) or a store URI such as milvus://... (kept as text)."""
+    from aigcguard.provenance.similarity.stores import StoreError, is_local, store_class
+
+    if value is None:
+        return value
+    if not is_local(value):
+        try:
+            store_class(value)  # an unknown scheme is a usage error, named with the known ones
+        except StoreError as exc:
+            raise click.BadParameter(str(exc)) from None
         return value
     path = Path(value)
     if path.exists() and not path.is_dir():
@@ -77,7 +86,7 @@ class Run:
 
     def fail(self, source: str, reason: str) -> None:
         self.failures.append((source, reason))
-        click.echo(json.dumps({"path": source, "error": reason}, ensure_ascii=False))
+        click.echo(FailedInput(source, reason).to_json())
 
     def finish(self) -> None:
         """Summarise failures on stderr; exit 1 if any input failed."""
@@ -112,7 +121,7 @@ def image_batches(
 
 def per_item(func, sources: list[str], run: Run) -> list:
     """Call ``func(indices)`` for the whole batch, or one index at a time when it raises
-    ValueError (:func:`aigcguard.batch.each`). Results align with ``sources``; a failed item
+    ValueError (:func:`aigcguard.service.batch.each`). Results align with ``sources``; a failed item
     gets None and is reported through ``run``."""
     from aigcguard.service.batch import each
 

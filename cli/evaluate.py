@@ -18,7 +18,7 @@ from aigcguard.provenance.similarity.index import (
     Thresholds,
     save_calibration,
 )
-from aigcguard.provenance.similarity.store import StoreError
+from aigcguard.provenance.similarity.stores import StoreError
 
 
 def _pictures(folder: Path) -> list[tuple[str, object]]:
@@ -70,12 +70,10 @@ def copy_cmd(refs, distractors, descriptor, seed, calibrate_into, as_json, devic
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         with index:
-            report = index.add([Reference(name, title=name) for name, _ in references])
-            for error in report.errors:
-                click.echo(f"skipped {error}", err=True)
-            ids = {w.title: w.id for w in index.store.get(report.added)}
-            kept = [q for q in queries if q.truth is None or q.truth in ids]
-            result = copyeval.evaluate(index, kept, ids)
+            refs_in = [Reference(name, title=name) for name, _ in references]
+            result, skipped = copyeval.register_and_evaluate(index, refs_in, queries)
+        for error in skipped:
+            click.echo(f"skipped {error}", err=True)
     if calibrate_into:
         if result.score_at_p90 is None:
             click.echo("error: precision never reached 90%; calibration not written", err=True)
@@ -90,15 +88,4 @@ def copy_cmd(refs, distractors, descriptor, seed, calibrate_into, as_json, devic
     if as_json:
         click.echo(result.to_json())
         return
-    d, v = result.descriptor, result.verified
-    click.echo("| ranking | muAP | recall @ P90 | accuracy @ 1 |\n|---|---|---|---|")
-    click.echo(
-        f"| descriptor score | {d.muap:.3f} | {d.recall_at_p90:.3f} | {d.accuracy_at_1:.3f} |"
-    )
-    click.echo(
-        f"| with verification | {v.muap:.3f} | {v.recall_at_p90:.3f} | {v.accuracy_at_1:.3f} |"
-    )
-    click.echo(
-        f"\n{result.embedder}: {result.references} references, {result.queries} queries "
-        f"({result.distractor_queries} distractors), {result.seconds_per_query:.2f} s per query."
-    )
+    click.echo(result.markdown())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,13 @@ from aigcguard.provenance.similarity.descriptors import (
     DescriptorError,
 )
 from aigcguard.provenance.similarity.index import Reference, SimilarityIndex, read_metadata_csv
-from aigcguard.provenance.similarity.store import StoreError
+from aigcguard.provenance.similarity.index_results import (
+    BackgroundSet,
+    Exported,
+    IndexInfo,
+    WorkStatus,
+)
+from aigcguard.provenance.similarity.stores import StoreError
 
 index_option = click.option(
     "--index",
@@ -65,9 +70,9 @@ def _add(index: SimilarityIndex, refs: list[Reference], batch: int) -> None:
         for start in range(0, len(refs), batch):
             report = index.add(refs[start : start + batch], batch=batch)
             for work in index.store.get(report.added):
-                run.emit({"id": work.id, "path": work.path, "status": "added"})
+                run.emit(WorkStatus("added", id=work.id, path=work.path).to_dict())
             for path in report.skipped:
-                run.emit({"path": path, "status": "already registered"})
+                run.emit(WorkStatus("already registered", path=path).to_dict())
             for error in report.errors:
                 source, _, reason = error.partition(": ")
                 run.fail(source, reason)
@@ -134,7 +139,7 @@ def remove_cmd(works, store):
             ids += [w.id for w in found]
         index.remove(ids)
         for work_id in ids:
-            run.emit({"id": work_id, "status": "removed"})
+            run.emit(WorkStatus("removed", id=work_id).to_dict())
         run.finish()
 
 
@@ -153,7 +158,7 @@ def background_cmd(inputs, store, device):
             n = index.set_background([img.pixels for img in loaded])
         except ValueError as exc:
             _fail(str(exc))
-        click.echo(json.dumps({"index": str(store), "background": n}))
+        click.echo(BackgroundSet(str(store), n).to_json())
 
 
 @index_group.command("info")
@@ -161,9 +166,7 @@ def background_cmd(inputs, store, device):
 def info_cmd(store):
     """What the index holds: descriptor (field ``embedder``), size, index type, thresholds."""
     with _open(store, "cpu") as index:
-        info = index.store.info().to_dict()
-        info["thresholds"] = index.thresholds.to_dict()
-        click.echo(json.dumps(info, ensure_ascii=False))
+        click.echo(IndexInfo(index.store.info(), index.thresholds).to_json())
 
 
 @index_group.command("export")
@@ -177,9 +180,10 @@ def info_cmd(store):
 )
 def export_cmd(store, target):
     """Copy an index into a new Milvus collection, keeping ids and metadata."""
-    from aigcguard.provenance.similarity.milvus_store import export_store, is_milvus_uri
+    from aigcguard.provenance.similarity.stores import store_scheme
+    from aigcguard.provenance.similarity.stores.milvus import SCHEMES, export_store
 
-    if not is_milvus_uri(target):
+    if store_scheme(target) not in SCHEMES:
         raise click.BadParameter("expected a milvus:// or milvus-lite:// URI", param_hint="--to")
     with _open(store, "cpu") as index:
         total = index.store.info().count
@@ -189,12 +193,9 @@ def export_cmd(store, target):
         except (StoreError, ValueError) as exc:
             _fail(str(exc))
         with copied:
-            click.echo(json.dumps({"from": str(store), "to": target, **_counts(copied)}))
-
-
-def _counts(store) -> dict:
-    info = store.info()
-    return {"works": info.count, "embedder": info.embedder, "index_type": info.index_type}
+            info = copied.info()
+            done = Exported(str(store), target, info.count, info.embedder, info.index_type)
+            click.echo(done.to_json())
 
 
 @click.command("similar")
@@ -270,15 +271,7 @@ def audit_cmd(inputs, store, report, top_k, pool, platform_share, device):
             _fail("no images found in the given inputs")
         result = run_audit(index, files, k=top_k, pool=pool, platform_share=platform_share)
         write_report(result, index, report)
-    summary = {
-        "report": str(report),
-        "images": result.images,
-        "counts": result.counts,
-        "creators": [c.to_dict() for c in result.creators[:10]],
-        "unattributed": result.unattributed,
-        "errors": len(result.errors),
-    }
-    click.echo(json.dumps(summary, ensure_ascii=False))
+    click.echo(result.summary(report).to_json())
     for error in result.errors:
         click.echo(f"  {error}", err=True)
     if result.errors:

@@ -42,3 +42,12 @@ class JsonResult:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedInput(JsonResult):
+    """The line a batch writes for an input it could not process, so the batch goes on:
+    which input, and why."""
+
+    path: str
+    error: str

@@ -31,12 +31,12 @@ _LAZY = {
     "Reference": f"{_SIM}.index",
     "SimilarityIndex": f"{_SIM}.index",
     "Thresholds": f"{_SIM}.index",
-    "Hit": f"{_SIM}.store",
-    "NewWork": f"{_SIM}.store",
-    "Store": f"{_SIM}.store",
-    "StoreError": f"{_SIM}.store",
-    "StoreInfo": f"{_SIM}.store",
-    "Work": f"{_SIM}.store",
+    "Hit": f"{_SIM}.stores",
+    "NewWork": f"{_SIM}.stores",
+    "Store": f"{_SIM}.stores",
+    "StoreError": f"{_SIM}.stores",
+    "StoreInfo": f"{_SIM}.stores",
+    "Work": f"{_SIM}.stores",
     "Verification": f"{_SIM}.verify",
     "match_picture": f"{_SIM}.verify",
     "CredentialCheck": f"{_CRED}.c2pa",
@@ -83,7 +83,7 @@ if TYPE_CHECKING:
         SimilarityIndex,
         Thresholds,
     )
-    from aigcguard.provenance.similarity.store import (
+    from aigcguard.provenance.similarity.stores import (
         Hit,
         NewWork,
         Store,

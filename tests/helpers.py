@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 SHARED = ROOT.parent / "shared" / "data"
 
 

@@ -263,7 +263,7 @@ def test_ray_that_cannot_start_is_a_clear_error(tmp_path, pictures, monkeypatch)
 def test_cli_refuses_unknown_options_before_starting(tmp_path, pictures):
     for args, message in [
         (["detect", "--model", "nope.pt"], "neither a shipped name nor a file"),
-        (["embed", "--embedder", "nope"], "unknown embedder"),
+        (["embed", "--embedder", "nope"], "unknown descriptor"),
         (["check", "--ledger-missing"], "No such option"),
     ]:
         cmd, *rest = args
@@ -358,3 +358,92 @@ def test_actors_take_gpus_when_the_cluster_has_them():
     vlad, clip = {"embedder": "vlad"}, {"embedder": "clip:ViT-B-32/openai"}
     assert actor_placement(EmbedTask, gpus, device="auto", batches=100, options=vlad)[0] == 16
     assert actor_placement(EmbedTask, gpus, device="auto", batches=100, options=clip)[0] == 2
+
+
+# --------------------------------------------------- describe, formerly embed (one release)
+
+
+def test_cli_describe_writes_descriptors(tmp_path, pictures):
+    out = tmp_path / "d"
+    args = [str(pictures), "--out", str(out), "--ray-address", "none", "--descriptor", "pdq"]
+    result = CliRunner().invoke(main, ["batch", "describe", *args])
+    assert result.exit_code == 1  # broken.png
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["task"], summary["processed"], summary["failed"]) == ("describe", 10, 1)
+    got = rows(out)
+    assert got[str(pictures / "p3.png")]["embedder"] == "pdq"  # the column keeps its name
+    assert len(got[str(pictures / "p3.png")]["hash"]) == 64
+    assert json.loads((out / JOB_FILE).read_text()) == {
+        "task": "describe",
+        "options": {"descriptor": "pdq"},
+    }
+    assert "deprecated" not in result.stderr
+
+
+def test_cli_embed_still_works_and_says_it_is_deprecated(tmp_path, pictures):
+    args = [str(pictures), "--ray-address", "none"]
+    old = CliRunner().invoke(
+        main, ["batch", "embed", *args, "--out", str(tmp_path / "old"), "--embedder", "pdq"]
+    )
+    new = CliRunner().invoke(
+        main, ["batch", "describe", *args, "--out", str(tmp_path / "new"), "--descriptor", "pdq"]
+    )
+    assert "aigc batch embed is deprecated; use aigc batch describe" in old.stderr
+    assert old.exit_code == new.exit_code == 1  # broken.png, in both
+    assert rows(tmp_path / "old") == rows(tmp_path / "new")
+    assert (tmp_path / "old" / JOB_FILE).read_text() == (tmp_path / "new" / JOB_FILE).read_text()
+    assert "embed" not in CliRunner().invoke(main, ["batch", "--help"]).stdout  # hidden
+
+
+def test_run_batch_embed_warns_and_describes(tmp_path, pictures):
+    with pytest.warns(DeprecationWarning, match="'embed' is deprecated; use 'describe'"):
+        report = run_batch(
+            "embed",
+            [pictures / "p1.png"],
+            tmp_path / "o",
+            options={"embedder": "pdq"},
+            ray_address="none",
+        )
+    assert report.task == "describe" and report.processed == 1
+    assert json.loads((tmp_path / "o" / JOB_FILE).read_text())["options"] == {"descriptor": "pdq"}
+
+
+@pytest.mark.parametrize(("old_options", "descriptor"), [({"embedder": "pdq"}, "pdq"), ({}, None)])
+def test_a_folder_written_by_batch_embed_resumes_under_describe(
+    tmp_path, pictures, old_options, descriptor
+):
+    dest = tmp_path / "out"
+    run_batch(
+        "describe",
+        [pictures / "p1.png"],
+        dest,
+        options={"descriptor": descriptor},
+        ray_address="none",
+    )
+    # the job record as the last release wrote it: task `embed`, option `embedder`, and no
+    # option at all for the default descriptor
+    (dest / JOB_FILE).write_text(json.dumps({"task": "embed", "options": old_options}))
+    again = run_batch(
+        "describe",
+        [pictures / "p1.png", pictures / "p3.png"],
+        dest,
+        options={"descriptor": descriptor},
+        ray_address="none",
+    )
+    assert (again.skipped, again.processed) == (1, 1)
+    with pytest.raises(BatchError, match="holds the results of another job"):
+        run_batch("describe", [pictures], dest, options={"descriptor": "clip"}, ray_address="none")
+
+
+def test_describe_reads_the_descriptor_under_either_key():
+    from aigcguard.service.batch import DescribeTask, EmbedTask, actor_placement
+
+    gpus = {"CPU": 16.0, "GPU": 2.0}
+    clip = {"descriptor": "clip:ViT-B-32/openai"}
+    assert EmbedTask is DescribeTask
+    assert actor_placement(DescribeTask, gpus, device="auto", batches=100, options=clip)[0] == 2
+    options = {"embedder": "pdq"}
+    DescribeTask.validate(options)
+    assert options == {"descriptor": "pdq"}
+    with pytest.raises(BatchError, match="unknown descriptor 'nope'"):
+        DescribeTask.validate({"descriptor": "nope"})

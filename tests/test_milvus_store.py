@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 
-from aigcguard.provenance.similarity.milvus_store import MilvusStore, is_milvus_uri
-from aigcguard.provenance.similarity.store import NewWork, Store, StoreError
+from aigcguard.provenance.similarity.stores import FaissStore, NewWork, StoreError
+from aigcguard.provenance.similarity.stores.milvus import MilvusStore, is_milvus_uri
 
 
 def _works(n: int, offset: int = 0) -> list[NewWork]:
@@ -28,7 +28,7 @@ def test_same_answers_as_the_faiss_store(tmp_path):
     assert is_milvus_uri(uri) and not is_milvus_uri(str(tmp_path))
     with (
         MilvusStore.create(uri, embedder="test", dim=32) as ms,
-        Store.create(tmp_path / "faiss", embedder="test", dim=32) as fs,
+        FaissStore.create(tmp_path / "faiss", embedder="test", dim=32) as fs,
     ):
         assert ms.add(_works(300), vecs) == fs.add(_works(300), vecs)
         for a, b in zip(ms.search(queries, k=5), fs.search(queries, k=5), strict=True):
@@ -54,7 +54,7 @@ def test_binary_codes_score_like_hamming(tmp_path):
     uri = f"milvus-lite://{tmp_path}/pdq.db/hashes"
     with (
         MilvusStore.create(uri, embedder="pdq", dim=256, binary=True) as ms,
-        Store.create(tmp_path / "faiss", embedder="pdq", dim=256, binary=True) as fs,
+        FaissStore.create(tmp_path / "faiss", embedder="pdq", dim=256, binary=True) as fs,
     ):
         ms.add(_works(50), codes)
         fs.add(_works(50), codes)
@@ -129,8 +129,7 @@ def test_a_store_written_by_another_process_is_searchable(tmp_path):
     uri = f"milvus-lite://{tmp_path}/p.db/works"
     script = (
         "import numpy as np\n"
-        "from aigcguard.provenance.similarity.milvus_store import MilvusStore\n"
-        "from aigcguard.provenance.similarity.store import NewWork\n"
+        "from aigcguard.provenance.similarity.stores import MilvusStore, NewWork\n"
         f"s = MilvusStore.create({uri!r}, embedder='t', dim=8)\n"
         "v = np.eye(8, dtype=np.float32)\n"
         "s.add([NewWork(f'w{i}', f'{i:064x}') for i in range(8)], v)\n"

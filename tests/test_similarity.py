@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from aigcguard.provenance.similarity import index as S
-from aigcguard.provenance.similarity.store import StoreError
+from aigcguard.provenance.similarity.stores import StoreError
 from tests.helpers import to_tensor
 
 WORKS = ("astronaut", "coffee", "chelsea", "camera", "rocket")

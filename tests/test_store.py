@@ -15,17 +15,20 @@ import faiss
 import numpy as np
 import pytest
 
-from aigcguard.provenance.similarity import store as store_mod
-from aigcguard.provenance.similarity.store import (
+from aigcguard.provenance.similarity.stores import (
     STORE_FORMAT,
+    FaissStore,
     Hit,
     NewWork,
-    Store,
     StoreError,
     StoreInfo,
     Work,
-    default_index_type,
+    catalogue,
+    faiss_files,
+    faiss_policy,
+    faiss_store,
 )
+from aigcguard.provenance.similarity.stores.faiss_policy import default_index_type
 
 
 def sha(i: int) -> str:
@@ -77,7 +80,7 @@ def filled(tmp_path, rng):
     """A float store of 300 works (dim 32), closed; with its vectors and ids."""
     path = tmp_path / "store"
     data = unit(rng, 300, 32)
-    with Store.create(path, embedder="test:32", dim=32) as store:
+    with FaissStore.create(path, embedder="test:32", dim=32) as store:
         ids = store.add(new_works(300), data)
     return path, data, np.array(ids)
 
@@ -87,7 +90,7 @@ def filled(tmp_path, rng):
 
 def test_create_open_round_trip_and_info(tmp_path, rng):
     path = tmp_path / "refs"
-    with Store.create(path, embedder="clip:ViT-B-32/openai", dim=16) as store:
+    with FaissStore.create(path, embedder="clip:ViT-B-32/openai", dim=16) as store:
         info = store.info()
         assert isinstance(info, StoreInfo)
         assert (info.format, info.embedder, info.dim, info.binary, info.count) == (
@@ -101,7 +104,7 @@ def test_create_open_round_trip_and_info(tmp_path, rng):
         assert info.index_on_gpu == (faiss.get_num_gpus() > 0)
         ids = store.add(new_works(5), unit(rng, 5, 16))
         assert ids == [1, 2, 3, 4, 5]
-    with Store.open(path) as store:
+    with FaissStore.open(path) as store:
         info2 = store.info()
         assert info2.count == 5 and info2.created == info.created
         assert info2.size_bytes > 0 and info2.path == str(path)
@@ -110,34 +113,36 @@ def test_create_open_round_trip_and_info(tmp_path, rng):
 
 
 def test_create_refuses_existing_store_and_non_empty_dir(tmp_path):
-    Store.create(tmp_path / "a", embedder="e", dim=8).close()
+    FaissStore.create(tmp_path / "a", embedder="e", dim=8).close()
     with pytest.raises(StoreError, match="already exists"):
-        Store.create(tmp_path / "a", embedder="e", dim=8)
+        FaissStore.create(tmp_path / "a", embedder="e", dim=8)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "notes.txt").write_text("x")
     with pytest.raises(StoreError, match="not empty"):
-        Store.create(tmp_path / "b", embedder="e", dim=8)
-    Store.create(tmp_path / "c", embedder="e", dim=8).close()  # an empty directory is fine
+        FaissStore.create(tmp_path / "b", embedder="e", dim=8)
+    FaissStore.create(tmp_path / "c", embedder="e", dim=8).close()  # an empty directory is fine
 
 
 def test_create_checks_its_arguments(tmp_path):
     with pytest.raises(ValueError, match="multiple of 8"):
-        Store.create(tmp_path / "a", embedder="pdq", dim=250, binary=True)
+        FaissStore.create(tmp_path / "a", embedder="pdq", dim=250, binary=True)
     with pytest.raises(ValueError, match="not a faiss factory string"):
-        Store.create(tmp_path / "b", embedder="e", dim=8, index_type="IVF-nonsense")
+        FaissStore.create(tmp_path / "b", embedder="e", dim=8, index_type="IVF-nonsense")
     with pytest.raises(ValueError, match="nprobe"):
-        Store.create(
+        FaissStore.create(
             tmp_path / "c", embedder="e", dim=8, index_type="HNSW8", search_params="nprobe=4"
         )
     with pytest.raises(ValueError, match="embedder"):
-        Store.create(tmp_path / "d", embedder="", dim=8)
+        FaissStore.create(tmp_path / "d", embedder="", dim=8)
     assert not any(tmp_path.iterdir())  # nothing half-made
 
 
 def test_index_type_is_normalised_to_carry_ids(tmp_path):
-    with Store.create(tmp_path / "h", embedder="e", dim=8, index_type="HNSW8") as store:
+    with FaissStore.create(tmp_path / "h", embedder="e", dim=8, index_type="HNSW8") as store:
         assert store.info().index_type_requested == "IDMap2,HNSW8"
-    with Store.create(tmp_path / "i", embedder="e", dim=8, index_type="IDMap2,IVF16,Flat") as s:
+    with FaissStore.create(
+        tmp_path / "i", embedder="e", dim=8, index_type="IDMap2,IVF16,Flat"
+    ) as s:
         assert s.info().index_type_requested == "IVF16,Flat"  # IVF keeps its own ids
 
 
@@ -148,7 +153,7 @@ def test_search_returns_exact_neighbours_and_scores(filled, rng):
     path, data, ids = filled
     queries = np.concatenate([perturb(data[:10], rng, 0.3), unit(rng, 10, 32)])
     want_ids, want_scores = brute_force(data, ids, queries, 7)
-    with Store.open(path) as store:
+    with FaissStore.open(path) as store:
         hits = store.search(queries, k=7)
     assert len(hits) == 20
     for row, wid, wscore in zip(hits, want_ids, want_scores, strict=True):
@@ -169,7 +174,7 @@ def test_search_returns_exact_neighbours_and_scores(filled, rng):
 
 
 def test_search_edge_cases(tmp_path, rng):
-    with Store.create(tmp_path / "s", embedder="e", dim=8) as store:
+    with FaissStore.create(tmp_path / "s", embedder="e", dim=8) as store:
         assert store.search(unit(rng, 2, 8), k=3) == [[], []]  # empty store
         store.add(new_works(3), unit(rng, 3, 8))
         assert len(store.search(unit(rng, 1, 8)[0], k=10)[0]) == 3  # 1-d query, k > count
@@ -178,7 +183,7 @@ def test_search_edge_cases(tmp_path, rng):
 
 
 def test_vectors_are_normalised_and_checked(tmp_path, rng):
-    with Store.create(tmp_path / "s", embedder="e", dim=8) as store:
+    with FaissStore.create(tmp_path / "s", embedder="e", dim=8) as store:
         raw = rng.standard_normal((4, 8))  # float64, not normalised: accepted, normalised
         ids = store.add(new_works(4), raw)
         np.testing.assert_allclose(
@@ -203,7 +208,7 @@ def test_vectors_are_normalised_and_checked(tmp_path, rng):
 
 def test_get_find_and_vectors(filled):
     path, data, ids = filled
-    with Store.open(path) as store:
+    with FaissStore.open(path) as store:
         works = store.get([ids[5], ids[2]])
         assert [w.path for w in works] == ["refs/5.jpg", "refs/2.jpg"]
         assert store.find(sha256=sha(7).upper())[0].id == ids[7]
@@ -224,8 +229,10 @@ def test_get_find_and_vectors(filled):
 def test_remove_without_rebuild(filled, rng, monkeypatch):
     path, data, ids = filled
     gone = rng.choice(ids, 100, replace=False)
-    with Store.open(path) as store:
-        monkeypatch.setattr(Store, "_rebuild", lambda *a: pytest.fail("remove rebuilt the index"))
+    with FaissStore.open(path) as store:
+        monkeypatch.setattr(
+            FaissStore, "_rebuild", lambda *a: pytest.fail("remove rebuilt the index")
+        )
         assert store.remove([*gone.tolist(), 10_000, int(gone[0])]) == 100  # unknown, repeated
         assert store.remove(gone) == 0
         assert store.info().count == 200
@@ -237,7 +244,7 @@ def test_remove_without_rebuild(filled, rng, monkeypatch):
     want, _ = brute_force(data[keep], ids[keep], data[:5], 20)
     assert [[h.work.id for h in row] for row in hits[:5]] == want.tolist()
 
-    with Store.open(path) as store:  # removal survives reopening, ids are never reused
+    with FaissStore.open(path) as store:  # removal survives reopening, ids are never reused
         assert store.info().count == 200
         assert not {h.work.id for row in store.search(data, k=20) for h in row} & set(gone)
         store.remove([int(ids.max())])
@@ -246,7 +253,7 @@ def test_remove_without_rebuild(filled, rng, monkeypatch):
 
 def test_two_handles_see_each_others_commits(filled, rng):
     path, data, ids = filled
-    with Store.open(path) as a, Store.open(path) as b:
+    with FaissStore.open(path) as a, FaissStore.open(path) as b:
         v = unit(rng, 1, 32)
         (new_id,) = a.add(new_works(1, 900), v)
         assert b.search(v, k=1)[0][0].work.id == new_id
@@ -266,7 +273,7 @@ def test_binary_store_hamming(tmp_path, rng):
     for i in range(5):
         flips[i, rng.choice(bits, 10 * (i + 1), replace=False)] = 1
     queries = codes[:5] ^ np.packbits(flips, axis=1)
-    with Store.create(tmp_path / "pdq", embedder="pdq", dim=bits, binary=True) as store:
+    with FaissStore.create(tmp_path / "pdq", embedder="pdq", dim=bits, binary=True) as store:
         assert store.info().index_type == "IDMap2,BFlat"
         ids = np.array(store.add(new_works(400), codes))
         hits = store.search(queries, k=5)
@@ -290,20 +297,20 @@ def test_binary_store_hamming(tmp_path, rng):
 
 def test_open_missing_or_not_a_store(tmp_path):
     with pytest.raises(StoreError, match="no such directory") as err:
-        Store.open(tmp_path / "nowhere")
+        FaissStore.open(tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(err.value)
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="not a directory"):
-        Store.open(tmp_path / "file")
+        FaissStore.open(tmp_path / "file")
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="not a similarity store"):
-        Store.open(tmp_path / "empty")
+        FaissStore.open(tmp_path / "empty")
     (tmp_path / "other").mkdir()
     sqlite3.connect(tmp_path / "other" / "works.sqlite").execute(
         "CREATE TABLE t (x)"
     ).connection.close()
     with pytest.raises(StoreError, match="not a similarity store database"):
-        Store.open(tmp_path / "other")
+        FaissStore.open(tmp_path / "other")
 
 
 def test_format_version_mismatch(filled):
@@ -312,7 +319,7 @@ def test_format_version_mismatch(filled):
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'format'")
     conn.close()
     with pytest.raises(StoreError, match="format 99") as err:
-        Store.open(path)
+        FaissStore.open(path)
     assert str(path / "works.sqlite") in str(err.value)
 
 
@@ -320,7 +327,7 @@ def test_corrupt_sqlite(filled):
     path = filled[0]
     (path / "works.sqlite").write_bytes(b"this is not a database at all" * 200)
     with pytest.raises(StoreError, match="corrupt or not an SQLite database") as err:
-        Store.open(path)
+        FaissStore.open(path)
     assert str(path / "works.sqlite") in str(err.value)
 
 
@@ -329,10 +336,10 @@ def test_corrupt_index_file(filled):
     index_file = path / json.loads((path / "index.json").read_text())["file"]
     index_file.write_bytes(b"garbage" * 100)
     with pytest.raises(StoreError, match="corrupt index file") as err:
-        Store.open(path)
+        FaissStore.open(path)
     assert str(index_file) in str(err.value) and "delete it to rebuild" in str(err.value)
     index_file.unlink()  # the advertised remedy: rebuilt from works.sqlite
-    with Store.open(path) as store:
+    with FaissStore.open(path) as store:
         assert store.info().count == 300
 
 
@@ -340,12 +347,12 @@ def test_corrupt_index_state(filled):
     path = filled[0]
     (path / "index.json").write_text("{not json")
     with pytest.raises(StoreError, match="corrupt index state") as err:
-        Store.open(path)
+        FaissStore.open(path)
     assert str(path / "index.json") in str(err.value)
 
 
 def test_closed_store(filled):
-    store = Store.open(filled[0])
+    store = FaissStore.open(filled[0])
     store.close()
     store.close()  # twice is fine
     with pytest.raises(StoreError, match="closed"):
@@ -362,9 +369,9 @@ def run_child(path, body: str) -> subprocess.CompletedProcess:
         f"""
         import os, hashlib
         import numpy as np
-        from aigcguard.provenance.similarity import store as store_mod
-        from aigcguard.provenance.similarity.store import NewWork, Store
-        store = Store.open({str(path)!r})
+        from aigcguard.provenance.similarity.stores import FaissStore, NewWork
+        from aigcguard.provenance.similarity.stores import catalogue, faiss_files
+        store = FaissStore.open({str(path)!r})
         rng = np.random.default_rng(99)
         vectors = rng.standard_normal((50, 32)).astype(np.float32)
         works = [NewWork(path=f"new/{{i}}.jpg", sha256=hashlib.sha256(b"new %d" % i).hexdigest())
@@ -385,13 +392,13 @@ def test_crash_after_commit_before_index_write(filled):
     done = run_child(
         path,
         """
-        store_mod._write_index_file = lambda *a, **k: os._exit(3)
+        faiss_files._write_index_file = lambda *a, **k: os._exit(3)
         store.add(works, vectors)
         """,
     )
     assert done.returncode == 3, done.stderr
     assert index_generation(path) == before  # the index on disk missed the commit
-    with Store.open(path) as store:
+    with FaissStore.open(path) as store:
         assert store.info().count == 350
         hits = store.search(child_vectors(), k=1)
         assert [h[0].work.path for h in hits] == [f"new/{i}.jpg" for i in range(50)]
@@ -404,13 +411,13 @@ def test_crash_inside_transaction_keeps_previous_state(filled):
     done = run_child(
         path,
         """
-        store_mod._bump_generation = lambda *a, **k: os._exit(3)
+        catalogue._bump_generation = lambda *a, **k: os._exit(3)
         store.add(works, vectors)
         """,
     )
     assert done.returncode == 3, done.stderr
     assert (path / "works.sqlite-journal").exists()  # died mid-transaction: a hot journal
-    with Store.open(path) as store:
+    with FaissStore.open(path) as store:
         assert store.info().count == 300
         assert store.find(path="new/0.jpg") == []
         assert store.search(child_vectors(), k=1)[0][0].work.path.startswith("refs/")
@@ -419,16 +426,16 @@ def test_crash_inside_transaction_keeps_previous_state(filled):
 
 def test_failed_index_write_loses_nothing(filled, monkeypatch):
     path = filled[0]
-    store = Store.open(path)
+    store = FaissStore.open(path)
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_mod, "_write_index_file", fail)
+    monkeypatch.setattr(faiss_files, "_write_index_file", fail)
     with pytest.warns(UserWarning, match="could not write the index"):
         new = store.add(new_works(5, 500), child_vectors()[:5])
     assert store.search(child_vectors()[:5], k=1)[0][0].work.id == new[0]
-    with pytest.warns(UserWarning), Store.open(path) as other:  # another process sees it
+    with pytest.warns(UserWarning), FaissStore.open(path) as other:  # another process sees it
         assert [h[0].work.id for h in other.search(child_vectors()[:5], k=1)] == new
     monkeypatch.undo()
     store.close()  # writes the index it owes
@@ -437,12 +444,12 @@ def test_failed_index_write_loses_nothing(filled, monkeypatch):
 
 def test_exception_inside_transaction_rolls_back(filled, monkeypatch):
     path, data, ids = filled
-    with Store.open(path) as store:
+    with FaissStore.open(path) as store:
 
         def boom(*args, **kwargs):
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(store_mod, "_bump_generation", boom)
+        monkeypatch.setattr(catalogue, "_bump_generation", boom)
         with pytest.raises(RuntimeError, match="boom"):
             store.add(new_works(5, 500), child_vectors()[:5])
         with pytest.raises(RuntimeError, match="boom"):
@@ -456,13 +463,15 @@ def test_exception_inside_transaction_rolls_back(filled, monkeypatch):
 
 def test_lagging_index_is_replayed_not_rebuilt(filled, monkeypatch, rng):
     path, data, ids = filled
-    monkeypatch.setattr(store_mod, "_PERSIST_SMALL_BYTES", 0)  # write lazily, as for big stores
-    store = Store.open(path)
+    monkeypatch.setattr(faiss_store, "_PERSIST_SMALL_BYTES", 0)  # write lazily, as for big stores
+    store = FaissStore.open(path)
     store.add(new_works(10, 500), unit(rng, 10, 32))  # 10 < 25% of 300: not written yet
     store.remove(ids[:3])
     assert index_generation(path) == 1
-    monkeypatch.setattr(Store, "_rebuild", lambda *a: pytest.fail("rebuilt instead of replayed"))
-    with Store.open(path) as other:  # as if `store` had died here
+    monkeypatch.setattr(
+        FaissStore, "_rebuild", lambda *a: pytest.fail("rebuilt instead of replayed")
+    )
+    with FaissStore.open(path) as other:  # as if `store` had died here
         assert other.info().count == 307
         assert other.search(data[0], k=1)[0][0].work.id != ids[0]
     monkeypatch.undo()
@@ -475,7 +484,7 @@ def test_lagging_index_is_replayed_not_rebuilt(filled, monkeypatch, rng):
 def test_ivf_recall_and_exact_scores(tmp_path, rng):
     n, d = 20_000, 64
     data = manifold(rng, n, d)
-    with Store.create(tmp_path / "ivf", embedder="e", dim=d, index_type="IVF128,SQ8") as store:
+    with FaissStore.create(tmp_path / "ivf", embedder="e", dim=d, index_type="IVF128,SQ8") as store:
         ids = np.array(store.add(new_works(2000), data[:2000]))
         # too few vectors to train 128 lists: exact search until there are
         assert store.info().index_type == "IDMap2,Flat"
@@ -500,13 +509,13 @@ def test_ivf_recall_and_exact_scores(tmp_path, rng):
         store.remove(ids[:10])  # IVF removes in place
         assert store.info().index_type == "IVF128,SQ8"
         assert not {h.work.id for row in store.search(data[:10], k=5) for h in row} & set(ids[:10])
-    with Store.open(tmp_path / "ivf") as store:
+    with FaissStore.open(tmp_path / "ivf") as store:
         assert store.info().index_type == "IVF128,SQ8" and store.info().count == n - 10
 
 
 def test_hnsw_removal_by_tombstones(tmp_path, rng):
     data = unit(rng, 600, 16)
-    with Store.create(tmp_path / "h", embedder="e", dim=16, index_type="HNSW16") as store:
+    with FaissStore.create(tmp_path / "h", embedder="e", dim=16, index_type="HNSW16") as store:
         ids = np.array(store.add(new_works(600), data))
         store.remove(ids[:30])  # HNSW cannot remove: tombstones, filtered at re-scoring
         assert store._index.ntotal == 600
@@ -519,9 +528,9 @@ def test_hnsw_removal_by_tombstones(tmp_path, rng):
 
 
 def test_auto_policy_switches_index_with_size(tmp_path, rng, monkeypatch):
-    monkeypatch.setattr(store_mod, "EXACT_MAX_FLOAT", 2000)  # a small threshold to cross
+    monkeypatch.setattr(faiss_policy, "EXACT_MAX_FLOAT", 2000)  # a small threshold to cross
     data = manifold(rng, 5000, 32)
-    with Store.create(tmp_path / "auto", embedder="e", dim=32) as store:
+    with FaissStore.create(tmp_path / "auto", embedder="e", dim=32) as store:
         ids = np.array(store.add(new_works(1500), data[:1500]))
         assert store.info().index_type == "IDMap2,Flat"
         ids = np.concatenate([ids, store.add(new_works(3500, 1500), data[1500:])])
@@ -536,8 +545,8 @@ def test_auto_policy_switches_index_with_size(tmp_path, rng, monkeypatch):
 
 def test_default_index_type_policy():
     assert default_index_type(0, 512, False) == "IDMap2,Flat"
-    assert default_index_type(store_mod.EXACT_MAX_FLOAT, 512, False) == "IDMap2,Flat"
-    assert default_index_type(store_mod.EXACT_MAX_FLOAT + 1, 512, False).endswith(",SQ8")
+    assert default_index_type(faiss_policy.EXACT_MAX_FLOAT, 512, False) == "IDMap2,Flat"
+    assert default_index_type(faiss_policy.EXACT_MAX_FLOAT + 1, 512, False).endswith(",SQ8")
     assert default_index_type(1_000_000, 512, False) == "IVF1024,SQ8"
     assert default_index_type(10_000_000, 512, False) == "IVF4096,SQ8"
     assert default_index_type(50_000_000, 512, False) == "IVF8192,PQ64"
@@ -550,7 +559,7 @@ def test_default_index_type_policy():
         ("IDMap2,BFlat", 256, True),
         ("BIVF4096", 256, True),
     ]:
-        assert store_mod._normalise_index_type(spec, dim, binary) == spec  # valid, as stored
+        assert faiss_policy.normalise_index_type(spec, dim, binary) == spec  # valid, as stored
     with pytest.raises(ValueError):
         default_index_type(10, 0, False)
 

@@ -56,6 +56,30 @@ class AuditReport(JsonResult):
     platform_share: float | None
     unattributed: float  # share of the batch that resembles no registered work
 
+    def summary(self, report: str | Path, top: int = 10) -> AuditSummary:
+        """The few numbers ``aigc audit`` prints, for a report written to ``report``."""
+        return AuditSummary(
+            str(report),
+            self.images,
+            self.counts,
+            self.creators[:top],
+            self.unattributed,
+            len(self.errors),
+        )
+
+
+@dataclass(frozen=True)
+class AuditSummary(JsonResult):
+    """An audit in one line: the report's path, verdict counts, the top creators' shares,
+    the unattributed share and how many inputs failed (``errors``: a count)."""
+
+    report: str
+    images: int
+    counts: dict[str, int]
+    creators: list[CreatorShare]
+    unattributed: float
+    errors: int
+
 
 def attribute(
     results: Sequence[QueryResult], *, pool: float | None = None, platform_share: float = 0.0

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
+from aigcguard.provenance.similarity.index import Reference
 from aigcguard.results import JsonResult
 
 Array = np.ndarray
@@ -174,6 +175,19 @@ class CopyReport(JsonResult):
     score_at_p50: float | None
     seconds_per_query: float
 
+    def markdown(self) -> str:
+        """Both rankings as a table, and what was measured (``aigc eval copy``'s output)."""
+        rows = [("descriptor score", self.descriptor), ("with verification", self.verified)]
+        return (
+            "| ranking | muAP | recall @ P90 | accuracy @ 1 |\n|---|---|---|---|\n"
+            + "".join(
+                f"| {name} | {r.muap:.3f} | {r.recall_at_p90:.3f} | {r.accuracy_at_1:.3f} |\n"
+                for name, r in rows
+            )
+            + f"\n{self.embedder}: {self.references} references, {self.queries} queries "
+            f"({self.distractor_queries} distractors), {self.seconds_per_query:.2f} s per query."
+        )
+
 
 def ranking_scores(predictions: Sequence[tuple[float, bool]], positives: int) -> RankingScores:
     """DISC metrics from pooled (score, correct) predictions; ``positives``: copying queries."""
@@ -242,6 +256,19 @@ def evaluate(
         score_at_p50=_score_at_precision(plain, 0.5),
         seconds_per_query=round(elapsed, 4),
     )
+
+
+def register_and_evaluate(
+    index, references: Sequence[Reference], queries: Sequence[CopyQuery], *, k: int = 5
+) -> tuple[CopyReport, list[str]]:
+    """The whole evaluation on an empty ``index``: register ``references`` (their ``title``
+    is the name queries point to), keep the queries whose reference could be registered, and
+    :func:`evaluate` them. Returns the report and one message per reference that was skipped
+    (``aigc eval copy`` and ``bench/copy_detection.py`` both run this)."""
+    added = index.add(list(references))
+    ids = {w.title: w.id for w in index.store.get(added.added)}
+    kept = [q for q in queries if q.truth is None or q.truth in ids]
+    return evaluate(index, kept, ids, k=k), [str(e) for e in added.errors]
 
 
 def _mean(values: Sequence[bool]) -> float:

@@ -5,8 +5,8 @@
     for result in index.search(["upload.jpg"]):
         print(result.to_json())          # path, matches: id, title, creator, score, verdict...
 
-A :class:`SimilarityIndex` is a :class:`~aigcguard.provenance.store.Store` (vectors and
-metadata) plus the descriptor named in the store, the thresholds for that descriptor, and
+A :class:`SimilarityIndex` is a :class:`~aigcguard.provenance.similarity.stores.Store` (vectors
+and metadata) plus the descriptor named in the store, the thresholds for that descriptor, and
 geometric verification of the best candidates against the reference files.
 
 Scores. ``cosine`` is the exact similarity of the query's and the work's vectors (a mirrored
@@ -48,7 +48,15 @@ from aigcguard.provenance.similarity.descriptors import (
     Descriptor,
     create_descriptor,
 )
-from aigcguard.provenance.similarity.store import NewWork, Store, StoreError, Work
+from aigcguard.provenance.similarity.stores import (
+    NewWork,
+    Store,
+    StoreError,
+    Work,
+    create_store,
+    is_local,
+    open_store,
+)
 from aigcguard.results import NOT_JSON, JsonResult
 
 VERDICTS = ("exact", "copy", "near_duplicate", "similar", "none")
@@ -173,10 +181,6 @@ def save_calibration(store_path: str | os.PathLike, thresholds: Thresholds, **ab
     return target
 
 
-def _is_uri(where: str) -> bool:
-    return "://" in where
-
-
 def _thresholds_for(store_path: Path | None, descriptor: Descriptor) -> Thresholds:
     """The store's own calibration (a file in its directory), else the shipped one."""
     own = None if store_path is None else store_path / STORE_CALIBRATION
@@ -199,22 +203,16 @@ def _calibration_key(descriptor: Descriptor) -> str:
     return f"{descriptor.spec}@{codebook}" if codebook else descriptor.spec
 
 
-def _store_class(path: str | os.PathLike):
-    """The FAISS store for a directory, the Milvus store for a milvus:// or milvus-lite://
-    URI."""
-    from aigcguard.provenance.similarity.milvus_store import MilvusStore, is_milvus_uri
-
-    return MilvusStore if is_milvus_uri(str(path)) else Store
-
-
 class SimilarityIndex:
     def __init__(self, store: Store, descriptor: Descriptor):
+        if not isinstance(store, Store):
+            raise TypeError(f"{type(store).__name__} does not implement the Store protocol")
         self.store = store
         self.descriptor = descriptor
         where = store.info().path
-        # a store's own calibration and background set live in its directory; a Milvus
-        # store has none yet and uses the descriptor's shipped ones
-        self.local = not _is_uri(where)
+        # a store's own calibration and background set live in its directory; a store
+        # behind a URI (Milvus) has none yet and uses the descriptor's shipped ones
+        self.local = is_local(where)
         self.path = Path(where) if self.local else where
         self.thresholds = _thresholds_for(self.path if self.local else None, descriptor)
         self._background = self._load_background(descriptor)
@@ -232,8 +230,8 @@ class SimilarityIndex:
         device: str | torch.device | None = "auto",
     ) -> SimilarityIndex:
         emb = create_descriptor(descriptor, device)
-        store = _store_class(path).create(
-            str(path) if _is_uri(str(path)) else path,
+        store = create_store(
+            path,
             embedder=emb.spec,
             dim=emb.dim,
             binary=emb.binary,
@@ -243,7 +241,7 @@ class SimilarityIndex:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, device="auto") -> SimilarityIndex:
-        store = _store_class(path).open(str(path) if _is_uri(str(path)) else path)
+        store = open_store(path)
         return cls(store, create_descriptor(store.info().embedder, device))
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""A second vector store: Milvus, behind the same interface as the FAISS :class:`Store`.
+"""A second vector store: Milvus, behind the :class:`~.protocol.Store` protocol, as FAISS.
 
 For reference corpora beyond one machine. A store is a Milvus collection (with its settings
 in a small companion collection ``NAME__meta``), addressed by URI:
@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from aigcguard.provenance.similarity.store import (
+from aigcguard.provenance.similarity.stores.protocol import (
     RERANK_FACTOR,
     STORE_FORMAT,
     Hit,
@@ -34,8 +34,9 @@ from aigcguard.provenance.similarity.store import (
     StoreError,
     StoreInfo,
     Work,
-    _now,
+    utc_now,
 )
+from aigcguard.provenance.similarity.stores.schemes import STORES, store_scheme
 
 SCHEMES = ("milvus", "milvus-lite")
 _TEXT = ("path", "sha256", "title", "creator", "licence", "source", "added")
@@ -45,7 +46,7 @@ INDEX_TYPES = ("FLAT", "IVF_FLAT", "HNSW")
 
 
 def is_milvus_uri(spec: str | Path) -> bool:
-    return isinstance(spec, str) and spec.split("://", 1)[0] in SCHEMES and "://" in spec
+    return store_scheme(spec) in SCHEMES
 
 
 def _parse(uri: str) -> tuple[str, str]:
@@ -62,8 +63,10 @@ def _parse(uri: str) -> tuple[str, str]:
     return str(Path(where).expanduser()), collection
 
 
+@STORES.register("milvus", form="milvus://HOST:PORT/COLLECTION")
+@STORES.register("milvus-lite", form="milvus-lite://FILE.db/COLLECTION")
 class MilvusStore:
-    """Same methods and results as :class:`aigcguard.provenance.store.Store`."""
+    """A :class:`~.protocol.Store`: the same methods and results as the FAISS store."""
 
     def __init__(self, uri: str, client, collection: str, meta: dict):
         self.path = uri
@@ -136,8 +139,8 @@ class MilvusStore:
             "dim": int(dim),
             "binary": bool(binary),
             "index_type": index_type,
-            "created": _now(),
-            "updated": _now(),
+            "created": utc_now(),
+            "updated": utc_now(),
             "next_id": 1,
         }
         mschema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -193,7 +196,7 @@ class MilvusStore:
             raise StoreError(f"{self.path}: store is closed")
 
     def _save_meta(self) -> None:
-        self._meta["updated"] = _now()
+        self._meta["updated"] = utc_now()
         self._client.upsert(
             self._meta_name, [{"id": 0, "vector": [0.0, 0.0], "meta": json.dumps(self._meta)}]
         )
@@ -239,7 +242,7 @@ class MilvusStore:
             # the counter moves first: a crash after it wastes ids, never reuses one
             self._meta["next_id"] = start + len(works)
             self._save_meta()
-            self._insert(ids, works, vecs, _now())
+            self._insert(ids, works, vecs, utc_now())
             return ids
 
     def _insert(self, ids, works, vecs, added) -> None:
@@ -427,7 +430,7 @@ def export_store(source, uri: str, *, batch: int = 1000, progress=None) -> Milvu
             works = source.get(part)
             vecs = target._as_float(source.vectors(part), "vectors", allow_1d=False)
             with target._lock:
-                target._insert(part, works, vecs, _now())
+                target._insert(part, works, vecs, utc_now())
             if progress is not None:
                 progress(len(part))
         target._meta["next_id"] = max([0, *ids]) + 1

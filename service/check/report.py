@@ -1,0 +1,137 @@
+"""The HTML report of :class:`~aigcguard.service.check.Checker` results."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aigcguard.results import JsonResult
+from aigcguard.service.check.verdict import SUMMARY_VERDICTS
+
+if TYPE_CHECKING:
+    from aigcguard.service.check.checker import Checker, CheckResult
+
+e = html.escape
+
+
+def render_html(results: Sequence[CheckResult], checker: Checker | None = None) -> str:
+    """A self-contained page: per picture, the picture, the summary and its reasons, each
+    signal's result, the detector's score against its bands, and side-by-side pictures of
+    copied works (when ``checker`` has an index)."""
+    from aigcguard.report import STYLE, counts_table
+
+    counts = {v: sum(r.summary.verdict == v for r in results) for v in SUMMARY_VERDICTS}
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>aigc check</title>",
+        f"<style>{STYLE}</style><h1>Where did these pictures come from?</h1>",
+        counts_table(counts),
+        "<p>A declaration or a mark decides (<em>generated</em>); otherwise the detector's band "
+        "(a probability, not a fact); otherwise <em>unknown</em>. A missing label or mark "
+        "proves nothing: platforms strip metadata.</p>",
+    ]
+    for r in results:
+        parts += _section(r, checker)
+    return "".join(parts)
+
+
+def _section(r: CheckResult, checker: Checker | None) -> list[str]:
+    """One picture: its verdict, the picture, the reasons, the signals, copied works."""
+    from aigcguard.imageio import ImageLoadError, load_image
+    from aigcguard.report import data_uri
+
+    s = r.summary
+    parts = [f"<section><h2 class='v-{s.verdict}'>{e(r.path)}: {s.verdict}</h2>"]
+    try:
+        query = load_image(r.path).pixels
+        parts.append(
+            f"<img alt='picture' style='max-width:360px' "
+            f"src='{data_uri(query.permute(1, 2, 0).numpy(), 720)}'>"
+        )
+    except (ImageLoadError, OSError):
+        query = None
+    decided = ", ".join(s.decided_by) or "nothing"
+    parts.append(f"<p>Decided by: <b>{e(decided)}</b></p><ul>")
+    parts += [f"<li>{e(reason)}</li>" for reason in s.reasons]
+    parts.append("</ul><table><tr><th>signal</th><th>result</th></tr>")
+    for name, text in _signal_rows(r):
+        parts.append(f"<tr><td>{e(name)}</td><td>{text}</td></tr>")
+    parts.append("</table>")
+    sim = r.similarity
+    if checker is not None and checker.index is not None and sim is not None and query is not None:
+        parts += _copied_works(checker, query, sim)
+    parts.append("</section>")
+    return parts
+
+
+def _copied_works(checker: Checker, query, sim) -> list[str]:
+    """Side-by-side pictures of the top exact or copied registered works."""
+    from aigcguard.imageio import ImageLoadError
+    from aigcguard.report import data_uri
+
+    parts = []
+    for m in sim.matches[:3]:
+        if m.verdict in ("exact", "copy"):
+            try:
+                picture = checker.index.match_picture(query, m)
+                parts.append(f"<p>{e(m.title or m.path)}: {m.verdict}</p>")
+                parts.append(f"<img alt='match' src='{data_uri(picture)}'>")
+            except (ImageLoadError, OSError) as exc:
+                parts.append(f"<p>(no picture of {e(m.path)}: {e(str(exc))})</p>")
+    return parts
+
+
+def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
+    """(signal, HTML text) for each signal with something to report, then the failures."""
+    rows = []
+    c = r.credentials
+    if c is not None:
+        types = ", ".join(t.rsplit("/", 1)[-1] for t in c.digital_source_types or []) or "-"
+        codes = f"; codes {e(', '.join(c.codes))}" if c.codes else ""
+        rows.append(("Content Credentials", f"{e(c.state)}; source type {e(types)}{codes}"))
+    lab = r.labels
+    if lab is not None:
+        gb = "none" if lab.gb45438 is None else f"label {lab.gb45438.label} ({lab.gb45438.source})"
+        gens = ", ".join(sorted({g.generator for g in lab.generator_signals})) or "none"
+        dst = (lab.digital_source_type or "none").rsplit("/", 1)[-1]
+        rows.append(("Labels", e(f"GB 45438 {gb}; IPTC {dst}; generator metadata {gens}")))
+    if r.known_watermark is not None:
+        k = r.known_watermark
+        rows.append(("Known watermark", e(f"{k.known} (p = {k.p_value:.1e})")))
+    if r.watermark is not None:
+        w = r.watermark
+        found = f"present, p = {w.p_value:.1e}, payload {w.payload}" if w.detected else "absent"
+        rows.append(("Our watermark", e(found)))
+    if r.ledger is not None:
+        rec = r.ledger
+        rows.append(("Ledger", e(f"{rec.generator} ({rec.model or '-'}), {rec.created}")))
+    d = r.detector
+    if d is not None:
+        bar = (
+            f"<span class='bar'><span style='width:{100 * d.score:.0f}%'></span>"
+            f"<i style='left:{100 * d.threshold:.0f}%'></i></span>"
+        )
+        rows.append(("Detector", f"{bar} {d.score:.2f} {e(d.band)} ({e(d.model)})"))
+    if r.similarity is not None:
+        top = r.similarity.matches[0] if r.similarity.matches else None
+        best = "no registered work" if top is None else f"{top.title or top.path} ({top.score:.2f})"
+        rows.append(("Similarity", e(f"{r.similarity.verdict}: {best}")))
+    for name, value in r.extra.items():  # a signal without a row of its own: its JSON
+        if value is not None:
+            text = value.to_json() if isinstance(value, JsonResult) else json.dumps(value)
+            rows.append((name, e(text)))
+    for name, err in r.errors.items():
+        rows.append((name, f"<em>failed: {e(err)}</em>"))
+    return rows
+
+
+def write_html(path: str | Path, results: Sequence[CheckResult], checker: Checker | None = None):
+    """Write :func:`render_html` atomically."""
+    from aigcguard.fileio import atomic_write
+
+    path = Path(path)
+    with atomic_write(path) as f:
+        f.write(render_html(results, checker).encode("utf-8"))
+    return path

@@ -1,0 +1,28 @@
+"""The HTTP service: the library's checks behind FastAPI, models loaded once and shared.
+
+    aigc serve [--host 127.0.0.1] [--port 8000] [--config service.toml]
+
+Endpoints (OpenAPI at ``/docs``): ``POST /v1/check`` (one picture, as multipart field ``file``
+or as the raw body), ``POST /v1/check/batch`` (multipart fields ``files``),
+``POST /v1/watermark/embed`` (returns the marked PNG; honours ``Idempotency-Key``),
+``POST /v1/watermark/detect``, ``POST /v1/similar``, ``GET /healthz`` (the process answers),
+``GET /readyz`` (503 until the models and the index are loaded).
+
+Errors are JSON, ``{"error": {"status": N, "message": "..."}}``: 400 a request that cannot be
+used, 401 a missing or wrong API key (when keys are configured), 413 a body or a picture above
+the limits, 404 an unknown path or a feature this service was not configured with (similarity
+without an index), 415 not a picture, 422 a picture that cannot be decoded or a bad field,
+503 not ready.
+
+Layout: ``app`` (the factory), ``config`` (:class:`ServiceConfig`), ``deps`` (shared state,
+readiness, API key, uploads), ``errors``, ``middleware``, and ``routers/`` with one
+``APIRouter`` per area (check, watermark, similarity, health), each registered in
+:data:`ROUTERS`.
+"""
+
+from aigcguard.service.http.app import create_app
+from aigcguard.service.http.config import DEFAULTS, ServiceConfig
+from aigcguard.service.http.errors import ApiError
+from aigcguard.service.http.registry import ROUTERS
+
+__all__ = ["DEFAULTS", "ROUTERS", "ApiError", "ServiceConfig", "create_app"]

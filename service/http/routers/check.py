@@ -1,0 +1,71 @@
+"""``POST /v1/check`` and ``POST /v1/check/batch``: every signal about a picture, through the
+same :class:`~aigcguard.service.check.Checker` as ``aigc check``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+
+from aigcguard.results import JsonResult
+from aigcguard.service.http.deps import AppState, Picture, Ready, State, Upload, Uploads, decode
+from aigcguard.service.http.deps import ready as require_ready
+from aigcguard.service.http.errors import ApiError, ErrorInfo
+from aigcguard.service.http.registry import ROUTERS
+
+router = APIRouter(tags=["check"])
+
+
+@dataclass(frozen=True)
+class Failure(JsonResult):
+    """A picture of a batch that could not be checked; the others go on."""
+
+    path: str
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class BatchResult(JsonResult):
+    results: list[dict[str, Any]]
+
+
+def check_picture(state: State, picture: Picture) -> dict[str, Any]:
+    """The check of one uploaded picture, as ``aigc check`` prints it for a file."""
+    name, data = picture
+    pixels = decode(picture, state.config)
+    # metadata signals read files: the bytes go to a private temporary file
+    fd, tmp = tempfile.mkstemp(prefix="aigc-check-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        with state.lock:  # the index and detectors are shared
+            result = state.checker.check(pixels, tmp, on_disk=True)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return replace(result, path=name).to_dict()
+
+
+@router.post("/v1/check")
+def check(picture: Upload, state: Ready):
+    """Every signal about one picture, and the summary (see `aigc check`)."""
+    return check_picture(state, picture)
+
+
+@router.post("/v1/check/batch")
+def check_batch(pictures: Uploads, state: AppState):
+    """Several pictures (multipart field ``files``); a bad one gets its own error entry."""
+    require_ready(state)  # after the batch limit: a 413 does not wait for the models
+    out = []
+    for picture in pictures:
+        try:
+            out.append(check_picture(state, picture))
+        except ApiError as exc:
+            out.append(Failure(picture[0], exc.info).to_dict())
+    return BatchResult(out).to_dict()
+
+
+ROUTERS.add("check", lambda: router)
