@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from aigcguard.imageio import ImageLoadError, LoadedImage, iter_image_paths, load_image
 from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, list_descriptors
+from aigcguard.registry import Registry
 from aigcguard.results import FailedInput
 
 device_option = click.option(
@@ -29,6 +30,19 @@ batch_size_option = click.option(
     show_default=True,
     help="Images decoded and processed together.",
 )
+
+
+class RegistryChoice(click.Choice):
+    """The names in a registry (:class:`aigcguard.registry.Registry`), read when the command
+    runs, so a kind registered after the CLI was imported is a valid choice too."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.registry.list())
 
 
 def descriptor_option(func: Callable) -> Callable:

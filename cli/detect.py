@@ -9,11 +9,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from aigcguard.cli.common import Run, batch_size_option, device_option
+from aigcguard.cli.common import RegistryChoice, Run, batch_size_option, device_option
 from aigcguard.detectors import api
 from aigcguard.detectors.base import DETECTORS
 from aigcguard.imageio import ImageLoadError, iter_image_paths, load_image
-from aigcguard.registry import Registry
 
 model_option = click.option(
     "--model",
@@ -22,19 +21,6 @@ model_option = click.option(
     help="`default` (shipped NPR, trained on CIFAKE), `spectral` (shipped, trained on "
     "full-resolution aigc_small) or the path of a detector saved by `aigc detector train`.",
 )
-
-
-class RegistryChoice(click.Choice):
-    """The names in a registry, read when the command runs, so a kind registered after this
-    module was imported is a valid choice too."""
-
-    def __init__(self, registry: Registry):
-        self.registry = registry
-        self.case_sensitive = True
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        return tuple(self.registry.list())
 
 
 def _load(model: str, device: str):

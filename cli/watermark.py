@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import click
-import torch
 
 from aigcguard.cli.common import (
+    RegistryChoice,
     Run,
     batch_size_option,
     device_option,
@@ -23,6 +22,7 @@ from aigcguard.watermark import (
     DEFAULT_METHOD,
     DEFAULT_P_THRESHOLD,
     KNOWN_MARKS,
+    METHODS,
     PAYLOAD_BYTES,
     detect,
     detect_known,
@@ -33,6 +33,7 @@ from aigcguard.watermark import (
     strongest,
 )
 from aigcguard.watermark.calibration import load_calibration
+from aigcguard.watermark.files import FileDetection, MarkedFile, psnr
 
 _SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
@@ -50,7 +51,7 @@ unkeyed_option = click.option(
 )
 method_option = click.option(
     "--method",
-    type=click.Choice(list_methods()),
+    type=RegistryChoice(METHODS),
     default=DEFAULT_METHOD,
     show_default=True,
     help="Watermark method (see `aigc watermark methods`).",
@@ -68,11 +69,6 @@ def _with(options):
         return func
 
     return wrap
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return round(10 * math.log10(255.0**2 / mse), 2) if mse > 0 else float("inf")
 
 
 def _check_unkeyed(unkeyed: bool, method: str) -> None:
@@ -162,16 +158,15 @@ def embed_cmd(
             except OSError as exc:
                 run.fail(img.source, f"cannot write {out_path}: {exc}")
                 continue
-            run.emit(
-                {
-                    "path": img.source,
-                    "output": str(out_path),
-                    "method": method,
-                    "bits": len(msg) * 8 if unkeyed else PAYLOAD_BYTES * 8,
-                    "payload": (msg if unkeyed else msg.ljust(PAYLOAD_BYTES, b"\0")).hex(),
-                    "psnr": _psnr(img.pixels, pixels),
-                }
+            written = MarkedFile(
+                path=img.source,
+                output=str(out_path),
+                method=method,
+                bits=len(msg) * 8 if unkeyed else PAYLOAD_BYTES * 8,
+                payload=(msg if unkeyed else msg.ljust(PAYLOAD_BYTES, b"\0")).hex(),
+                psnr=psnr(img.pixels, pixels),
             )
+            run.emit(written.to_dict())
     run.finish()
 
 
@@ -231,7 +226,7 @@ def detect_cmd(
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         for img, result in zip(batch, found, strict=True):
-            run.emit({"path": img.source, **result.to_dict()})
+            run.emit(FileDetection(img.source, result).to_dict())
     run.finish()
 
 

@@ -64,9 +64,11 @@ class Registry(Generic[T]):
     def is_registered(self, name: str) -> bool:
         return self._key(name) in self._entries
 
-    def list(self, pattern: str = "*") -> list[str]:
-        """Registered names matching a shell-style ``pattern``, sorted."""
-        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern.lower()))
+    def list(self, pattern: str = "*", *, ordered: bool = False) -> list[str]:
+        """Registered names matching a shell-style ``pattern``: sorted, or in registration
+        order with ``ordered`` (for kinds that run in sequence, such as check signals)."""
+        names = [n for n in self._entries if fnmatch.fnmatch(n, pattern.lower())]
+        return names if ordered else sorted(names)
 
     def get(self, name: str) -> Callable[..., T]:
         """The factory registered under ``name``; an unknown name lists the known ones."""

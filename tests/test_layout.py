@@ -72,6 +72,10 @@ def test_registry_helper():
         return ("alpha", x)
 
     assert reg.is_registered("alpha") and "ALPHA" in reg and reg.list() == ["alpha"]
+    reg.add("aardvark", alpha)
+    assert reg.list() == ["aardvark", "alpha"] and reg.list(ordered=True) == ["alpha", "aardvark"]
+    assert reg.list("aa*") == ["aardvark"]
+    reg.remove("aardvark")
     assert reg.create("alpha", x=2) == ("alpha", 2) and reg.meta("alpha") == {"about": "first"}
     with pytest.raises(RegistryError, match="already registered"):
         reg.add("alpha", alpha)

@@ -13,8 +13,6 @@ signal that brings evidence of a kind the built-in rules do not know.
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +25,6 @@ SIGNALS: Registry[JsonResult | None] = Registry("check signal")
 NEEDS = ("file", "ledger", "index")
 #: detector used by ``auto`` per picture size: the CIFAKE network knows 32-px pictures only
 AUTO_DETECTOR_SMALL, AUTO_DETECTOR_LARGE, AUTO_SMALL_SIDE = "default", "spectral", 128
-
-# The registry lists names sorted; signals run in the order they were registered (the ledger
-# reads the watermark's result), so each registration takes the next number.
-_ORDER = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -51,12 +45,13 @@ def signal(
     unknown = sorted(set(needs) - set(NEEDS))
     if unknown:
         raise ValueError(f"check signal {name!r} needs {unknown}; known needs: {list(NEEDS)}")
-    return SIGNALS.register(name, needs=tuple(needs), rule=rule, order=next(_ORDER))
+    return SIGNALS.register(name, needs=tuple(needs), rule=rule)
 
 
 def signal_names() -> list[str]:
-    """The registered signals in the order they run (registration order)."""
-    return sorted(SIGNALS.list(), key=lambda n: SIGNALS.meta(n).get("order", math.inf))
+    """The registered signals in the order they run: registration order (the ledger reads the
+    watermark's result)."""
+    return SIGNALS.list(ordered=True)
 
 
 def can_run(name: str, checker: Any, on_disk: bool) -> bool:
