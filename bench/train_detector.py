@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from aigcguard.detectors.data import read_cifake, split_names
-from aigcguard.detectors.npr_training import TrainConfig, train_npr
+from aigcguard.detectors.npr import TrainConfig, train_npr
 from aigcguard.device import pick_device
 
 ROOT = Path(__file__).resolve().parents[1]

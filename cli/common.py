@@ -61,12 +61,18 @@ def descriptor_option(func: Callable) -> Callable:
         return func(*args, **kwargs)
 
     merged = click.option("--embedder", "old_descriptor", hidden=True)(merged)
-    return click.option(
-        "--descriptor",
-        default=None,
-        help=f"Descriptor spec: {', '.join(list_descriptors())} (clip:ARCH/PRETRAINED or a "
-        f"checkpoint).  [default: {DEFAULT_DESCRIPTOR}]",
-    )(merged)
+    return click.option("--descriptor", default=None, cls=_DescriptorOption)(merged)
+
+
+class _DescriptorOption(click.Option):
+    """Its help names the descriptors registered when the help is shown, not at import."""
+
+    def get_help_record(self, ctx):
+        self.help = (
+            f"Descriptor spec: {', '.join(list_descriptors())} (clip:ARCH/PRETRAINED or a "
+            f"checkpoint).  [default: {DEFAULT_DESCRIPTOR}]"
+        )
+        return super().get_help_record(ctx)
 
 
 def store_spec(ctx, param, value):

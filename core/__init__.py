@@ -13,8 +13,9 @@ files, result types, the registry helper, the CLIP tower, HTML pieces and image 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from aigcguard.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -42,10 +43,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'aigcguard' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -8,7 +8,7 @@ Kinds (``DETECTORS.list()``): ``npr``, a small residual CNN on neighbouring-pixe
 relationships (the default); ``spectral``, FFT and block-DCT statistics with a linear
 classifier; ``clip-probe``, a linear probe on open_clip image features (needs CLIP weights).
 Training any kind: ``load_training_set`` then ``train_detector(kind, data, TrainOptions(...))``
-(each kind's ``Detector.train``; the NPR loop is ``detectors.npr_training.train_npr``);
+(each kind's ``Detector.train``; the NPR loop is ``detectors.npr.train_npr``);
 evaluation: ``detectors.metrics``; videos: ``detectors.video.score_video``.
 """
 

@@ -20,17 +20,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from aigcguard.detectors.data import TrainingError, TrainingSet
 from aigcguard.fileio import atomic_write
 from aigcguard.registry import Registry
 from aigcguard.results import JsonResult
-
-if TYPE_CHECKING:
-    from aigcguard.detectors.data import TrainingSet
 
 BANDS = ("likely_real", "uncertain", "likely_generated")
 
@@ -108,11 +106,6 @@ class TrainOptions:
     device: str | torch.device | None = "auto"
     settings: Mapping[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] = print
-
-
-class TrainingError(ValueError):
-    """A kind's training could not start or run with what it was given (the message says
-    why; no detector was written)."""
 
 
 class MissingSettingError(TrainingError):

@@ -18,8 +18,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aigcguard.detectors.base import TrainingError
 from aigcguard.imageio import iter_image_paths, load_images
+
+
+class TrainingError(ValueError):
+    """A kind's training could not start or run with what it was given (the message says
+    why; no detector was written)."""
 
 
 def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str], list[str]]:

@@ -10,7 +10,7 @@
 
 The kind's class (``DETECTORS.get(kind)``) trains and calibrates through its
 :meth:`~aigcguard.detectors.base.Detector.train`; this saves the result and reports it. The
-NPR network's own training loop is :mod:`aigcguard.detectors.npr_training`.
+NPR network's own training loop is :func:`aigcguard.detectors.npr.train_npr`.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ and most callers want only one of the two).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from aigcguard.lazy import lazy_exports
 
 _SIM = "aigcguard.provenance.similarity"
 _CRED = "aigcguard.provenance.credentials"
@@ -94,11 +95,7 @@ if TYPE_CHECKING:
     from aigcguard.provenance.similarity.verify import Verification, match_picture
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module, _, attr = _LAZY[name].partition(":")
-        return getattr(importlib.import_module(module), attr or name)
-    raise AttributeError(f"module 'aigcguard.provenance' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -13,8 +13,7 @@ from PIL import Image
 from aigcguard.cli import main
 from aigcguard.detectors import api
 from aigcguard.detectors.base import Calibration, fit_calibration, load_detector
-from aigcguard.detectors.npr import NprDetector, NprNet, crops, npr
-from aigcguard.detectors.npr_training import TrainConfig, augment, train_npr
+from aigcguard.detectors.npr import NprDetector, NprNet, TrainConfig, augment, crops, npr, train_npr
 
 
 def _synthetic(n: int, seed: int, size: int = 32) -> tuple[list[np.ndarray], np.ndarray]:

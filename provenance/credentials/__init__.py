@@ -9,8 +9,9 @@ watermark payload.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from aigcguard.lazy import lazy_exports
 
 # Loaded on first use (PEP 562): c2pa takes about 50 ms to import, and reading labels or the
 # ledger needs none of it.
@@ -43,10 +44,7 @@ if TYPE_CHECKING:
     from aigcguard.provenance.credentials.ledger import Ledger, LedgerError, LedgerRecord
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

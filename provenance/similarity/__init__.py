@@ -16,26 +16,23 @@ configuration on a query set and ``audit`` writes a corpus-wide report.
 
 from __future__ import annotations
 
-import importlib
+from aigcguard.lazy import lazy_exports
 
+_PKG = "aigcguard.provenance.similarity"
 # loaded on first use: faiss and torch are heavy, and most callers want one part
 _LAZY = {
-    "SimilarityIndex": "index",
-    "Reference": "index",
-    "Store": "stores",
-    "StoreError": "stores",
-    "FaissStore": "stores",
-    "STORES": "stores",
-    "open_store": "stores",
-    "create_store": "stores",
+    "SimilarityIndex": f"{_PKG}.index",
+    "Reference": f"{_PKG}.index",
+    "Store": f"{_PKG}.stores",
+    "StoreError": f"{_PKG}.stores",
+    "FaissStore": f"{_PKG}.stores",
+    "STORES": f"{_PKG}.stores",
+    "open_store": f"{_PKG}.stores",
+    "create_store": f"{_PKG}.stores",
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)
