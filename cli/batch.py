@@ -3,7 +3,6 @@ batch task (``aigcguard.service.batch.TASKS``), with the options the task declar
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -103,7 +102,7 @@ def _run(task: str, sources, dest, options: dict, **engine) -> None:
     except BatchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(json.dumps(report.to_dict() | {"failed": report.failed}, ensure_ascii=False))
+    click.echo(report.to_json())
     for damaged in report.damaged:
         click.echo(f"damaged part file: {damaged}", err=True)
     if report.failures:

@@ -43,6 +43,10 @@ class BatchReport(JsonResult):
     def failed(self) -> int:
         return len(self.failures)
 
+    def to_dict(self) -> dict:
+        """The fields, and ``failed``: how many inputs of this run failed."""
+        return super().to_dict() | {"failed": self.failed}
+
 
 def task_named(name: str) -> tuple[str, type[BatchTask]]:
     """The registered task called ``name``, or called so in the last release (with a
