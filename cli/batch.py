@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from aigcguard.cli.common import descriptor_option, device_option, store_spec
+from aigcguard.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_UNUSABLE,
+    descriptor_option,
+    device_option,
+    store_spec,
+)
 from aigcguard.service.batch import TASKS, BatchError, TaskOption, renamed, run_batch
 
 
@@ -103,13 +109,20 @@ def _run(task: str, sources, dest, options: dict, **engine) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(report.to_json())
+    for path, reason in report.ignored.items():
+        click.echo(f"skipped {path}: {reason}", err=True)
     for damaged in report.damaged:
         click.echo(f"damaged part file: {damaged}", err=True)
     if report.failures:
         click.echo(f"{report.failed} of {report.processed} inputs failed:", err=True)
         for path, reason in report.failures.items():
             click.echo(f"  {path}: {reason}", err=True)
-        sys.exit(1)
+        if report.internal_errors:
+            click.echo(
+                f"{report.internal_errors} internal error(s), a bug: please report it", err=True
+            )
+            sys.exit(EXIT_INTERNAL)
+        sys.exit(EXIT_UNUSABLE)
 
 
 def task_command(task: str, spelled: str | None = None) -> click.Command:
@@ -150,4 +163,4 @@ def batch_group() -> None:
     """Run a job over many files (folders, files, or .txt/.csv/.parquet listings with a
     `path` column) on Ray Data, and write Parquet: one row per file with the fields the
     matching command prints as JSON, or its error. Prints a JSON summary; exits 1 if any
-    file failed (its row says why)."""
+    file failed (its row says why), 3 if one raised an unexpected exception (a bug)."""

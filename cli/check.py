@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from aigcguard.cli.common import Run, device_option, store_spec
+from aigcguard.cli.common import Run, device_option, input_paths, store_spec
+from aigcguard.service.batch import is_internal_error
 
 
 @click.command("check")
@@ -61,7 +62,6 @@ def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, devic
     generator metadata, known watermarks, our watermark and its ledger record, the detector,
     and similarity (with --index). The summary (generated, likely_generated, unknown,
     likely_real) names the evidence that decided it."""
-    from aigcguard.imageio import iter_image_paths
     from aigcguard.provenance.similarity.descriptors import DescriptorError
     from aigcguard.provenance.similarity.stores import StoreError
     from aigcguard.service.check import Checker, write_html
@@ -73,7 +73,7 @@ def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, devic
     except (ValueError, StoreError, DescriptorError) as exc:
         raise click.ClickException(str(exc)) from None
     run = Run()
-    paths = list(iter_image_paths(inputs))
+    paths = input_paths(inputs, run)
     kept = []
     if fmt == "table":
         click.echo(f"{'verdict':<17} {'decided by':<28} picture")
@@ -82,17 +82,30 @@ def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, devic
             if isinstance(result, str):
                 run.fail(str(path), result)
                 continue
+            try:
+                _show(result, fmt, run)
+            except Exception as exc:  # the error boundary of one picture
+                run.crash(str(path), exc)
+                continue
             if html_path is not None:
                 kept.append(result)
-            if fmt == "table":
-                decided = ", ".join(result.summary.decided_by) or "-"
-                click.echo(f"{result.summary.verdict:<17} {decided:<28} {result.path}")
-                for reason in result.summary.reasons:
-                    click.echo(f"{'':<17} - {reason}")
-                run.done += 1
-            else:
-                run.emit(result.to_dict())
         if html_path is not None:
             write_html(html_path, kept, checker)
             click.echo(f"report: {html_path}", err=True)
     run.finish()
+
+
+def _show(result, fmt: str, run: Run) -> None:
+    """One picture's result, as a JSON line or table rows; a signal that failed with an
+    unexpected exception (a bug) makes the run exit 3, its error in the result."""
+    if fmt == "table":
+        decided = ", ".join(result.summary.decided_by) or "-"
+        click.echo(f"{result.summary.verdict:<17} {decided:<28} {result.path}")
+        for reason in result.summary.reasons:
+            click.echo(f"{'':<17} - {reason}")
+        run.done += 1
+    else:
+        run.emit(result.to_dict())
+    for name, text in result.errors.items():
+        if is_internal_error(text):
+            run.note_internal(result.path, f"signal {name}: {text}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,13 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from aigcguard.imageio import ImageLoadError, LoadedImage, iter_image_paths, load_image
+from aigcguard.imageio import (
+    NOT_A_PICTURE,
+    ImageLoadError,
+    LoadedImage,
+    iter_image_paths,
+    load_image,
+)
 from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, list_descriptors
 from aigcguard.registry import Registry
 from aigcguard.results import FailedInput
@@ -93,62 +101,133 @@ def store_spec(ctx, param, value):
     return path
 
 
+#: Exit codes of every command (``aigc --help`` and the README list them): 0 every input
+#: done; 1 some inputs unusable (each has its error line); 2 a usage error (click's own);
+#: 3 an internal error, an unexpected exception on some input or outside any (a bug).
+EXIT_UNUSABLE, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
+
+
+def debugging() -> bool:
+    """AIGC_DEBUG=1: print the traceback of an internal error, not only its one line."""
+    return os.environ.get("AIGC_DEBUG", "") not in ("", "0")
+
+
+def explain_crash(exc: BaseException) -> None:
+    """On stderr: the traceback of an unexpected exception, when AIGC_DEBUG is set."""
+    if debugging():
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
 @dataclass
 class Run:
-    """Collects per-input failures so a batch goes on and reports them at the end."""
+    """Collects per-input failures so a batch goes on and reports them at the end.
+    ``internal``: the inputs whose processing raised something unexpected (a bug): the run
+    exits 3 rather than 1 when there is one."""
 
     failures: list[tuple[str, str]] = field(default_factory=list)
     done: int = 0
+    internal: list[tuple[str, str]] = field(default_factory=list)
 
     def emit(self, record: dict) -> None:
         click.echo(json.dumps(record, ensure_ascii=False))
         self.done += 1
 
     def fail(self, source: str, reason: str) -> None:
+        from aigcguard.service.batch import is_internal_error
+
         self.failures.append((source, reason))
+        if is_internal_error(reason):
+            self.internal.append((source, reason))
         click.echo(FailedInput(source, reason).to_json())
 
+    def crash(self, source: str, exc: Exception) -> None:
+        """The error boundary of one input: its failure line names what it raised
+        (:func:`aigcguard.service.batch.error_text`: a bad input's message as it stands, an
+        unexpected exception as ``internal error: TYPE: ...``), and the run goes on."""
+        from aigcguard.service.batch import error_text
+
+        explain_crash(exc)
+        self.fail(source, error_text(exc))
+
+    def skip(self, path, reason: str) -> None:
+        """A folder entry not processed (``on_skip`` of the walk): a failed input with its
+        line, unless it is no picture at all (a README, captions: :data:`NOT_A_PICTURE`),
+        which gets a note on stderr and leaves the exit code alone."""
+        if reason.startswith(NOT_A_PICTURE):
+            click.echo(f"skipped {path}: {reason}", err=True)
+        else:
+            self.fail(str(path), reason)
+
+    def note_internal(self, source: str, reason: str) -> None:
+        """An internal error inside a result already emitted (a check signal that raised)."""
+        self.internal.append((source, reason))
+
     def finish(self) -> None:
-        """Summarise failures on stderr; exit 1 if any input failed."""
+        """Summarise failures on stderr; exit 1 if any input failed, 3 if any internal error."""
         if not self.failures and self.done == 0:
             click.echo("error: no images found in the given inputs", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_UNUSABLE)
         if self.failures:
             total = self.done + len(self.failures)
             click.echo(f"{len(self.failures)} of {total} inputs failed:", err=True)
             for source, reason in self.failures:
                 click.echo(f"  {source}: {reason}", err=True)
-            sys.exit(1)
+        if self.internal:
+            click.echo(
+                f"{len(self.internal)} internal error(s), a bug: please report it "
+                f"(AIGC_DEBUG=1 prints the traceback)",
+                err=True,
+            )
+            for source, reason in self.internal:
+                if (source, reason) not in self.failures:
+                    click.echo(f"  {source}: {reason}", err=True)
+            sys.exit(EXIT_INTERNAL)
+        if self.failures:
+            sys.exit(EXIT_UNUSABLE)
+
+
+def input_paths(inputs, run: Run, **walk) -> list[Path]:
+    """The files INPUTS name, folders walked (:func:`aigcguard.imageio.iter_image_paths`);
+    each folder entry not taken gets its failure line through ``run``."""
+    return list(iter_image_paths(inputs, on_skip=run.skip, **walk))
+
+
+def load_one(path, run: Run) -> LoadedImage | None:
+    """``load_image(path)``, or None with the failure reported through ``run``."""
+    try:
+        return load_image(path)
+    except ImageLoadError as exc:
+        run.fail(exc.source, exc.reason)
+    except Exception as exc:
+        run.crash(str(path), exc)
+    return None
 
 
 def image_batches(
     inputs: tuple[str, ...], batch_size: int, run: Run
 ) -> Iterator[list[LoadedImage]]:
     """Decode the inputs batch by batch; undecodable ones go to ``run.fail``."""
-    paths = list(iter_image_paths(inputs))
+    paths = input_paths(inputs, run)
     with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
         for start in range(0, len(paths), batch_size):
-            batch: list[LoadedImage] = []
-            for path in paths[start : start + batch_size]:
-                try:
-                    batch.append(load_image(path))
-                except ImageLoadError as exc:
-                    run.fail(exc.source, exc.reason)
+            loaded = (load_one(path, run) for path in paths[start : start + batch_size])
+            batch = [image for image in loaded if image is not None]
             if batch:
                 yield batch
             bar.update(len(paths[start : start + batch_size]))
 
 
-def per_item(func, sources: list[str], run: Run) -> list:
+def per_item(func, sources: list[str], run: Run, *, whole: bool = True) -> list:
     """Call ``func(indices)`` for the whole batch, or one index at a time when it raises
-    ValueError (:func:`aigcguard.service.batch.each`). Results align with ``sources``; a failed item
-    gets None and is reported through ``run``."""
+    (:func:`aigcguard.service.batch.each`; ``whole=False``: one at a time at once). Results
+    align with ``sources``; a failed item gets None and is reported through ``run``, an
+    unexpected exception named (:meth:`Run.crash`)."""
     from aigcguard.service.batch import each
 
     results = []
-    for source, result in zip(sources, each(func, len(sources)), strict=True):
-        if isinstance(result, ValueError):
-            run.fail(source, str(result))
+    for source, result in zip(sources, each(func, len(sources), whole=whole), strict=True):
+        if isinstance(result, Exception):
+            run.crash(source, result)
             result = None
         results.append(result)
     return results

@@ -9,10 +9,18 @@ from pathlib import Path
 import click
 import numpy as np
 
-from aigcguard.cli.common import RegistryChoice, Run, batch_size_option, device_option
+from aigcguard.cli.common import (
+    RegistryChoice,
+    Run,
+    batch_size_option,
+    device_option,
+    input_paths,
+    load_one,
+    per_item,
+)
 from aigcguard.detectors import api
 from aigcguard.detectors.base import DETECTORS
-from aigcguard.imageio import ImageLoadError, iter_image_paths, load_image
+from aigcguard.imageio import image_extensions
 
 model_option = click.option(
     "--model",
@@ -55,29 +63,36 @@ def detect_cmd(inputs, model, every, segment, batch_size, device):
 
     detector = _load(model, device)
     run = Run()
-    paths = list(iter_image_paths(inputs))
+    # a folder's videos are taken too, as when named
+    paths = input_paths(inputs, run, extensions=image_extensions() | VIDEO_EXTENSIONS)
     pending: list[tuple[str, object]] = []
 
     def flush():
-        if pending:
-            for det in api.score(detector, [t for _, t in pending], [p for p, _ in pending]):
+        if not pending:
+            return
+        names = [p for p, _ in pending]
+
+        def score(idx):
+            return api.score(detector, [pending[i][1] for i in idx], [names[i] for i in idx])
+
+        for det in per_item(score, names, run):
+            if det is not None:
                 run.emit(det.to_dict())
-            pending.clear()
+        pending.clear()
 
     for path in paths:
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             flush()
-            try:
+            try:  # the error boundary of one video
                 result = detect_video(detector, path, every_s=every, segment_s=segment)
-            except ValueError as exc:
-                run.fail(str(path), str(exc))
+            except Exception as exc:
+                run.crash(str(path), exc)
                 continue
             run.emit(result.to_dict())
             continue
-        try:
-            pending.append((str(path), load_image(path).pixels))
-        except ImageLoadError as exc:
-            run.fail(exc.source, exc.reason)
+        image = load_one(path, run)
+        if image is not None:
+            pending.append((str(path), image.pixels))
         if len(pending) >= batch_size:
             flush()
     flush()

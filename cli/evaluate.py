@@ -22,9 +22,12 @@ from aigcguard.provenance.similarity.stores import StoreError
 
 
 def _pictures(folder: Path) -> list[tuple[str, object]]:
-    loaded, failed = load_images(iter_image_paths([folder]))
+    def skipped(path, reason):
+        click.echo(f"skipped {path}: {reason}", err=True)
+
+    loaded, failed = load_images(iter_image_paths([folder], on_skip=skipped))
     for exc in failed:
-        click.echo(f"skipped {exc.source}: {exc.reason}", err=True)
+        skipped(exc.source, exc.reason)
     return [(img.source, img.pixels.permute(1, 2, 0).numpy()) for img in loaded]
 
 

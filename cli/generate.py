@@ -30,6 +30,9 @@ def generate_cmd(config_path, key, device):
         job = load_job(config_path, key=key, device=device)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    note = job.pipeline.recovery.summary()  # what an earlier, killed run left behind
+    if note:
+        click.echo(f"recovery: {note}", err=True)
     run = Run()
     try:
         for item in run_job(job):

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from aigcguard.cli.common import Run, batch_size_option, device_option, image_batches
+from aigcguard.cli.common import (
+    Run,
+    batch_size_option,
+    device_option,
+    image_batches,
+    input_paths,
+    per_item,
+)
 from aigcguard.cli.watermark import key_option, method_option
 
 ledger_option = click.option(
@@ -46,8 +53,14 @@ def lookup_cmd(inputs, ledger_path, key, method, device, batch_size):
     run = Run()
     with ledger:
         for batch in image_batches(inputs, batch_size, run):
-            for result in lookup(batch, ledger, key=key, method=method, device=device):
-                run.emit(result.to_dict())
+
+            def find(idx, _batch=batch):
+                pictures = [_batch[i] for i in idx]
+                return lookup(pictures, ledger, key=key, method=method, device=device)
+
+            for result in per_item(find, [img.source for img in batch], run):
+                if result is not None:
+                    run.emit(result.to_dict())
     run.finish()
 
 
@@ -142,15 +155,14 @@ def verify_cmd(inputs, trust_anchors):
     """Check each picture's C2PA manifest: one JSON line with `state` trusted (signer chains
     to a --trust anchor), valid (intact, signer not trusted), invalid (with failure `codes`)
     or absent."""
-    from aigcguard.imageio import iter_image_paths
     from aigcguard.provenance.credentials.c2pa import verify
 
     run = Run()
-    for path in iter_image_paths(inputs):
-        try:
+    for path in input_paths(inputs, run):
+        try:  # the error boundary of one picture
             run.emit(verify(path, trust_anchors=list(trust_anchors) or None).to_dict())
-        except ValueError as exc:
-            run.fail(str(path), str(exc))
+        except Exception as exc:
+            run.crash(str(path), exc)
     run.finish()
 
 
@@ -207,13 +219,12 @@ def read_cmd(inputs):
     EXIF), the IPTC digital source type, and generator traces (Stable Diffusion and ComfyUI
     PNG chunks, EXIF Software and XMP CreatorTool of known generators). One JSON line each;
     a missing label proves nothing, as platforms strip metadata."""
-    from aigcguard.imageio import iter_image_paths
     from aigcguard.provenance.credentials.labels import read_labels
 
     run = Run()
-    for path in iter_image_paths(inputs):
-        try:
+    for path in input_paths(inputs, run):
+        try:  # the error boundary of one picture
             run.emit(read_labels(path).to_dict())
-        except ValueError as exc:
-            run.fail(str(path), str(exc))
+        except Exception as exc:
+            run.crash(str(path), exc)
     run.finish()

@@ -31,10 +31,9 @@ def _loopback(host: str) -> bool:
 @device_option
 def serve_cmd(host, port, config_path, device):
     """Serve the checks over HTTP (OpenAPI docs at /docs). Without API keys in a config the
-    service listens on loopback only."""
-    import uvicorn
-
-    from aigcguard.service.http import ServiceConfig, create_app
+    service listens on loopback only; an empty or blank key is refused."""
+    from aigcguard.service.http import ServiceConfig
+    from aigcguard.service.http.server import run
 
     try:
         config = ServiceConfig.load(config_path) if config_path else ServiceConfig()
@@ -45,4 +44,4 @@ def serve_cmd(host, port, config_path, device):
             f"refusing to listen on {host} without API keys: set api_keys in the config, or "
             "use a loopback address"
         )
-    uvicorn.run(create_app(config, device=device), host=host, port=port, log_level="info")
+    run(config, host=host, port=port, device=device)

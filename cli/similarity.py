@@ -10,8 +10,21 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from aigcguard.cli.common import Run, descriptor_option, device_option, store_spec, unique_output
-from aigcguard.imageio import iter_image_paths, load_image, load_images, save_image
+from aigcguard.cli.common import (
+    Run,
+    descriptor_option,
+    device_option,
+    input_paths,
+    store_spec,
+    unique_output,
+)
+from aigcguard.imageio import (
+    NOT_A_PICTURE,
+    iter_image_paths,
+    load_image,
+    load_images,
+    save_image,
+)
 from aigcguard.provenance.similarity.audit import run_audit, write_report
 from aigcguard.provenance.similarity.descriptors import (
     DescriptorError,
@@ -52,32 +65,51 @@ def _open(store: Path, device: str) -> SimilarityIndex:
         _fail(str(exc))
 
 
-def _references(inputs, metadata: Path | None) -> list[Reference]:
+def _references(inputs, metadata: Path | None, run: Run) -> list[Reference]:
     try:
         meta = read_metadata_csv(metadata) if metadata else {}
     except ValueError as exc:
         _fail(str(exc))
+
+    def skip(path, reason):
+        # the --metadata file beside the works is read, not an entry left out
+        if metadata is None or Path(path).resolve() != metadata.resolve():
+            run.skip(path, reason)
+
     refs = []
-    for path in iter_image_paths(inputs):
+    for path in iter_image_paths(inputs, on_skip=skip):
         full = str(path.resolve())
         refs.append(meta.get(full, Reference(path=full)))
     return refs
 
 
-def _add(index: SimilarityIndex, refs: list[Reference], batch: int) -> None:
-    run = Run()
+def _add(index: SimilarityIndex, refs: list[Reference], batch: int, run: Run) -> None:
     with tqdm(total=len(refs), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
         for start in range(0, len(refs), batch):
-            report = index.add(refs[start : start + batch], batch=batch)
-            for work in index.store.get(report.added):
-                run.emit(WorkStatus("added", id=work.id, path=work.path).to_dict())
-            for path in report.skipped:
-                run.emit(WorkStatus("already registered", path=path).to_dict())
-            for error in report.errors:
-                source, _, reason = error.partition(": ")
-                run.fail(source, reason)
-            bar.update(len(refs[start : start + batch]))
+            chunk = refs[start : start + batch]
+            try:
+                _add_chunk(index, chunk, batch, run)
+            except Exception:
+                # one at a time, so what raised costs its own reference only (a reference
+                # added before the exception is "already registered" the second time)
+                for ref in chunk:
+                    try:
+                        _add_chunk(index, [ref], batch, run)
+                    except Exception as exc:
+                        run.crash(ref.path, exc)
+            bar.update(len(chunk))
     run.finish()
+
+
+def _add_chunk(index: SimilarityIndex, refs: list[Reference], batch: int, run: Run) -> None:
+    report = index.add(refs, batch=batch)
+    for work in index.store.get(report.added):
+        run.emit(WorkStatus("added", id=work.id, path=work.path).to_dict())
+    for path in report.skipped:
+        run.emit(WorkStatus("already registered", path=path).to_dict())
+    for error in report.errors:
+        source, _, reason = error.partition(": ")
+        run.fail(source, reason)
 
 
 @click.group("index")
@@ -105,8 +137,9 @@ def build_cmd(inputs, store, descriptor, index_type, metadata, batch_size, devic
         )
     except (StoreError, DescriptorError, ValueError) as exc:
         _fail(str(exc))
+    run = Run()
     with index:
-        _add(index, _references(inputs, metadata), batch_size)
+        _add(index, _references(inputs, metadata, run), batch_size, run)
 
 
 @index_group.command("add")
@@ -117,8 +150,9 @@ def build_cmd(inputs, store, descriptor, index_type, metadata, batch_size, devic
 @device_option
 def add_cmd(inputs, store, metadata, batch_size, device):
     """Register more works; files already registered are skipped."""
+    run = Run()
     with _open(store, device) as index:
-        _add(index, _references(inputs, metadata), batch_size)
+        _add(index, _references(inputs, metadata, run), batch_size, run)
 
 
 @index_group.command("remove")
@@ -151,9 +185,13 @@ def background_cmd(inputs, store, device):
     """Set the index's background set: pictures unrelated to the registered works, for score
     normalisation (a query that resembles everything gets less credit)."""
     with _open(store, device) as index:
-        loaded, failed = load_images(iter_image_paths(inputs))
+
+        def skipped(path, reason):
+            click.echo(f"skipped {path}: {reason}", err=True)
+
+        loaded, failed = load_images(iter_image_paths(inputs, on_skip=skipped))
         for exc in failed:
-            click.echo(f"skipped {exc.source}: {exc.reason}", err=True)
+            skipped(exc.source, exc.reason)
         try:
             n = index.set_background([img.pixels for img in loaded])
         except ValueError as exc:
@@ -214,26 +252,33 @@ def similar_cmd(inputs, store, top_k, no_verify, evidence, device):
     run = Run()
     taken: set[Path] = set()
     with _open(store, device) as index:
-        paths = list(iter_image_paths(inputs))
-        for path, result in zip(
-            paths, index.search_files(paths, k=top_k, verify=not no_verify), strict=True
-        ):
-            if isinstance(result, str):
-                source, _, reason = result.partition(": ")
-                run.fail(source, reason)
+        for path in input_paths(inputs, run):
+            try:  # the error boundary of one picture (search_files goes one at a time anyway)
+                [result] = index.search_files([path], k=top_k, verify=not no_verify)
+                if isinstance(result, str):
+                    source, _, reason = result.partition(": ")
+                    run.fail(source, reason)
+                    continue
+                record = result.to_dict()
+                if evidence:
+                    _evidence(index, path, result, record, evidence, taken)
+            except Exception as exc:
+                run.crash(str(path), exc)
                 continue
-            record = result.to_dict()
-            if evidence:
-                query = load_image(path).pixels
-                for m, rec in zip(result.matches, record["matches"], strict=True):
-                    if m.verdict == "copy":
-                        evidence.mkdir(parents=True, exist_ok=True)
-                        out = unique_output(evidence, f"{path.stem}--{m.id}", ".jpg", taken)
-                        picture = index.match_picture(query, m)
-                        save_image(_tensor(picture), out)
-                        rec["evidence"] = str(out)
             run.emit(record)
     run.finish()
+
+
+def _evidence(index, path: Path, result, record: dict, folder: Path, taken: set[Path]) -> None:
+    """A side-by-side picture per verified copy in ``folder``, named in its match record."""
+    query = load_image(path).pixels
+    for m, rec in zip(result.matches, record["matches"], strict=True):
+        if m.verdict == "copy":
+            folder.mkdir(parents=True, exist_ok=True)
+            out = unique_output(folder, f"{path.stem}--{m.id}", ".jpg", taken)
+            picture = index.match_picture(query, m)
+            save_image(_tensor(picture), out)
+            rec["evidence"] = str(out)
 
 
 def _tensor(picture: np.ndarray):
@@ -265,15 +310,26 @@ def audit_cmd(inputs, store, report, top_k, pool, platform_share, device):
     """Audit a batch: verdict counts, worst offenders first, creator shares (and payouts)."""
     if report.suffix.lower() not in (".html", ".htm", ".json"):
         raise click.BadParameter("must end in .html or .json", param_hint="--report")
+    skipped: list[str] = []
+
+    def skip(path, reason):
+        if reason.startswith(NOT_A_PICTURE):  # a README, captions: a note, not a failure
+            click.echo(f"skipped {path}: {reason}", err=True)
+        else:
+            skipped.append(f"{path}: {reason}")
+
     with _open(store, device) as index:
-        files = list(iter_image_paths(inputs))
+        files = list(iter_image_paths(inputs, on_skip=skip))
         if not files:
+            for error in skipped:
+                click.echo(f"  {error}", err=True)
             _fail("no images found in the given inputs")
         result = run_audit(index, files, k=top_k, pool=pool, platform_share=platform_share)
         write_report(result, index, report)
     click.echo(result.summary(report).to_json())
-    for error in result.errors:
+    errors = [*skipped, *result.errors]  # a folder entry not taken is a failed input too
+    for error in errors:
         click.echo(f"  {error}", err=True)
-    if result.errors:
-        click.echo(f"{len(result.errors)} of {len(files)} inputs failed", err=True)
+    if errors:
+        click.echo(f"{len(errors)} of {len(files) + len(skipped)} inputs failed", err=True)
         sys.exit(1)

@@ -149,25 +149,37 @@ def embed_cmd(
         for img, pixels, msg in zip(batch, marked, messages, strict=True):
             if pixels is None:
                 continue
-            out_path = unique_output(out_dir, Path(img.source).stem, _SUFFIX[fmt], taken)
-            if out_path.resolve() == Path(img.source).resolve():
-                run.fail(img.source, f"output {out_path} would overwrite the input")
+            try:  # the error boundary of one picture
+                out_path = _write(img, pixels, out_dir, fmt, quality, taken, run)
+                if out_path is None:
+                    continue
+                written = MarkedFile(
+                    path=img.source,
+                    output=str(out_path),
+                    method=method,
+                    bits=len(msg) * 8 if unkeyed else PAYLOAD_BYTES * 8,
+                    payload=(msg if unkeyed else msg.ljust(PAYLOAD_BYTES, b"\0")).hex(),
+                    psnr=psnr(img.pixels, pixels),
+                )
+            except Exception as exc:
+                run.crash(img.source, exc)
                 continue
-            try:
-                save_image(pixels, out_path, format=fmt, quality=quality)
-            except OSError as exc:
-                run.fail(img.source, f"cannot write {out_path}: {exc}")
-                continue
-            written = MarkedFile(
-                path=img.source,
-                output=str(out_path),
-                method=method,
-                bits=len(msg) * 8 if unkeyed else PAYLOAD_BYTES * 8,
-                payload=(msg if unkeyed else msg.ljust(PAYLOAD_BYTES, b"\0")).hex(),
-                psnr=psnr(img.pixels, pixels),
-            )
             run.emit(written.to_dict())
     run.finish()
+
+
+def _write(img, pixels, out_dir: Path, fmt: str, quality: int, taken, run) -> Path | None:
+    """Save one marked picture; None (its failure reported) when it cannot be written."""
+    out_path = unique_output(out_dir, Path(img.source).stem, _SUFFIX[fmt], taken)
+    if out_path.resolve() == Path(img.source).resolve():
+        run.fail(img.source, f"output {out_path} would overwrite the input")
+        return None
+    try:
+        save_image(pixels, out_path, format=fmt, quality=quality)
+    except OSError as exc:
+        run.fail(img.source, f"cannot write {out_path}: {exc}")
+        return None
+    return out_path
 
 
 @watermark_group.command("detect")
@@ -211,8 +223,9 @@ def detect_cmd(
     use_key = None if unkeyed else key
     run = Run()
     for batch in image_batches(inputs, batch_size, run):
-        pixels = [img.pixels for img in batch]
-        try:
+
+        def find(idx, _batch=batch):
+            pixels = [_batch[i].pixels for i in idx]
             found = detect(
                 pixels,
                 key=use_key,
@@ -223,10 +236,19 @@ def detect_cmd(
             )
             if known:
                 found = strongest(found, detect_known(pixels, device=device, p_threshold=threshold))
-        except ValueError as exc:
+            return found
+
+        try:
+            found = find(range(len(batch)))
+        except ValueError as exc:  # the key, method or message do not fit: for every picture
             raise click.UsageError(str(exc)) from None
+        except Exception:
+            # something unexpected: one picture at a time, so it costs only the picture(s)
+            # that raise it, each with its error line
+            found = per_item(find, [img.source for img in batch], run, whole=False)
         for img, result in zip(batch, found, strict=True):
-            run.emit(FileDetection(img.source, result).to_dict())
+            if result is not None:
+                run.emit(FileDetection(img.source, result).to_dict())
     run.finish()
 
 

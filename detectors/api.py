@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -11,24 +11,35 @@ import torch
 
 from aigcguard.detectors.base import Detector, load_detector
 from aigcguard.device import pick_device
-from aigcguard.results import JsonResult
+from aigcguard.results import NOT_JSON, JsonResult
 
 DEFAULT_MODEL = "default"
 #: shipped weights, by the name ``--model`` takes
 SHIPPED = {"default": "detector_npr.pt", "spectral": "detector_spectral.pt"}
+#: the band of a picture too small for the detector (its ``score`` is null)
+TOO_SMALL = "too_small"
 
 
 @dataclass(frozen=True)
 class Detection(JsonResult):
     """``score``: calibrated probability that the picture is generated; ``band`` reads it
     against the model's threshold (``likely_generated`` at or above it, ``likely_real`` below
-    the typical real picture's score, ``uncertain`` between)."""
+    the typical real picture's score, ``uncertain`` between). A picture with a side under the
+    detector's ``min_side`` is not scored: ``score`` null, ``band`` ``too_small`` and a
+    ``reason`` (in the JSON only when set, so other results keep their fields)."""
 
     path: str
-    score: float
+    score: float | None
     band: str
     model: str
     threshold: float
+    reason: str | None = field(default=None, metadata=NOT_JSON)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
 
 def load(model: str = DEFAULT_MODEL, *, device: str | torch.device | None = "auto") -> Detector:
@@ -52,17 +63,23 @@ def load(model: str = DEFAULT_MODEL, *, device: str | torch.device | None = "aut
 def score(
     detector: Detector, images: Sequence[torch.Tensor], paths: Sequence[str] | None = None
 ) -> list[Detection]:
-    """One :class:`Detection` per uint8 RGB 3 x H x W picture, any size."""
+    """One :class:`Detection` per uint8 RGB 3 x H x W picture, any size; a picture with a side
+    under ``detector.min_side`` gets the ``too_small`` band and no score."""
     paths = list(paths) if paths is not None else [f"<image {i}>" for i in range(len(images))]
-    probs = detector.probabilities(images)
+    if len(paths) != len(images):
+        raise ValueError(f"{len(paths)} paths given for {len(images)} images")
+    small = [min(im.shape[-2:]) < detector.min_side for im in images]
+    scored = [im for im, s in zip(images, small, strict=True) if not s]
+    probs = iter(detector.probabilities(scored) if scored else ())
     cal = detector.calibration
-    return [
-        Detection(
-            path=p,
-            score=round(float(s), 6),
-            band=cal.band(float(s)),
-            model=detector.spec,
-            threshold=round(cal.threshold, 6),
-        )
-        for p, s in zip(paths, probs, strict=True)
-    ]
+    threshold = round(cal.threshold, 6)
+    out = []
+    for p, im, too_small in zip(paths, images, small, strict=True):
+        if too_small:
+            h, w = im.shape[-2:]
+            reason = f"too small: {w}x{h} px, the detector needs {detector.min_side} px a side"
+            out.append(Detection(p, None, TOO_SMALL, detector.spec, threshold, reason=reason))
+            continue
+        s = float(next(probs))
+        out.append(Detection(p, round(s, 6), cal.band(s), detector.spec, threshold))
+    return out

@@ -153,6 +153,11 @@ class NprDetector(Detector):
         self.n_crops = n_crops
         self.device = torch.device(device)
 
+    @property
+    def min_side(self) -> int:
+        """Half the crop: a smaller picture would be more than three quarters padding."""
+        return max(1, self.crop // 2)
+
     @torch.inference_mode()
     def raw_scores(self, images: Sequence[torch.Tensor], batch: int = 256) -> np.ndarray:
         if not len(images):

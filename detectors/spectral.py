@@ -66,6 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aigcguard.budget import bounded_size
 from aigcguard.detectors.base import DETECTORS, Calibration, Detector, TrainOptions, calibrate
 from aigcguard.detectors.data import TrainingSet
 
@@ -90,6 +91,9 @@ TRAINING = {
 }
 
 MIN_SIDE = 16
+#: ``shrink`` caps the long side at this many times ``max_side``: more than the loader's
+#: default aspect limit (20:1), so what it takes keeps the size it always had
+MAX_ASPECT = 32
 _LUMA = (0.299, 0.587, 0.114)
 _SPECTRUM_EPS = 1e-3
 _DCT_EPS = 1e-2
@@ -274,20 +278,24 @@ def shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
     """A uint8 picture whose short side exceeds ``max_side``, resized (bicubic, with
     antialiasing, as Pillow does) so that it is ``max_side``; smaller pictures unchanged, never
     enlarged. Traces measured at a 4000-px photo's own resolution (sensor noise, demosaicing)
-    are not what a detector trained on 512-px pictures has seen."""
-    if max_side is None or image.ndim < 3 or min(image.shape[-2:]) <= max_side:
+    are not what a detector trained on 512-px pictures has seen. The long side is capped at
+    MAX_ASPECT times ``max_side`` too (a thin strip is scaled by its long side), so the
+    working copy stays bounded whatever the shape."""
+    if max_side is None or image.ndim < 3:
         return image
     h, w = image.shape[-2:]
-    s = max_side / min(h, w)
-    size = (max(max_side, round(h * s)), max(max_side, round(w * s)))
-    x = F.interpolate(
-        image.reshape(-1, *image.shape[-3:]).float(),
-        size=size,
-        mode="bicubic",
-        antialias=True,
-        align_corners=False,
-    )
-    return x.round().clamp(0, 255).to(torch.uint8).reshape(*image.shape[:-2], *size)
+    size = bounded_size(h, w, short=max_side, max_long=MAX_ASPECT * max_side, grow=False)
+    if size == (h, w):
+        return image
+    # One plane at a time: the float copy of a whole 64 MP picture is 768 MB, of a plane
+    # 256 MB; the result is the same, bit for bit.
+    planes = image.reshape(-1, 1, h, w)
+    out = torch.empty(planes.shape[0], 1, *size, dtype=torch.uint8)
+    for i in range(planes.shape[0]):
+        x = planes[i : i + 1].float()
+        x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+        out[i] = x.round().clamp(0, 255).to(torch.uint8)[0]
+    return out.reshape(*image.shape[:-2], *size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,6 +307,7 @@ class SpectralDetector(Detector):
     """Spectral features (:func:`spectral_features`) and a linear classifier on them."""
 
     kind = "spectral"
+    min_side = MIN_SIDE  # below it the features are measured on an upsampled picture
 
     def __init__(
         self,

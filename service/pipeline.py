@@ -6,6 +6,10 @@ come next; C2PA signing is last among the file edits, because anything written a
 would break its hash; the ledger entry comes after that, with the hash of the file as written
 and the manifest read back from it. A batch is recorded in one ledger transaction.
 
+Files are written under temporary names, the records committed, then the files renamed, so
+a kill leaves each picture with its record or neither; opening a pipeline finishes or removes
+what a killed run left (:func:`recover_output`; "Crash safety" in docs/provenance.md).
+
     pipe = ProvenancePipeline(generator, ledger="ledger.sqlite", out_dir="out", key=KEY,
                               generator_name="my-service", signing=Signing("chain.pem", "key.pem"))
     for item in pipe.run(["a red fox", "a lighthouse"], batch_size=2):
@@ -19,7 +23,12 @@ object with an ``images`` attribute holding any of those.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
+import re
+import secrets
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigcguard.fileio import atomic_path, file_sha256, read_config
+from aigcguard.fileio import file_sha256, read_config
 from aigcguard.imageio import save_image
 from aigcguard.provenance.credentials.ledger import (
     Ledger,
@@ -109,11 +118,10 @@ def _to_uint8(t: torch.Tensor) -> torch.Tensor:
 
 
 def _is_diffusers(generator: Any) -> bool:
-    try:
-        from diffusers import DiffusionPipeline
-    except ImportError:
-        return False
-    return isinstance(generator, DiffusionPipeline)
+    # a diffusers pipeline means diffusers is imported already; importing it only to ask
+    # cost a plain callable 9 to 18 s per `aigc generate` (2-core development machine, busy)
+    diffusers = sys.modules.get("diffusers")
+    return diffusers is not None and isinstance(generator, diffusers.DiffusionPipeline)
 
 
 def _takes(generator: Callable, name: str) -> bool:
@@ -169,6 +177,12 @@ class ProvenancePipeline:
             raise ValueError(f"fmt must be png, jpeg or webp, not {fmt!r}")
         self.fmt, self.quality, self.prefix = fmt, quality, prefix
         self._diffusers = _is_diffusers(generator)
+        #: what opening found in ``out_dir`` after an earlier run was killed (see docs)
+        self.recovery = self.recover()
+
+    def recover(self) -> Recovery:
+        """Finish or undo what a killed run left in ``out_dir`` (:func:`recover_output`)."""
+        return recover_output(self.out_dir, self.ledger)
 
     # ---- one batch
 
@@ -209,77 +223,256 @@ class ProvenancePipeline:
             images, [bytes.fromhex(p) for p in payloads], key=self.key, method=self.method
         )
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        extra = {k: v for k, v in call.items() if isinstance(v, (int, float, str, bool))}
+        suffix = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[self.fmt]
         done: list[Generated] = []
         records: list[LedgerRecord] = []
-        suffix = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[self.fmt]
-        for img, payload, prompt in zip(marked, payloads, prompts, strict=True):
-            path = self.out_dir / f"{self.prefix}-{payload}{suffix}"
-            labels, manifest, label_name = self._write(img.cpu(), path, payload)
-            digest = file_sha256(path)
-            extra = {k: v for k, v in call.items() if isinstance(v, (int, float, str, bool))}
-            records.append(
-                LedgerRecord(
-                    payload=payload,
-                    key_id=self.key_id,
-                    method=self.method,
-                    generator=self.generator_name,
-                    model=self.model,
-                    prompt_sha256=None if prompt is None else sha256_text(prompt),
-                    image_sha256=digest,
-                    path=str(path),
-                    manifest=manifest,
-                    labels=labels,
-                    extra=extra,
-                )
-            )
-            done.append(
-                Generated(
-                    path=str(path),
-                    payload=payload,
-                    method=self.method,
-                    key_id=self.key_id,
-                    labelled=labels is not None,
-                    signed=manifest is not None,
-                    image_sha256=digest,
-                    manifest_label=label_name,
-                )
-            )
-        self.ledger.record(records)
+        staged: list[tuple[Path, Path]] = []  # (temporary, final name)
+        # held shared while this batch has temporaries, so that no other pipeline's recovery
+        # takes them for a dead run's
+        with _folder_lock(self.out_dir, exclusive=False):
+            try:
+                for img, payload, prompt in zip(marked, payloads, prompts, strict=True):
+                    path = self.out_dir / f"{self.prefix}-{payload}{suffix}"
+                    tmp = _temporary(path)
+                    staged.append((tmp, path))
+                    labels, manifest, label_name = self._write(img.cpu(), tmp, payload)
+                    _fsync(tmp)  # on disk before the ledger commits to it
+                    digest = file_sha256(tmp)  # of the final bytes: renaming keeps them
+                    records.append(
+                        self._record(payload, prompt, digest, path, manifest, labels, extra)
+                    )
+                    done.append(
+                        Generated(
+                            path=str(path),
+                            payload=payload,
+                            method=self.method,
+                            key_id=self.key_id,
+                            labelled=labels is not None,
+                            signed=manifest is not None,
+                            image_sha256=digest,
+                            manifest_label=label_name,
+                        )
+                    )
+                _fsync(self.out_dir)  # the temporaries' names on disk before the commit
+                self.ledger.record(records)  # the commit point: the batch is made from here
+            except BaseException:
+                self._settle(staged, records)
+                raise
+            # a kill from here on leaves committed records whose pictures are still under
+            # their temporary names: the next opening renames them (recover_output)
+            for tmp, path in staged:
+                os.replace(tmp, path)
+            _fsync(self.out_dir)
         return done
 
+    def _settle(self, staged: list[tuple[Path, Path]], records: list[LedgerRecord]) -> None:
+        """After a failure: remove the batch's temporaries, unless its records made it (an
+        interrupt can land just after the commit): then they become the pictures."""
+        try:
+            found = self.ledger.get(records[0].payload, key_id=self.key_id) if records else None
+        except Exception:  # the ledger is unusable: leave the temporaries to recovery
+            return
+        committed = len(records) == len(staged) and (
+            found is not None and found.image_sha256 == records[0].image_sha256
+        )
+        for tmp, path in staged:
+            if committed:
+                os.replace(tmp, path)
+            else:
+                tmp.unlink(missing_ok=True)
+
+    def _record(
+        self,
+        payload: str,
+        prompt: str | None,
+        digest: str,
+        path: Path,
+        manifest: dict | None,
+        labels: dict | None,
+        extra: dict,
+    ) -> LedgerRecord:
+        return LedgerRecord(
+            payload=payload,
+            key_id=self.key_id,
+            method=self.method,
+            generator=self.generator_name,
+            model=self.model,
+            prompt_sha256=None if prompt is None else sha256_text(prompt),
+            image_sha256=digest,
+            path=str(path),
+            manifest=manifest,
+            labels=labels,
+            extra=extra,
+        )
+
     def _write(
-        self, pixels: torch.Tensor, path: Path, payload: str
+        self, pixels: torch.Tensor, tmp: Path, payload: str
     ) -> tuple[dict | None, dict | None, str | None]:
-        """Pixels -> file -> labels -> signature, all into a temporary file renamed at the
-        end, so a failure leaves no half-made picture under the final name."""
+        """Pixels -> file -> labels -> signature, all in the temporary file ``tmp`` (each
+        step replaces it atomically); :meth:`_finish` renames it once the batch is recorded."""
         from aigcguard.provenance.credentials import c2pa as credentials
         from aigcguard.provenance.credentials import labels
 
-        with atomic_path(path) as tmp:
-            save_image(pixels, tmp, format=self.fmt, quality=self.quality)
-            label_info = None
-            if self.label:
-                written = labels.write_label(tmp, tmp, producer=self.producer, produce_id=payload)
-                # what the file carries, as the labeller reports it
-                label_info = {
-                    "gb45438": written.gb45438,
-                    "digital_source_type": written.digital_source_type,
-                }
-            manifest, label_name = None, None
-            if self.signing is not None:
-                signed = credentials.sign(
-                    tmp,
-                    tmp,
-                    cert_chain=self.signing.cert_chain,
-                    key=self.signing.key,
-                    generator=self.generator_name,
-                    generator_version=self.generator_version,
-                    soft_binding=(self.method, payload),
-                )
-                label_name = signed.manifest_label
-                manifest = credentials.verify(tmp).to_dict()
-                manifest.pop("path", None)
+        save_image(pixels, tmp, format=self.fmt, quality=self.quality)
+        label_info = None
+        if self.label:
+            written = labels.write_label(tmp, tmp, producer=self.producer, produce_id=payload)
+            # what the file carries, as the labeller reports it
+            label_info = {
+                "gb45438": written.gb45438,
+                "digital_source_type": written.digital_source_type,
+            }
+        manifest, label_name = None, None
+        if self.signing is not None:
+            signed = credentials.sign(
+                tmp,
+                tmp,
+                cert_chain=self.signing.cert_chain,
+                key=self.signing.key,
+                generator=self.generator_name,
+                generator_version=self.generator_version,
+                soft_binding=(self.method, payload),
+            )
+            label_name = signed.manifest_label
+            manifest = credentials.verify(tmp).to_dict()
+            manifest.pop("path", None)
         return label_info, manifest, label_name
+
+
+# --------------------------------------------------------------------------- crash recovery
+
+#: a picture's temporary name while its batch is written: ``.NAME.TOKEN.tmp`` beside it (the
+#: aigcguard.fileio convention); the writers inside (save, label, sign) nest theirs the same
+#: way, so ``..NAME.T1.tmp.T2.tmp`` is a writer's leftover from a kill inside a step
+_TEMP = re.compile(
+    r"^(?P<dots>\.+)(?P<name>[^.].*-[0-9a-f]{16}\.(?:png|jpg|webp))(?P<tail>(\.[0-9a-f]{12}\.tmp)+)$"
+)
+
+
+def _temporary(path: Path) -> Path:
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+
+
+def _fsync(path: Path) -> None:
+    """``path`` (a file, or a folder's names) on disk; not every platform opens folders."""
+    with contextlib.suppress(OSError) if path.is_dir() else contextlib.nullcontext():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, *, exclusive: bool) -> Iterator[bool]:
+    """An flock on the folder itself (no lock file to litter it): writers hold it shared
+    while they have temporaries there, recovery exclusive, without waiting. Yields whether
+    it is held; where there is no flock (Windows) always True: one writer per folder there.
+    A killed holder's lock goes with its process."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+            held = True
+        except BlockingIOError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@dataclass(frozen=True)
+class Recovery(JsonResult):
+    """What :func:`recover_output` found in an output folder and did. ``completed``: pictures
+    whose records were committed before a kill, renamed from their temporary names;
+    ``removed``: temporaries of batches never recorded (and writers' leftovers); ``missing``:
+    paths of recorded pictures that are gone from the folder (the records are kept: they still
+    answer for marked copies already out); ``skipped``: why nothing was done."""
+
+    folder: str
+    completed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    skipped: str | None = None
+
+    def summary(self) -> str | None:
+        """One line for a log, or None when there was nothing to do."""
+        parts = []
+        if self.completed:
+            parts.append(f"{len(self.completed)} recorded pictures finished from temporaries")
+        if self.removed:
+            parts.append(f"{len(self.removed)} unrecorded temporaries removed")
+        if self.missing:
+            shown = ", ".join(self.missing[:3]) + (", ..." if len(self.missing) > 3 else "")
+            parts.append(
+                f"{len(self.missing)} ledger records name pictures missing from the folder "
+                f"(kept in the ledger): {shown}"
+            )
+        if self.skipped:
+            parts.append(f"recovery skipped: {self.skipped}")
+        return f"{self.folder}: " + "; ".join(parts) if parts else None
+
+
+def recover_output(out_dir: str | Path, ledger: Ledger) -> Recovery:
+    """Bring ``out_dir`` back to "each picture with its record" after a killed run: a
+    temporary whose record is committed (same file name, same SHA-256) becomes the picture;
+    every other temporary is removed; a record of this folder whose picture is gone is
+    reported in ``missing``. Skipped while another pipeline is writing to the folder."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return Recovery(str(folder))
+    with _folder_lock(folder, exclusive=True) as held:
+        if not held:
+            return Recovery(str(folder), skipped="another pipeline is writing to this folder")
+        return _reconcile(folder, ledger)
+
+
+def _reconcile(folder: Path, ledger: Ledger) -> Recovery:
+    temps: dict[str, list[Path]] = {}  # final name -> its temporaries
+    stray: list[Path] = []
+    present: set[str] = set()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.startswith("."):
+                present.add(entry.name)
+            elif not (m := _TEMP.match(entry.name)) or not entry.is_file(follow_symlinks=False):
+                continue  # not ours
+            elif len(m["dots"]) == 1 and len(m["tail"]) == 17:  # the pipeline's own
+                temps.setdefault(m["name"], []).append(folder / entry.name)
+            else:
+                stray.append(folder / entry.name)
+    completed, missing = [], []
+    here, mine = os.path.realpath(folder), {}  # record folders, resolved once each
+    for _key_id, _payload, path, digest in ledger.iter_files():
+        name = os.path.basename(path)
+        if name in present:
+            continue
+        # a record and a temporary of the same file name (its payload is random 64 bits)
+        # with the recorded bytes: a committed batch killed before its renames
+        good = next((t for t in temps.get(name, ()) if file_sha256(t) == digest), None)
+        if good is not None:
+            os.replace(good, folder / name)
+            temps[name].remove(good)
+            present.add(name)
+            completed.append(str(folder / name))
+            continue
+        parent = os.path.dirname(path)
+        if parent not in mine:
+            mine[parent] = os.path.realpath(parent) == here
+        if mine[parent]:
+            missing.append(path)
+    removed = [t for ts in temps.values() for t in ts] + stray
+    for t in removed:
+        t.unlink(missing_ok=True)
+    if completed or removed:
+        _fsync(folder)
+    return Recovery(str(folder), tuple(completed), tuple(str(t) for t in removed), tuple(missing))
 
 
 # --------------------------------------------------------------------------- from a config file

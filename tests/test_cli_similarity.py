@@ -152,3 +152,52 @@ def test_eval_copy_reports_and_calibrates(built, photos, tmp_path):
     info = json.loads(CliRunner().invoke(main, ["index", "info", "--index", str(store)]).output)
     assert info["thresholds"]["copy"] == report["score_at_p90"]
     (store / "calibration.json").unlink()
+
+
+def test_similar_and_build_report_skipped_entries_and_a_picture_that_raises(
+    built, tmp_path, photos, monkeypatch
+):
+    """Every entry of a folder gets a line; an unexpected exception on one picture is that
+    picture's error, the others are done, and the command exits 3."""
+    from aigcguard.provenance.similarity.index import SimilarityIndex
+
+    _, store = built
+    folder = tmp_path / "q"
+    folder.mkdir()
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(photos[name]).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "drawing.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    real_search, real_add = SimilarityIndex.search, SimilarityIndex.add
+
+    def search(self, images, *, paths=None, **kw):
+        if paths and paths[0].endswith("coffee.png"):
+            raise RuntimeError("search broke")
+        return real_search(self, images, paths=paths, **kw)
+
+    def add(self, refs, **kw):
+        if any(r.path.endswith("coffee.png") for r in refs):
+            raise RuntimeError("add broke")
+        return real_add(self, refs, **kw)
+
+    monkeypatch.setattr(SimilarityIndex, "search", search)
+    monkeypatch.setattr(SimilarityIndex, "add", add)
+    runner = CliRunner()
+    result = runner.invoke(main, ["similar", str(folder), "--index", str(store), "--no-verify"])
+    assert result.exit_code == 3, result.output
+    lines = {r["path"]: r for r in _lines(result.output)}
+    assert lines[str(folder / "drawing.svg")]["error"] == "unsupported format (.svg)"
+    assert f"skipped {folder / 'notes.txt'}: not a picture (.txt)" in result.stderr
+    assert (
+        lines[str(folder / "coffee.png")]["error"] == "internal error: RuntimeError: search broke"
+    )
+    assert lines[str(folder / "astronaut.png")]["matches"]
+    build = ["index", "build", str(folder), "--index", str(tmp_path / "s"), "--descriptor", "pdq"]
+    result = runner.invoke(main, build)
+    assert result.exit_code == 3, result.output
+    records = _lines(result.output)
+    assert {r.get("status") for r in records} == {"added", None}
+    assert {r["path"]: r["error"] for r in records if "error" in r} == {
+        str(folder / "drawing.svg"): "unsupported format (.svg)",
+        str((folder / "coffee.png").resolve()): "internal error: RuntimeError: add broke",
+    }

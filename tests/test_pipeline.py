@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +200,169 @@ def test_aigc_generate_bad_config(tmp_path):
     broken.write_text("[pipeline\n")
     r = CliRunner().invoke(main, ["generate", "--config", str(broken)])
     assert r.exit_code != 0 and "not a valid config" in r.output
+
+
+# ---- crash safety: temporaries, the commit, the renames, and recovery on the next opening
+
+
+def toy_generator(prompt=None, batch_size=1, seed=0):
+    """Small random pictures, fast (also the generator of tests/test_pipeline_kill.py's runs)."""
+    n = len(prompt) if prompt else batch_size
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)
+
+
+def toy_pipeline(tmp_path, ledger, **kw):
+    return ProvenancePipeline(
+        toy_generator, ledger=ledger, out_dir=tmp_path / "out", key=KEY, generator_name="t", **kw
+    )
+
+
+def test_killed_after_commit_is_finished_on_next_opening(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    made = toy_pipeline(tmp_path, ledger)(batch_size=3)
+    # the state a kill between the commit and the renames leaves: records, temporaries
+    for item in made[:2]:
+        final = Path(item.path)
+        final.rename(final.parent / f".{final.name}.0123456789ab.tmp")
+    pipe = toy_pipeline(tmp_path, ledger)
+    assert sorted(pipe.recovery.completed) == sorted(m.path for m in made[:2])
+    assert not pipe.recovery.removed and not pipe.recovery.missing
+    for item in made:
+        assert file_sha256(item.path) == ledger.get(item.payload).image_sha256
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        Path(m.path).name for m in made
+    )
+    assert pipe.recover().summary() is None  # nothing left to do
+    ledger.close()
+
+
+def test_unrecorded_temporaries_removed_and_others_files_kept(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    [item] = toy_pipeline(tmp_path, ledger)(batch_size=1)
+    out = tmp_path / "out"
+    name = "gen-0123456789abcdef.png"  # a batch killed before its commit: no record
+    unrecorded = out / f".{name}.a1b2c3d4e5f6.tmp"
+    nested = out / f"..{name}.a1b2c3d4e5f6.tmp.0f0f0f0f0f0f.tmp"  # a writer's own leftover
+    leftover = out / f".{Path(item.path).name}.ffffffffffff.tmp"  # its picture is there
+    wrong = out / f".{Path(item.path).name}"  # not a temporary name: not ours
+    for p in (unrecorded, nested, leftover):
+        p.write_bytes(b"partial")
+    others = [out / "notes.txt", out / ".hidden", out / ".other.tmp", wrong]
+    for p in others:
+        p.write_bytes(b"keep")
+    rec = toy_pipeline(tmp_path, ledger).recovery
+    assert sorted(rec.removed) == sorted(str(p) for p in (unrecorded, nested, leftover))
+    assert not rec.completed and not rec.missing
+    assert all(p.exists() for p in others) and Path(item.path).exists()
+    assert "3 unrecorded temporaries removed" in rec.summary()
+    ledger.close()
+
+
+def test_record_whose_picture_is_gone_is_reported_not_deleted(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    made = toy_pipeline(tmp_path, ledger)(batch_size=2)
+    Path(made[0].path).unlink()  # gone entirely: cannot be made again
+    final = Path(made[1].path)  # a temporary with other bytes than recorded: not the picture
+    (final.parent / f".{final.name}.0123456789ab.tmp").write_bytes(b"other bytes")
+    final.unlink()
+    rec = toy_pipeline(tmp_path, ledger).recovery
+    assert sorted(rec.missing) == sorted(m.path for m in made) and len(ledger) == 2
+    assert len(rec.removed) == 1 and not rec.completed
+    assert "2 ledger records name pictures missing" in rec.summary()
+    assert not list((tmp_path / "out").iterdir())
+    ledger.close()
+
+
+def test_recovery_leaves_a_live_writers_folder_alone(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    out = tmp_path / "out"
+    out.mkdir()
+    temp = out / ".gen-0123456789abcdef.png.a1b2c3d4e5f6.tmp"  # a live batch, not recorded yet
+    temp.write_bytes(b"being written")
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # what a writing pipeline holds
+        rec = toy_pipeline(tmp_path, ledger).recovery
+        assert rec.skipped and temp.exists() and "skipped" in rec.summary()
+    finally:
+        os.close(fd)
+    assert toy_pipeline(tmp_path, ledger).recovery.removed == (str(temp),)
+    ledger.close()
+
+
+def test_failure_in_a_batch_removes_every_temporary(tmp_path, monkeypatch):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    pipe = toy_pipeline(tmp_path, ledger)
+    real, calls = pipe._write, []
+
+    def second_fails(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("disk full")
+        return real(*args)
+
+    monkeypatch.setattr(pipe, "_write", second_fails)
+    with pytest.raises(ValueError, match="disk full"):
+        pipe(batch_size=3)
+    assert len(ledger) == 0 and not list((tmp_path / "out").iterdir())
+    ledger.close()
+
+
+def test_interrupt_just_after_the_commit_keeps_the_pictures(tmp_path, monkeypatch):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    pipe = toy_pipeline(tmp_path, ledger)
+    real = ledger.record
+
+    def record_then_interrupt(records):
+        real(records)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ledger, "record", record_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        pipe(batch_size=2)
+    files = list((tmp_path / "out").iterdir())
+    assert len(ledger) == 2 and len(files) == 2
+    for p in files:
+        assert ledger.by_image_sha256(file_sha256(p))[0].path == str(p)
+    ledger.close()
+
+
+def test_aigc_generate_reports_recovery_on_stderr(tmp_path):
+    config = tmp_path / "gen.toml"
+    config.write_text(
+        '[pipeline]\ncallable = "tests.test_pipeline:toy_generator"\n'
+        "[generate]\ncount = 2\nbatch_size = 2\n"
+        '[output]\ndir = "out"\n[provenance]\nledger = "ledger.sqlite"\n'
+    )
+    args = ["generate", "--config", str(config), "--key", KEY]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0 and "recovery" not in first.stderr
+    gone = json.loads(first.stdout.splitlines()[0])["path"]
+    Path(gone).unlink()
+    (tmp_path / "out" / ".gen-0123456789abcdef.png.a1b2c3d4e5f6.tmp").write_bytes(b"x")
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2
+    assert "1 unrecorded temporaries removed" in r.stderr
+    assert "1 ledger records name pictures missing" in r.stderr and gone in r.stderr
+
+
+def test_ledger_iter_files_pages_through_every_record_with_a_path(tmp_path):
+    from aigcguard.provenance.credentials.ledger import LedgerRecord
+
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        recs = [
+            LedgerRecord(
+                payload=f"{i:016x}",
+                key_id="k",
+                method="tilemark",
+                generator="t",
+                path=None if i == 2 else f"out/gen-{i:016x}.png",
+                image_sha256=f"{i}",
+            )
+            for i in range(6)
+        ]
+        ledger.record(recs)
+        got = list(ledger.iter_files(chunk=2))
+    assert got == [("k", r.payload, r.path, r.image_sha256) for r in recs if r.path]

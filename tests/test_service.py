@@ -195,3 +195,45 @@ def test_config_file_and_cli_refuses_open_host_without_keys(tmp_path):
         ServiceConfig.load(bad)
     r = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0"])
     assert r.exit_code != 0 and "without API keys" in r.output
+
+
+def test_hostile_pictures_get_4xx_or_an_answer_never_5xx(open_service, photos):
+    """Tiny, thin and lying pictures (issue 18) through every endpoint that decodes one: no
+    5xx, a batch answers for each picture, and the service stays ready."""
+    base = open_service
+
+    def png(h, w):
+        return _png(np.full((h, w, 3), 77, np.uint8))
+
+    jpeg = io.BytesIO()
+    Image.fromarray(photos["coffee"][:16, :16]).save(jpeg, format="JPEG")
+    lying = bytearray(jpeg.getvalue())
+    at = lying.find(b"\xff\xc0") + 5  # the frame header's height and width: 7999 x 8000
+    lying[at : at + 4] = (7999).to_bytes(2, "big") + (8000).to_bytes(2, "big")
+    hostile = {
+        "1x1.png": png(1, 1),
+        "5x5.png": png(5, 5),
+        "7x300.png": png(7, 300),
+        "300x7.png": png(300, 7),
+        "63x64.png": png(63, 64),
+        "5x50000.png": png(5, 50_000),
+        "lying.jpg": bytes(lying),
+        "header-only.png": png(64, 64)[:40],
+    }
+    for endpoint in ("/v1/check", "/v1/watermark/detect", "/v1/watermark/embed"):
+        for name, data in hostile.items():
+            r = httpx.post(
+                f"{base}{endpoint}", files={"file": (name, data, "image/png")}, timeout=120
+            )
+            assert r.status_code < 500, (endpoint, name, r.text)
+            if r.status_code >= 400:
+                assert r.json()["error"]["status"] == r.status_code
+    good = ("good.png", _png(photos["rocket"]), "image/png")
+    files = [("files", (n, d, "image/png")) for n, d in list(hostile.items())[:7]]
+    r = httpx.post(f"{base}/v1/check/batch", files=[*files, ("files", good)], timeout=300)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["path"] for x in results] == [*list(hostile)[:7], "good.png"]
+    assert "summary" in results[-1]
+    assert all("summary" in x or 400 <= x["error"]["status"] < 500 for x in results)
+    assert httpx.get(f"{base}/readyz").status_code == 200

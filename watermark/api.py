@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from aigcguard.device import pick_device
-from aigcguard.results import JsonResult
+from aigcguard.results import NOT_JSON, JsonResult
 from aigcguard.watermark import dwt
 from aigcguard.watermark.payload import (
     DEFAULT_KEY,
@@ -50,6 +50,8 @@ class WatermarkDetection(JsonResult):
     key's mark is there, its message could not be read reliably.
     ``known`` names a third-party mark (``stable-diffusion-v1``, ``sdxl``...) and
     ``convention`` how the pipeline that wrote it fed pixels to OpenCV.
+    ``reason`` says why nothing was read (a picture too small for the method: not detected,
+    0 of 0 bits, p-value 1); it is in the JSON only when set, so other results keep theirs.
     """
 
     detected: bool
@@ -63,6 +65,32 @@ class WatermarkDetection(JsonResult):
     known: str | None = None
     convention: str | None = None
     payload_error: float | None = None
+    reason: str | None = field(default=None, metadata=NOT_JSON)
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+def too_small(
+    method: WatermarkMethod, height: int, width: int, p_threshold: float
+) -> WatermarkDetection | None:
+    """The "too small" result of a picture where ``method`` has no slot to read (under 64 px
+    a side for tilemark, 8 for the DWT family), or None when it has some."""
+    if method.capacity(height, width) > 0:
+        return None
+    return WatermarkDetection(
+        detected=False,
+        method=method.name,
+        bits_matched=0,
+        bits_total=0,
+        p_value=1.0,
+        threshold=p_threshold,
+        reason=f"too small: {width}x{height} px holds no {method.name} mark "
+        f"(at least {_min_side(method, 1)} px a side)",
+    )
 
 
 # --------------------------------------------------------------------------- batching helpers
@@ -99,10 +127,14 @@ def _per_chunk(height: int, width: int, device: torch.device) -> int:
     return max(1, _CHUNK_PIXELS.get(device.type, 1 << 26) // (height * width))
 
 
-def _chunks(items: list[torch.Tensor], device: torch.device) -> Iterator[list[int]]:
-    """Indices grouped by image size, then cut so each chunk stays under the pixel budget."""
+def _chunks(
+    items: list[torch.Tensor], device: torch.device, indices: Sequence[int] | None = None
+) -> Iterator[list[int]]:
+    """Indices (all, or ``indices``) grouped by image size, then cut so each chunk stays under
+    the pixel budget."""
     groups: dict[tuple[int, int], list[int]] = {}
-    for i, img in enumerate(items):
+    for i in range(len(items)) if indices is None else indices:
+        img = items[i]
         groups.setdefault((img.shape[1], img.shape[2]), []).append(i)
     for (h, w), idx in groups.items():
         per_chunk = _per_chunk(h, w, device)
@@ -245,16 +277,18 @@ def detect(
         expected_bits = torch.stack([_raw_bits(e) for e in expected])
         length = expected_bits.shape[1]
     dev = _work_device(items, device)
-    results: list[WatermarkDetection | None] = [None] * len(items)
+    # a picture with no slot gets its "too small" result and is not read
+    results = [too_small(m, img.shape[1], img.shape[2], p_threshold) for img in items]
+    readable = [i for i, r in enumerate(results) if r is None]
     if m.soft:
         keystream = frame_layout(key).keystream
-        for idx in _chunks(items, dev):
+        for idx in _chunks(items, dev, readable):
             exp = None if expected is None else expected_bits[idx] ^ keystream
             readings = m.read_soft(_stack(items, idx, dev), key, exp)
             for j, i in enumerate(idx):
                 results[i] = _judge_soft(readings[j], key, m.name, p_threshold)
         return results
-    for idx in _chunks(items, dev):
+    for idx in _chunks(items, dev, readable):
         ones, total = m.read_votes(_stack(items, idx, dev), length)
         bits = dwt.votes_to_bits(ones, total).cpu()
         voted = (total > 0).cpu()

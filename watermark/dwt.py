@@ -226,6 +226,9 @@ def block_votes(
 def tally_votes(votes: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame position (block k votes for bit k % length): votes for 1 and votes cast."""
     n_blocks = votes.shape[1]
+    if n_blocks == 0:  # a picture under 8 px a side has no block: no vote for any bit
+        empty = votes.new_zeros(votes.shape[0], length)
+        return empty, empty.clone()
     reps = -(-n_blocks // length)
     padded = F.pad(votes, (0, reps * length - n_blocks))
     counted = F.pad(torch.ones_like(votes), (0, reps * length - n_blocks))

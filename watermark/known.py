@@ -29,6 +29,7 @@ from aigcguard.watermark.api import (
     _stack,
     _verdict,
     _work_device,
+    too_small,
 )
 from aigcguard.watermark.payload import (
     DEFAULT_P_THRESHOLD,
@@ -80,15 +81,17 @@ def detect_known(
 
     ``p_value`` is Bonferroni-corrected for the marks x conventions tried, so the threshold
     keeps its meaning. When nothing is found, the closest candidate is still reported with
-    ``detected`` false.
+    ``detected`` false; a picture under 8 px a side (no 4 x 4 block of the half-size band)
+    gets the "too small" result (``reason`` set, p-value 1).
     """
     items, _ = _as_list(images)
     method = get_method("dwtdct")
     expected = {mark.name: torch.tensor(mark.bits, dtype=torch.bool) for mark in KNOWN_MARKS}
     tries = len(KNOWN_MARKS) * len(dwt.CONVENTIONS) * 2
     dev = _work_device(items, device)
-    best: list[WatermarkDetection | None] = [None] * len(items)
-    for idx in _chunks(items, dev):
+    small = [too_small(method, img.shape[1], img.shape[2], p_threshold) for img in items]
+    best: list[WatermarkDetection | None] = list(small)
+    for idx in _chunks(items, dev, [i for i, r in enumerate(small) if r is None]):
         x = _stack(items, idx, dev)
         for conv in dwt.CONVENTIONS:
             # the blocks read the same whatever the mark; only the tally depends on its length

@@ -25,7 +25,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,6 +217,24 @@ class Ledger:
                 f"SELECT {', '.join(_COLUMNS)} FROM records WHERE image_sha256 = ?", (digest,)
             ).fetchall()
         return [_from_row(r) for r in rows]
+
+    def iter_files(self, *, chunk: int = 5000) -> Iterator[tuple[str, str, str, str | None]]:
+        """``(key_id, payload, path, image_sha256)`` of every record that names a file, in
+        insertion order, read ``chunk`` rows at a time: constant memory however large the
+        ledger (the generation pipeline's recovery checks each record's picture with it)."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT rowid, key_id, payload, path, image_sha256 FROM records "
+                    "WHERE rowid > ? AND path IS NOT NULL ORDER BY rowid LIMIT ?",
+                    (last, chunk),
+                ).fetchall()
+            for row in rows:
+                yield row[1], row[2], row[3], row[4]
+            if len(rows) < chunk:
+                return
+            last = rows[-1][0]
 
     def __len__(self) -> int:
         with self._lock:

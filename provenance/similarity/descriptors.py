@@ -145,7 +145,12 @@ def root_sift(image: np.ndarray, *, max_side: int = VLAD_MAX_SIDE, n: int = VLAD
 
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     scale = max_side / max(gray.shape)
-    if scale < 1:
+    h, w = gray.shape
+    if scale < 1 and min(round(h * scale), round(w * scale)) < 1:
+        # a strip thinner than 1 px at this scale (5 x 50,000): OpenCV refuses a size of 0
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    elif scale < 1:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     _, desc = _sift(n).detectAndCompute(gray, None)
     if desc is None:

@@ -55,6 +55,7 @@ _ORB_FAST = 10  # likewise for ORB's 20: 10 gives smooth photos 2-10x the inlier
 # Below this many pixels across there is nothing to match, and ORB's pyramid fails outright.
 _MIN_SIDE = 16
 _RATIO = 0.8  # Lowe's ratio: second-nearest neighbour must be this much farther
+_PANEL_ASPECT = 32  # widest evidence panel, in heights (the loader's default limit is 20:1)
 _RANSAC_PX = 4.0  # reprojection threshold in working pixels (long side <= max_side)
 # A model scaling the reference by more than this (or less than its inverse) is beyond what SIFT
 # or ORB can match across, so it comes from coincidences.
@@ -187,7 +188,9 @@ def match_picture(
     panels, factors = [], []
     for img in (_as_rgb(query), _as_rgb(reference)):
         h, w = img.shape[:2]
-        size = (max(1, round(w * height / h)), height)
+        # at most _PANEL_ASPECT times as wide as high: a 50,000 x 5 strip would otherwise
+        # make a 4,000,000 px wide canvas (4.8 GB); a thinner one is squeezed, not clipped
+        size = (min(_PANEL_ASPECT * height, max(1, round(w * height / h))), height)
         interp = cv2.INTER_AREA if height < h else cv2.INTER_LINEAR
         panels.append(np.ascontiguousarray(cv2.resize(img, size, interpolation=interp)))
         factors.append(np.array([size[0] / w, size[1] / h]))

@@ -37,11 +37,14 @@ from aigcguard.service.batch.outputs import (
 )
 from aigcguard.service.batch.runners import actor_placement
 from aigcguard.service.batch.tasks import (
+    INTERNAL_ERROR,
     TASKS,
     BatchError,
     BatchTask,
     TaskOption,
     each,
+    error_text,
+    is_internal_error,
     renamed,
     result_schema,
 )
@@ -49,6 +52,7 @@ from aigcguard.service.batch.watermark import WatermarkTask
 
 __all__ = [
     "DEFAULT_ROWS_PER_FILE",
+    "INTERNAL_ERROR",
     "JOB_FILE",
     "LOCK_FILE",
     "MANIFEST_SUFFIXES",
@@ -66,6 +70,8 @@ __all__ = [
     "Written",
     "actor_placement",
     "each",
+    "error_text",
+    "is_internal_error",
     "list_sources",
     "read_listing",
     "renamed",

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aigcguard.service.batch.detect import DetectTask
-from aigcguard.service.batch.tasks import TASKS, BatchError, BatchTask, TaskOption, result_schema
+from aigcguard.service.batch.tasks import (
+    INTERNAL_ERROR,
+    TASKS,
+    BatchError,
+    BatchTask,
+    TaskOption,
+    is_internal_error,
+    result_schema,
+)
 from aigcguard.service.batch.watermark import KEY_OPTION
 
 
@@ -77,6 +85,18 @@ class CheckTask(BatchTask):
         def check(pixels, names):
             return [self.checker.check(x, p, on_disk=True) for x, p in zip(pixels, names)]  # noqa: B905
 
-        return self._each_picture(
-            paths, check, lambda _, r: {**r.to_dict(), "verdict": r.summary.verdict}
-        )
+        return self._each_picture(paths, check, _row)
+
+
+def _row(_, result) -> dict:
+    """A check's row; a signal that raised something unexpected also sets ``error`` (with the
+    other signals' results kept), so the job counts it and exits 3, as ``aigc check`` does."""
+    row = {**result.to_dict(), "verdict": result.summary.verdict}
+    bugs = [
+        f"signal {name}: {text.removeprefix(INTERNAL_ERROR + ': ')}"
+        for name, text in result.errors.items()
+        if is_internal_error(text)
+    ]
+    if bugs:
+        row["error"] = f"{INTERNAL_ERROR}: " + "; ".join(bugs)
+    return row

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from aigcguard.service.batch.tasks import BatchError
@@ -11,7 +11,9 @@ from aigcguard.service.batch.tasks import BatchError
 MANIFEST_SUFFIXES = (".parquet", ".csv", ".txt")
 
 
-def list_sources(inputs: Iterable[str | os.PathLike]) -> list[str]:
+def list_sources(
+    inputs: Iterable[str | os.PathLike], *, on_skip: Callable[[str, str], None] | None = None
+) -> list[str]:
     """The paths a job runs over, in order, each once.
 
     An input is an image file, a folder of images, a listing file (``.txt``: one path a line;
@@ -19,22 +21,32 @@ def list_sources(inputs: Iterable[str | os.PathLike]) -> list[str]:
     manifests and no images). Relative paths in a listing are relative to the listing's
     folder. A file that is not an image is kept, so its row reports why it failed. Paths come
     back absolute: workers on other machines (or in another folder) read the same files.
+    Each entry of a folder that is not listed (not a picture, a link loop, a named pipe: see
+    :func:`aigcguard.imageio.iter_image_paths`) goes to ``on_skip(path, reason)`` instead.
     """
-    from aigcguard.imageio import IMAGE_EXTENSIONS, iter_image_paths
+    from aigcguard.imageio import iter_image_paths
 
     out: dict[str, None] = {}
     for item in inputs:
         path = Path(os.fsdecode(item))
         if path.is_dir():
-            images = [p for p in iter_image_paths([path]) if p.suffix.lower() in IMAGE_EXTENSIONS]
+            skipped: list[tuple[Path, str]] = []
+            note = skipped.append
+            images = list(iter_image_paths([path], on_skip=lambda p, r, n=note: n((p, r))))
             manifests = sorted(
                 p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES
             )
             if images or not manifests:
                 out.update((os.path.abspath(p), None) for p in images)
-                continue
-            for manifest in manifests:
-                out.update((p, None) for p in read_listing(manifest))
+            else:
+                for manifest in manifests:
+                    out.update((p, None) for p in read_listing(manifest))
+            if on_skip is not None:
+                # a folder of listings reads its listings: they are not skipped entries
+                listings = set() if images else set(manifests)
+                for p, reason in skipped:
+                    if p not in listings:
+                        on_skip(os.path.abspath(p), reason)
         elif path.suffix.lower() in MANIFEST_SUFFIXES:
             out.update((p, None) for p in read_listing(path))
         else:

@@ -11,11 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aigcguard.results import JsonResult
+from aigcguard.results import NOT_JSON, JsonResult
 from aigcguard.service.batch.inputs import list_sources
 from aigcguard.service.batch.outputs import JOB_FILE, claimed, scan_output
 from aigcguard.service.batch.runners import Work, run_here, run_ray
-from aigcguard.service.batch.tasks import TASKS, BatchError, BatchTask, renamed
+from aigcguard.service.batch.tasks import (
+    TASKS,
+    BatchError,
+    BatchTask,
+    is_internal_error,
+    renamed,
+)
 
 #: rows gathered into one part file: fewer, larger files, at the cost of redoing up to this
 #: many rows per worker when a job is interrupted
@@ -26,7 +32,9 @@ DEFAULT_ROWS_PER_FILE = 1024
 class BatchReport(JsonResult):
     """What a run did. ``skipped``: paths already in the output; ``failures``: the paths of
     this run that could not be processed (also written, with their error, so a re-run skips
-    them); ``damaged``: unreadable part files found and moved aside."""
+    them); ``damaged``: unreadable part files found and moved aside; ``ignored``: the files
+    in the input folders that are no pictures at all (a README, captions), with why (not in
+    the JSON, and not failures)."""
 
     task: str
     output: str
@@ -38,10 +46,16 @@ class BatchReport(JsonResult):
     failures: dict[str, str] = field(default_factory=dict)
     damaged: tuple[str, ...] = ()
     workers: int = 1
+    ignored: dict[str, str] = field(default_factory=dict, metadata=NOT_JSON)
 
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+    @property
+    def internal_errors(self) -> int:
+        """Failures that are bugs (an unexpected exception), not bad inputs: the CLI exits 3."""
+        return sum(is_internal_error(e) for e in self.failures.values())
 
     def to_dict(self) -> dict:
         """The fields, and ``failed``: how many inputs of this run failed."""
@@ -84,11 +98,21 @@ def run_batch(
     ``workers``: actors (Ray) at most; by default one per CPU, or one per GPU when the cluster
     has GPUs and the task uses them. ``gpus_per_worker``: GPUs per actor (fractions share).
     """
+    from aigcguard.imageio import NOT_A_PICTURE
+
     started = time.perf_counter()
     task, cls = task_named(task)
     options = {k: v for k, v in (options or {}).items() if v is not None}
     cls.validate(options)
-    paths = list_sources(inputs)
+    # a folder entry not taken (a link loop, a named pipe, an .svg) gets a row with its
+    # reason, never opened, as the CLI gives it a line; a file that is no picture at all (a
+    # README, captions) is only noted in the report
+    skipped: dict[str, str] = {}
+    paths = list_sources(inputs, on_skip=skipped.__setitem__)
+    named = set(paths)
+    ignored = {p: r for p, r in skipped.items() if r.startswith(NOT_A_PICTURE)}
+    preset = {p: r for p, r in skipped.items() if p not in named and p not in ignored}
+    paths += list(preset)
     if not paths:
         raise BatchError(f"no images found in {', '.join(map(str, inputs))}")
     dest = Path(dest)
@@ -96,7 +120,8 @@ def run_batch(
     with claimed(dest, task, options):
         written = scan_output(dest)
         todo = [p for p in paths if p not in written.done]
-        work = Work(cls, todo, dest, options, device, batch_size, rows_per_file, prefix)
+        preset = {p: preset[p] for p in todo if p in preset}
+        work = Work(cls, todo, dest, options, device, batch_size, rows_per_file, prefix, preset)
         try:
             if ray_address in (None, "none"):
                 engine, n_workers, failures = "in-process", 1, run_here(work)
@@ -122,6 +147,7 @@ def run_batch(
         failures=dict(failures),
         damaged=written.damaged,
         workers=n_workers,
+        ignored=ignored,
     )
 
 

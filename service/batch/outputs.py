@@ -137,15 +137,24 @@ class PartWriter:
     work of both engines: on Ray it is the actor (models loaded once, files written where the
     work is done, nothing but failures sent back), here it is called in a loop."""
 
-    def __init__(self, task: type[BatchTask], dest: str, prefix: str, batch_size: int, **kw):
+    def __init__(
+        self,
+        task: type[BatchTask],
+        dest: str,
+        prefix: str,
+        batch_size: int,
+        preset_errors: dict[str, str] | None = None,
+        **kw,
+    ):
         self.task = task(**kw)
         self.dest, self.prefix, self.batch_size = Path(dest), prefix, batch_size
+        self.preset_errors = preset_errors or {}
 
     def __call__(self, block):
         import pyarrow as pa
 
         tables = [
-            self.task(block.slice(start, self.batch_size))
+            self.task(block.slice(start, self.batch_size), self.preset_errors)
             for start in range(0, block.num_rows, self.batch_size)
         ]
         failed = write_part(self.dest, pa.concat_tables(tables), self.prefix)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from aigcguard.service.batch.tasks import BatchError, BatchTask
 @dataclass(frozen=True)
 class Work:
     """What an engine runs: ``task`` over the paths ``todo``, part files into ``dest`` named
-    ``part-<prefix>-...``, ``batch_size`` files at a time, ``rows_per_file`` rows a file."""
+    ``part-<prefix>-...``, ``batch_size`` files at a time, ``rows_per_file`` rows a file;
+    ``preset_errors``: paths of ``todo`` that get this error row without being opened."""
 
     task: type[BatchTask]
     todo: list[str]
@@ -26,6 +27,7 @@ class Work:
     batch_size: int
     rows_per_file: int
     prefix: str
+    preset_errors: dict[str, str] = field(default_factory=dict)
 
     def writer_args(self) -> tuple:
         return (self.task, str(self.dest), self.prefix, self.batch_size)
@@ -48,7 +50,9 @@ def run_here(work: Work) -> list[tuple[str, str]]:
 
     if not work.todo:
         return []
-    writer = PartWriter(*work.writer_args(), device=work.device, **work.options)
+    writer = PartWriter(
+        *work.writer_args(), preset_errors=work.preset_errors, device=work.device, **work.options
+    )
     failures: list[tuple[str, str]] = []
     with tqdm(total=len(work.todo), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
         for chunk in _chunks(work.todo, work.rows_per_file):
@@ -150,7 +154,11 @@ def _map_on_ray(ray, work: Work, n_workers: int, placement: dict) -> list[tuple[
     ds = ray.data.from_arrow(blocks).map_batches(
         PartWriter,
         fn_constructor_args=work.writer_args(),
-        fn_constructor_kwargs={"device": work.device if on_gpu else "cpu", **work.options},
+        fn_constructor_kwargs={
+            "preset_errors": work.preset_errors,
+            "device": work.device if on_gpu else "cpu",
+            **work.options,
+        },
         batch_size=None,  # a whole block per call: one part file each
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=n_workers),

@@ -56,19 +56,41 @@ class TaskOption:
     envvar: str | None = None
 
 
-def each(func: Callable[[list[int]], Sequence], n: int) -> list:
-    """``func(indices)`` over all ``n`` items at once; if it raises ValueError, one item at a
-    time so a bad item (too small, say) fails alone. Items that fail come back as their
-    ValueError, the others as ``func``'s results, in order."""
-    try:
-        return list(func(list(range(n))))
-    except ValueError:
-        pass
+#: how the error of an input whose processing raised something unexpected begins: a bug, not
+#: a bad input. The CLI and ``aigc batch`` exit 3 when one appears (1 for bad inputs alone).
+INTERNAL_ERROR = "internal error"
+
+
+def error_text(exc: BaseException) -> str:
+    """The error of one input. A bad input's exception (ValueError, OSError, or one of this
+    package's own errors, which say what is wrong) gives its message as it stands; anything
+    else is unexpected and is named: ``internal error: RuntimeError: ...``."""
+    own = type(exc).__module__.startswith("aigcguard.")
+    if isinstance(exc, (ValueError, OSError)) or own:
+        return str(exc) or type(exc).__name__
+    return f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
+
+
+def is_internal_error(text: str | None) -> bool:
+    """``text`` is the error of an unexpected exception (see :func:`error_text`)."""
+    return bool(text) and text.startswith(f"{INTERNAL_ERROR}: ")
+
+
+def each(func: Callable[[list[int]], Sequence], n: int, *, whole: bool = True) -> list:
+    """``func(indices)`` over all ``n`` items at once; if it raises, one item at a time so a
+    bad item (too small, say) fails alone, and an unexpected exception costs one item, not the
+    batch. Items that fail come back as the exception they raised (see :func:`error_text`),
+    the others as ``func``'s results, in order. ``whole=False``: one at a time at once."""
+    if whole:
+        try:
+            return list(func(list(range(n))))
+        except Exception:  # retried item by item below, where each error is kept
+            pass
     out: list = []
     for i in range(n):
         try:
             out.append(func([i])[0])
-        except ValueError as exc:
+        except Exception as exc:
             out.append(exc)
     return out
 
@@ -129,17 +151,40 @@ class BatchTask(ABC):
     def records(self, paths: list[str]) -> list[dict[str, Any]]:
         """One JSON-ready record per path, in order: the CLI's fields, or path and error."""
 
-    def __call__(self, batch):
+    def __call__(self, batch, preset_errors: dict[str, str] | None = None):
+        """The table of ``batch``; a path in ``preset_errors`` (a folder entry the listing
+        skipped: a link loop, a named pipe) gets that error without being opened."""
         import pyarrow as pa
 
         paths = [str(p) for p in batch.column("path").to_pylist()]
-        rows = self.records(paths)
+        preset = preset_errors or {}
+        done = iter(self._records([p for p in paths if p not in preset]))
+        rows = [{"path": p, "error": preset[p]} if p in preset else next(done) for p in paths]
         names = self.schema.names
         columns = {
             name: [_cell(row.get(name), self.schema.field(name).type) for row in rows]
             for name in names
         }
         return pa.table(columns, schema=self.schema)
+
+    def _records(self, paths: list[str]) -> list[dict[str, Any]]:
+        """:meth:`records`, one path at a time when the batch raises: the error boundary of
+        every task, so a picture whose processing raises gets its error row (an unexpected
+        exception named) and the others go on."""
+        try:
+            rows = self.records(paths)
+            if len(rows) == len(paths):
+                return rows
+        except Exception:  # retried path by path below, where each error is kept
+            pass
+        out = []
+        for path in paths:
+            try:
+                [row] = self.records([path])
+            except Exception as exc:
+                row = {"path": path, "error": error_text(exc)}
+            out.append(row)
+        return out
 
     def _each_picture(
         self,
@@ -150,7 +195,8 @@ class BatchTask(ABC):
         """Decode ``paths``, call ``run(pixels, paths)`` on the good ones together (one at a
         time when that raises ValueError, so a bad picture fails alone) and turn each result
         into a record with ``row(path, result)``. A file that does not decode, or a picture
-        that fails, gets its error record. Records come back in the order of ``paths``."""
+        that fails (whatever it raises: :func:`error_text`), gets its error record. Records come
+        back in the order of ``paths``."""
         from aigcguard.imageio import ImageLoadError, load_image
 
         rows: list[dict[str, Any] | None] = [None] * len(paths)
@@ -160,12 +206,18 @@ class BatchTask(ABC):
                 good.append((i, load_image(path).pixels))
             except ImageLoadError as exc:
                 rows[i] = {"path": path, "error": exc.reason}
+            except Exception as exc:
+                rows[i] = {"path": path, "error": error_text(exc)}
         results = each(
             lambda ks: run([good[k][1] for k in ks], [paths[good[k][0]] for k in ks]), len(good)
         )
         for (i, _), result in zip(good, results, strict=True):
-            failed = isinstance(result, ValueError)
-            rows[i] = {"path": paths[i], "error": str(result)} if failed else row(paths[i], result)
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                rows[i] = row(paths[i], result)
+            except Exception as exc:
+                rows[i] = {"path": paths[i], "error": error_text(exc)}
         return rows
 
 

@@ -112,21 +112,30 @@ class Checker:
 
     def check_files(self, paths: Iterable[str | Path]) -> Iterable[CheckResult | str]:
         """One :class:`CheckResult` per file, or the error message of a file that cannot be
-        read as a picture (the others go on)."""
+        read as a picture, or of one whose check raised something unexpected (``internal
+        error: RuntimeError: ...``, see :func:`~aigcguard.service.batch.tasks.error_text`): the
+        others go on."""
         from aigcguard.imageio import ImageLoadError, load_image
+        from aigcguard.service.batch.tasks import error_text
 
         for path in paths:
             try:
                 image = load_image(path)
+                result = self.check(image.pixels, str(path), on_disk=True)
             except ImageLoadError as exc:
-                yield str(exc)
-                continue
-            yield self.check(image.pixels, str(path), on_disk=True)
+                result = str(exc)
+            except Exception as exc:
+                result = error_text(exc)
+            yield result
 
     def check(self, pixels, path: str, *, on_disk: bool = False) -> CheckResult:
         """Every registered signal for one uint8 3 x H x W picture, in registration order.
         ``on_disk``: ``path`` is the file the pixels came from, so its metadata (C2PA, labels)
-        can be read too. A signal that raises ValueError or OSError is named in ``errors``."""
+        can be read too. A signal that raises is named in ``errors`` and the others still run:
+        with its message for a bad input (ValueError, OSError), else with the exception named
+        (``internal error: RuntimeError: ...``: a bug in that signal)."""
+        from aigcguard.service.batch.tasks import error_text
+
         found: dict[str, Any] = {}
         errors: dict[str, str] = {}
         picture = Picture(pixels, path, on_disk, found)
@@ -135,6 +144,6 @@ class Checker:
                 continue
             try:
                 found[name] = SIGNALS.create(name, self, picture)
-            except (ValueError, OSError) as exc:
-                errors[name] = str(exc)
+            except Exception as exc:
+                errors[name] = error_text(exc)
         return CheckResult.of(path, found, errors)

@@ -115,7 +115,9 @@ def detector(checker, picture: Picture):
     else:
         [name] = checker.detectors
     [result] = detector_api.score(checker.detectors[name], [picture.pixels], [picture.path])
-    return result
+    # too small for the detector (under 16 px a side): not evidence either way, as the
+    # watermark's None under 64 px
+    return None if result.band == detector_api.TOO_SMALL else result
 
 
 @signal("similarity", needs=("index",))

@@ -9,7 +9,7 @@ from aigcguard.service.http import routers as _routers  # noqa: F401  (registers
 from aigcguard.service.http.config import ServiceConfig
 from aigcguard.service.http.deps import State, lifespan
 from aigcguard.service.http.errors import install_error_handlers
-from aigcguard.service.http.middleware import guard
+from aigcguard.service.http.middleware import Guard
 from aigcguard.service.http.registry import ROUTERS
 
 
@@ -24,7 +24,8 @@ def create_app(config: ServiceConfig | None = None, *, device: str = "auto") -> 
     )
     app.state.aigc = State(config or ServiceConfig(), device)
     install_error_handlers(app)
-    app.middleware("http")(guard)
+    docs = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    app.add_middleware(Guard, docs=frozenset(d for d in docs if d))
     for name in ROUTERS:
         app.include_router(ROUTERS.create(name))
     return app

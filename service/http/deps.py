@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +21,7 @@ from fastapi import Depends, FastAPI, Request
 from aigcguard.service.http.config import ServiceConfig
 from aigcguard.service.http.errors import ApiError, status_of
 from aigcguard.service.http.idempotency import IdempotencyCache
+from aigcguard.service.http.limits import check_deadline, time_left
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 
 #: one picture of a request: its file name (``upload`` for a raw body) and its bytes
 Picture = tuple[str, bytes]
+
+log = logging.getLogger("aigcguard.service")
 
 
 @dataclass
@@ -43,6 +48,19 @@ class State:
 
     def __post_init__(self):
         self.idempotent = IdempotencyCache(self.config.idempotency_entries)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the shared models, waiting no longer than the request's deadline (503 then):
+        a request whose answer was already given does not start its work."""
+        left = time_left()
+        if not self.lock.acquire(timeout=-1 if left is None else max(left, 0.0)):
+            raise ApiError(503, "busy: the request ran past its deadline waiting for its turn")
+        try:
+            check_deadline()
+            yield
+        finally:
+            self.lock.release()
 
 
 def load_models(state: State) -> None:
@@ -76,14 +94,16 @@ async def lifespan(app: FastAPI):
         state.checker.close()
 
 
-def app_state(request: Request) -> State:
+# The small dependencies are coroutines: they run on the event loop, so that the probes
+# answer even when every worker thread is busy with a check.
+async def app_state(request: Request) -> State:
     return request.app.state.aigc
 
 
 AppState = Annotated[State, Depends(app_state)]
 
 
-def settings(state: AppState) -> ServiceConfig:
+async def settings(state: AppState) -> ServiceConfig:
     return state.config
 
 
@@ -98,17 +118,38 @@ def ready(state: AppState) -> State:
     return state
 
 
-Ready = Annotated[State, Depends(ready)]
+async def _ready(state: AppState) -> State:
+    return ready(state)
+
+
+Ready = Annotated[State, Depends(_ready)]
+
+
+def key_matches(headers: Iterable[tuple[bytes, bytes]], keys: Iterable[bytes]) -> bool:
+    """Whether the raw request headers carry one of ``keys`` (``X-API-Key``, else
+    ``Authorization: Bearer``). Compared as bytes, so any header value (non-ASCII, not
+    UTF-8) is simply wrong; the configured keys are UTF-8. The middleware asks this for every
+    path but the probes, before routing and the body limit."""
+    given = auth = b""
+    for name, value in headers:
+        name = name.lower()
+        if name == b"x-api-key" and not given:
+            given = value.strip()
+        elif name == b"authorization" and not auth:
+            auth = value.strip()
+    if not given and auth[:7].lower() == b"bearer ":
+        given = auth[7:].strip()
+    if not given:
+        return False
+    found = False
+    for key in keys:  # every key compared: the time taken does not tell which one matched
+        found |= hmac.compare_digest(given, key)
+    return found
 
 
 def api_key_valid(request: Request, keys: tuple[str, ...]) -> bool:
-    """Whether the request carries one of ``keys`` (``X-API-Key`` or ``Bearer``). The
-    middleware asks this for every ``/v1/`` path, before routing and the body limit."""
-    given = request.headers.get("x-api-key") or ""
-    auth = request.headers.get("authorization", "")
-    if not given and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    return any(hmac.compare_digest(given, k) for k in keys)
+    """Whether the request carries one of ``keys`` (see :func:`key_matches`)."""
+    return key_matches(request.scope["headers"], [k.encode("utf-8") for k in keys])
 
 
 async def read_pictures(request: Request, field_name: str, limit: int) -> list[Picture]:
@@ -117,6 +158,8 @@ async def read_pictures(request: Request, field_name: str, limit: int) -> list[P
     if ctype.startswith("multipart/form-data"):
         try:
             form = await request.form(max_part_size=limit)
+        except ApiError:  # the body limit or pace, from the middleware's receive channel
+            raise
         except Exception as exc:  # malformed multipart: the client's fault
             raise ApiError(400, f"cannot parse the multipart body ({exc})") from None
         items = []
@@ -162,7 +205,25 @@ def decode(picture: Picture, config: ServiceConfig) -> torch.Tensor:
     from aigcguard.imageio import ImageLoadError, load_image
 
     name, data = picture
+    with picture_errors(name):
+        try:
+            return load_image(data, name=name, max_pixels=config.max_pixels).pixels
+        except ImageLoadError as exc:
+            raise ApiError(status_of(exc.reason), str(exc)) from None
+
+
+@contextlib.contextmanager
+def picture_errors(name: str) -> Iterator[None]:
+    """The error boundary around the work on one user picture: an unexpected exception is
+    that picture's 422 naming the exception (its traceback goes to the log), a MemoryError
+    its 413, never a 500 that would hide which input did it (in a batch: that picture's
+    entry, the others go on)."""
     try:
-        return load_image(data, name=name, max_pixels=config.max_pixels).pixels
-    except ImageLoadError as exc:
-        raise ApiError(status_of(exc.reason), str(exc)) from None
+        yield
+    except ApiError:
+        raise
+    except MemoryError:
+        raise ApiError(413, f"{name}: too large to process in the memory available") from None
+    except Exception as exc:
+        log.exception("unexpected error on the picture %r", name)
+        raise ApiError(422, f"{name}: cannot be processed ({type(exc).__name__}: {exc})") from None

@@ -60,7 +60,13 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail))
 
 
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    # a bug, not the client's fault: still JSON, naming the exception (the traceback is logged)
+    return error_response(500, f"internal error ({type(exc).__name__})")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(Exception, _internal)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -1,43 +1,91 @@
-"""What every request passes before routing: the API key and the declared body size.
+"""What every request passes before routing: the API key, the declared body size, the body
+limit and pace while it streams, and the request's deadline.
 
-A middleware rather than a dependency so that an unauthorised request gets 401 whatever it
-asks for (an unknown path or a wrong method included), and an oversized one 413 before its
-body is read.
+A pure ASGI middleware rather than a dependency so that an unauthorised request gets 401
+whatever it asks for (an unknown path or a wrong method included), an oversized one 413
+before its body is read (or as soon as a chunked body crosses the limit), and a request that
+runs past its deadline an answer even while its worker thread is still busy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
 
-from fastapi import Request, Response
+import anyio
 
-from aigcguard.service.http.deps import api_key_valid
-from aigcguard.service.http.errors import ApiError, error_response
+from aigcguard.service.http.deps import key_matches
+from aigcguard.service.http.errors import ApiError
+from aigcguard.service.http.limits import DEADLINE, Body, Message, Reply, header_value
 
-#: paths below this need an API key when keys are configured; the probes do not
-PROTECTED = "/v1/"
+#: paths that never need a key: the probes
+PROBES = frozenset({"/healthz", "/readyz"})
 
 
-async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
-    config = request.app.state.aigc.config
-    path = request.url.path
-    if (
-        config.api_keys
-        and path.startswith(PROTECTED)
-        and not api_key_valid(request, config.api_keys)
-    ):
-        return error_response(401, "a valid API key is required (X-API-Key or Bearer)")
-    length = request.headers.get("content-length")
-    if length is not None:
+class Guard:
+    """The middleware; ``docs`` are the documentation paths, open without a key only when the
+    config says ``public_docs``. Every other path needs a key when keys are configured."""
+
+    def __init__(self, app, docs: frozenset[str] = frozenset()):
+        self.app, self.docs = app, docs
+
+    async def __call__(self, scope: Message, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        config = scope["app"].state.aigc.config
+        body = Body(receive, scope, config.max_body_bytes, config.body_timeout)
+        reply = Reply(send, body)
+        refusal = self.refusal(scope, config)
+        if refusal is not None:
+            await reply.error(*refusal)
+            return
+        token = DEADLINE.set(time.monotonic() + config.request_timeout)
         try:
-            too_big = int(length) > config.max_body_bytes
-        except ValueError:
-            return error_response(400, "Content-Length is not a number")
-        if too_big:
-            return error_response(
-                413, f"the body is above the limit of {config.max_body_bytes:,} bytes"
-            )
-    try:
-        return await call_next(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.message)
+            await self._run(scope, body, reply, config.request_timeout)
+        finally:
+            DEADLINE.reset(token)
+
+    def refusal(self, scope: Message, config) -> tuple[int, str] | None:
+        """The status and message for a request refused on its headers alone, or None."""
+        is_open = scope["path"] in PROBES or (config.public_docs and scope["path"] in self.docs)
+        if config.api_keys and not is_open:
+            keys = [k.encode("utf-8") for k in config.api_keys]
+            if not key_matches(scope["headers"], keys):
+                return 401, "a valid API key is required (X-API-Key or Bearer)"
+        length = header_value(scope, b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                return 400, "Content-Length is not a number"
+            if declared > config.max_body_bytes:
+                return 413, f"the body is above the limit of {config.max_body_bytes:,} bytes"
+        return None
+
+    async def _run(self, scope: Message, body: Body, reply: Reply, seconds: float) -> None:
+        failure = None
+        with anyio.CancelScope() as work:
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(self._deadline, work, body, reply, seconds)
+                try:
+                    await self.app(scope, body.receive, reply.send)
+                except ApiError as exc:  # raised where no handler of the app saw it
+                    await reply.error(exc.status, exc.message)
+                except Exception as exc:  # a bug: re-raised as itself, not in an ExceptionGroup
+                    failure = exc
+                finally:
+                    watch.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    @staticmethod
+    async def _deadline(work: anyio.CancelScope, body: Body, reply: Reply, seconds: float):
+        """Answer for the app once the deadline passes, then cancel it. Work in a worker
+        thread cannot be interrupted: it ends at its next :func:`check_deadline` (waiting for
+        the shared models included), and its late answer is dropped."""
+        await anyio.sleep(seconds)
+        if body.pending:
+            await reply.error(408, f"the request body did not arrive within {seconds:g} s")
+        else:
+            await reply.error(503, f"the request ran past its deadline of {seconds:g} s")
+        work.cancel()

@@ -8,8 +8,18 @@ import math
 import torch
 import torch.nn.functional as F
 
+from aigcguard.budget import bounded_size
 from aigcguard.watermark.dwt import _BY, _GY, _RY
-from aigcguard.watermark.tilemark.tile import WORK_SHORT
+from aigcguard.watermark.tilemark.tile import PERIOD, WORK_SHORT
+
+# The working size's long side is capped: 20 times the short side, the loader's default
+# aspect limit, so every picture the loader takes by default keeps the working size it always
+# had, and a thinner one is scaled by its long side instead (down to one tile across), where
+# scaling the short side alone took a 5 x 50,000 picture to 256 x 2,560,000 working pixels
+# and 24 GB. At most 256 x 5120 = 1.3 M working pixels (5 MB a float plane) whatever the
+# shape; the search's time grows with them (on the 2-core test machine a square picture's
+# 256 x 256 takes 1.1 s, 64 x 300,000's 32 x 5120 1.0 s, a 20:1 picture's 256 x 5120 8 s).
+WORK_LONG = 20 * WORK_SHORT
 
 # The mark's amplitude goes as local deviation ** MASK_EXP: 1 would hide it best, 0 (flat)
 # reads best, since flat areas let the mark through with little picture noise (the SSIM floor
@@ -27,19 +37,26 @@ FLATTEN_FLOOR = 0.01
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
-    x = x.float()
-    return _RY * x[:, 0] + _GY * x[:, 1] + _BY * x[:, 2]  # BT.601, as the DWT methods use
+    """BT.601 luminance (as the DWT methods use) of B x 3 x H x W, float32. One channel is
+    made float at a time: the same sums in the same order as converting the whole picture
+    first, with a third of the memory (two float planes, 512 MB at 64 MP, not four)."""
+    out = x[:, 0].to(torch.float32, copy=True).mul_(_RY)  # a copy even of a float picture
+    out += x[:, 1].to(torch.float32, copy=True).mul_(_GY)
+    out += x[:, 2].to(torch.float32, copy=True).mul_(_BY)
+    return out
 
 
 def working_size(height: int, width: int) -> tuple[int, int]:
-    s = WORK_SHORT / min(height, width)
-    return max(WORK_SHORT, round(height * s)), max(WORK_SHORT, round(width * s))
+    """The short side scaled to WORK_SHORT, the long side capped at WORK_LONG (a thinner
+    picture is scaled by its long side), no side under one tile."""
+    return bounded_size(height, width, short=WORK_SHORT, max_long=WORK_LONG, min_side=PERIOD)
 
 
 def resize(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(y.shape[-2:]) == tuple(size):
         return y
-    down = size[0] < y.shape[-2]
+    # antialiased where either side shrinks (a thin picture may grow one way, shrink the other)
+    down = size[0] < y.shape[-2] or size[1] < y.shape[-1]
     return F.interpolate(
         y[:, None], size=size, mode="bilinear", align_corners=False, antialias=down
     )[:, 0]

@@ -12,7 +12,16 @@ from typing import Any
 from fastapi import APIRouter
 
 from aigcguard.results import JsonResult
-from aigcguard.service.http.deps import AppState, Picture, Ready, State, Upload, Uploads, decode
+from aigcguard.service.http.deps import (
+    AppState,
+    Picture,
+    Ready,
+    State,
+    Upload,
+    Uploads,
+    decode,
+    picture_errors,
+)
 from aigcguard.service.http.deps import ready as require_ready
 from aigcguard.service.http.errors import ApiError, ErrorInfo
 from aigcguard.service.http.registry import ROUTERS
@@ -42,7 +51,7 @@ def check_picture(state: State, picture: Picture) -> dict[str, Any]:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        with state.lock:  # the index and detectors are shared
+        with state.exclusive(), picture_errors(name):  # the index and detectors are shared
             result = state.checker.check(pixels, tmp, on_disk=True)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -62,8 +71,11 @@ def check_batch(pictures: Uploads, state: AppState):
     out = []
     for picture in pictures:
         try:
-            out.append(check_picture(state, picture))
+            with picture_errors(picture[0]):  # whatever goes wrong, this picture's entry
+                out.append(check_picture(state, picture))
         except ApiError as exc:
+            if exc.status == 503:  # past the deadline: the answer was given, stop working
+                raise
             out.append(Failure(picture[0], exc.info).to_dict())
     return BatchResult(out).to_dict()
 

@@ -1,5 +1,6 @@
 """``GET /healthz`` (the process answers) and ``GET /readyz`` (503 until the models and the
-index are loaded); neither needs an API key."""
+index are loaded); neither needs an API key. Coroutines: they answer from the event loop even
+while every worker thread is busy."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ class Status(JsonResult):
 
 
 @router.get("/healthz")
-def healthz():
+async def healthz():
     return Status("ok").to_dict()
 
 
 @router.get("/readyz")
-def readyz(state: AppState):
+async def readyz(state: AppState):
     if not state.ready.is_set():
         why = state.load_error or "loading models"
         return error_response(503, f"not ready: {why}")

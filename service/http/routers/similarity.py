@@ -8,7 +8,7 @@ import hashlib
 
 from fastapi import APIRouter
 
-from aigcguard.service.http.deps import Ready, Upload, decode
+from aigcguard.service.http.deps import Ready, Upload, decode, picture_errors
 from aigcguard.service.http.errors import ApiError
 from aigcguard.service.http.registry import ROUTERS
 
@@ -24,7 +24,7 @@ def similar(picture: Upload, state: Ready):
     name, data = picture
     pixels = decode(picture, state.config)
     digest = hashlib.sha256(data).hexdigest()
-    with state.lock:
+    with state.exclusive(), picture_errors(name):
         [result] = index.search([pixels], paths=[name], sha256=[digest])
     return result.to_dict()
 

@@ -12,8 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from aigcguard.results import JsonResult
-from aigcguard.service.http.deps import Picture, Ready, State, Upload, decode
+from aigcguard.service.http.deps import Picture, Ready, State, Upload, decode, picture_errors
 from aigcguard.service.http.errors import ApiError
+from aigcguard.service.http.limits import check_deadline
 from aigcguard.service.http.registry import ROUTERS
 from aigcguard.watermark import (
     PAYLOAD_BYTES,
@@ -55,7 +56,7 @@ def watermark_detect(picture: Upload, state: Ready):
     pixels = decode(picture, state.config)
     if min(pixels.shape[1:]) < 64:
         raise ApiError(422, f"{name}: {pixels.shape[2]}x{pixels.shape[1]} is too small")
-    with state.lock:
+    with state.exclusive(), picture_errors(name):
         [ours] = detect([pixels], key=state.checker.key, device=state.device)
         [known] = detect_known([pixels], device=state.device)
     return WatermarkReport(name, ours, known).to_dict()
@@ -111,10 +112,12 @@ def _mark(state: State, picture: Picture, payload: bytes, fingerprint: str) -> M
     from PIL import Image
 
     pixels = decode(picture, state.config)
-    try:
-        [marked] = embed([pixels], payload, key=state.checker.key, device=state.device)
-    except ValueError as exc:
-        raise ApiError(422, f"{picture[0]}: {exc}") from None
+    check_deadline()  # embedding does not share the checker: no turn to wait for
+    with picture_errors(picture[0]):
+        try:
+            [marked] = embed([pixels], payload, key=state.checker.key, device=state.device)
+        except ValueError as exc:
+            raise ApiError(422, f"{picture[0]}: {exc}") from None
     buf = io.BytesIO()
     Image.fromarray(marked.permute(1, 2, 0).cpu().numpy()).save(buf, format="PNG")
     headers = {"X-Watermark-Payload": payload.ljust(PAYLOAD_BYTES, b"\0").hex()}
