@@ -109,8 +109,6 @@ def _run(task: str, sources, dest, options: dict, **engine) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(report.to_json())
-    for path, reason in report.ignored.items():
-        click.echo(f"skipped {path}: {reason}", err=True)
     for damaged in report.damaged:
         click.echo(f"damaged part file: {damaged}", err=True)
     if report.failures:

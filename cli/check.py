@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from aigcguard.cli.common import Run, device_option, input_paths, store_spec
-from aigcguard.service.batch import is_internal_error
+from aigcguard.results import is_internal_error
 
 
 @click.command("check")

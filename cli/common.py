@@ -14,13 +14,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from aigcguard.imageio import (
-    NOT_A_PICTURE,
-    ImageLoadError,
-    LoadedImage,
-    iter_image_paths,
-    load_image,
-)
+from aigcguard.imageio import ImageLoadError, LoadedImage, iter_image_paths, load_image
 from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, list_descriptors
 from aigcguard.registry import Registry
 from aigcguard.results import FailedInput
@@ -133,7 +127,7 @@ class Run:
         self.done += 1
 
     def fail(self, source: str, reason: str) -> None:
-        from aigcguard.service.batch import is_internal_error
+        from aigcguard.results import is_internal_error
 
         self.failures.append((source, reason))
         if is_internal_error(reason):
@@ -144,19 +138,15 @@ class Run:
         """The error boundary of one input: its failure line names what it raised
         (:func:`aigcguard.service.batch.error_text`: a bad input's message as it stands, an
         unexpected exception as ``internal error: TYPE: ...``), and the run goes on."""
-        from aigcguard.service.batch import error_text
+        from aigcguard.results import error_text
 
         explain_crash(exc)
         self.fail(source, error_text(exc))
 
     def skip(self, path, reason: str) -> None:
         """A folder entry not processed (``on_skip`` of the walk): a failed input with its
-        line, unless it is no picture at all (a README, captions: :data:`NOT_A_PICTURE`),
-        which gets a note on stderr and leaves the exit code alone."""
-        if reason.startswith(NOT_A_PICTURE):
-            click.echo(f"skipped {path}: {reason}", err=True)
-        else:
-            self.fail(str(path), reason)
+        line, as an unreadable file is, so no entry of a folder goes without one."""
+        self.fail(str(path), reason)
 
     def note_internal(self, source: str, reason: str) -> None:
         """An internal error inside a result already emitted (a check signal that raised)."""

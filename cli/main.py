@@ -13,7 +13,7 @@ from aigcguard.cli.provenance import provenance_group
 from aigcguard.cli.serve import serve_cmd
 from aigcguard.cli.similarity import audit_cmd, index_group, similar_cmd
 from aigcguard.cli.watermark import watermark_group
-from aigcguard.service.batch import error_text, is_internal_error
+from aigcguard.results import error_text, is_internal_error
 
 EXIT_CODES = """\b
 Exit codes:

@@ -18,13 +18,7 @@ from aigcguard.cli.common import (
     store_spec,
     unique_output,
 )
-from aigcguard.imageio import (
-    NOT_A_PICTURE,
-    iter_image_paths,
-    load_image,
-    load_images,
-    save_image,
-)
+from aigcguard.imageio import iter_image_paths, load_image, load_images, save_image
 from aigcguard.provenance.similarity.audit import run_audit, write_report
 from aigcguard.provenance.similarity.descriptors import (
     DescriptorError,
@@ -311,15 +305,8 @@ def audit_cmd(inputs, store, report, top_k, pool, platform_share, device):
     if report.suffix.lower() not in (".html", ".htm", ".json"):
         raise click.BadParameter("must end in .html or .json", param_hint="--report")
     skipped: list[str] = []
-
-    def skip(path, reason):
-        if reason.startswith(NOT_A_PICTURE):  # a README, captions: a note, not a failure
-            click.echo(f"skipped {path}: {reason}", err=True)
-        else:
-            skipped.append(f"{path}: {reason}")
-
     with _open(store, device) as index:
-        files = list(iter_image_paths(inputs, on_skip=skip))
+        files = list(iter_image_paths(inputs, on_skip=lambda p, r: skipped.append(f"{p}: {r}")))
         if not files:
             for error in skipped:
                 click.echo(f"  {error}", err=True)

@@ -283,8 +283,8 @@ IMAGE_EXTENSIONS = image_extensions()
 SkipHandler = Callable[[Path, str], None]
 
 #: how the reason begins for a file that is plainly not a picture (a README, captions, a
-#: .DS_Store): worth a note, while every other skipped entry (a picture or video format the
-#: loader does not decode, a broken link, an unreadable folder) is an input that failed
+#: .DS_Store), as against "unsupported format (.svg)" for a picture or video format the
+#: loader does not decode
 NOT_A_PICTURE = "not a picture"
 
 #: camera and recent picture formats Python's MIME table does not name (see _picture_like)

@@ -51,3 +51,23 @@ class FailedInput(JsonResult):
 
     path: str
     error: str
+
+
+#: how the error of an input whose processing raised something unexpected begins: a bug, not
+#: a bad input. The CLI and ``aigc batch`` exit 3 when one appears (1 for bad inputs alone).
+INTERNAL_ERROR = "internal error"
+
+
+def error_text(exc: BaseException) -> str:
+    """The error of one input. A bad input's exception (ValueError, OSError, or one of this
+    package's own errors, which say what is wrong) gives its message as it stands; anything
+    else is unexpected and is named: ``internal error: RuntimeError: ...``."""
+    own = type(exc).__module__.startswith("aigcguard.")
+    if isinstance(exc, (ValueError, OSError)) or own:
+        return str(exc) or type(exc).__name__
+    return f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
+
+
+def is_internal_error(text: str | None) -> bool:
+    """``text`` is the error of an unexpected exception (see :func:`error_text`)."""
+    return bool(text) and text.startswith(f"{INTERNAL_ERROR}: ")

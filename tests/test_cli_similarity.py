@@ -187,7 +187,7 @@ def test_similar_and_build_report_skipped_entries_and_a_picture_that_raises(
     assert result.exit_code == 3, result.output
     lines = {r["path"]: r for r in _lines(result.output)}
     assert lines[str(folder / "drawing.svg")]["error"] == "unsupported format (.svg)"
-    assert f"skipped {folder / 'notes.txt'}: not a picture (.txt)" in result.stderr
+    assert lines[str(folder / "notes.txt")]["error"] == "not a picture (.txt)"
     assert (
         lines[str(folder / "coffee.png")]["error"] == "internal error: RuntimeError: search broke"
     )
@@ -199,5 +199,6 @@ def test_similar_and_build_report_skipped_entries_and_a_picture_that_raises(
     assert {r.get("status") for r in records} == {"added", None}
     assert {r["path"]: r["error"] for r in records if "error" in r} == {
         str(folder / "drawing.svg"): "unsupported format (.svg)",
+        str(folder / "notes.txt"): "not a picture (.txt)",
         str((folder / "coffee.png").resolve()): "internal error: RuntimeError: add broke",
     }

@@ -1,6 +1,5 @@
-"""Folder walking: every entry not processed is reported (its own line, a failed input; a
-file that is no picture at all, a note on stderr), link loops end, and every format the
-loader decodes is picked up from a folder."""
+"""Folder walking: every entry not processed is reported (its own line, a failed input), link
+loops end, and every format the loader decodes is picked up from a folder."""
 
 from __future__ import annotations
 
@@ -23,13 +22,10 @@ from aigcguard.imageio import (
 )
 from aigcguard.service.batch import list_sources, run_batch
 
-#: the entries of the hostile folder that are no pictures at all: a note each, not a failure
-NOTED = {
+#: the entries of the hostile folder that are skipped (failed inputs), and why
+SKIPPED = {
     "notes.txt": "not a picture (.txt)",
     "README": "not a picture (no extension)",
-}
-#: the entries of the hostile folder that are failed inputs, and why
-FAILED = {
     "drawing.svg": "unsupported format (.svg)",
     "x.jpg": "a directory named like a picture",
     "loop": "symbolic link loop",
@@ -39,7 +35,6 @@ FAILED = {
     "gone.png": "dangling symbolic link",
     "pipe.jpg": "not a regular file (a named pipe)",
 }
-SKIPPED = {**NOTED, **FAILED}
 
 
 def _can_write(fmt: str) -> bool:
@@ -211,15 +206,13 @@ def test_commands_give_every_entry_a_line_and_exit_1(hostile, command):
     result = CliRunner().invoke(main, [*command, str(root)])
     assert result.exit_code == 1, result.output
     by_path = _lines(result.stdout)
-    assert set(by_path) == {str(root / n) for n in good} | {str(root / n) for n in FAILED}
-    for name, reason in FAILED.items():
+    assert set(by_path) == {str(root / n) for n in good} | {str(root / n) for n in SKIPPED}
+    for name, reason in SKIPPED.items():
         assert by_path[str(root / name)] == {"path": str(root / name), "error": reason}
     for name in good:
         record = by_path[str(root / name)]
         assert set(record) != {"path", "error"} and not record.get("error"), record
-    for name, reason in NOTED.items():
-        assert f"skipped {root / name}: {reason}" in result.stderr
-    assert f"{len(FAILED)} of {len(FAILED) + len(good)} inputs failed" in result.stderr
+    assert f"{len(SKIPPED)} of {len(SKIPPED) + len(good)} inputs failed" in result.stderr
 
 
 def test_check_gives_every_entry_a_line(hostile):
@@ -229,7 +222,7 @@ def test_check_gives_every_entry_a_line(hostile):
     by_path = _lines(result.stdout)
     assert {p for p, r in by_path.items() if "summary" in r} == {str(root / n) for n in good}
     assert {p: r["error"] for p, r in by_path.items() if "error" in r} == {
-        str(root / n): reason for n, reason in FAILED.items()
+        str(root / n): reason for n, reason in SKIPPED.items()
     }
 
 
@@ -240,7 +233,7 @@ def test_watermark_embed_marks_the_good_ones_and_reports_the_rest(hostile, tmp_p
     assert result.exit_code == 1, result.output
     by_path = _lines(result.stdout)
     assert all("output" in by_path[str(root / n)] for n in good)
-    assert all(by_path[str(root / n)]["error"] == r for n, r in FAILED.items())
+    assert all(by_path[str(root / n)]["error"] == r for n, r in SKIPPED.items())
 
 
 def test_list_sources_reports_skipped_entries(hostile):
@@ -265,11 +258,10 @@ def test_a_batch_job_writes_a_row_for_every_entry(hostile, tmp_path):
     root, good = hostile
     dest = tmp_path / "out"
     report = run_batch("detect", [root], dest, ray_address="none", batch_size=2)
-    expected = {str(root / n): reason for n, reason in FAILED.items()}
+    expected = {str(root / n): reason for n, reason in SKIPPED.items()}
     assert report.failures == expected
-    assert report.ignored == {str(root / n): reason for n, reason in NOTED.items()}
-    assert report.listed == report.processed == len(good) + len(FAILED)
-    assert report.internal_errors == 0 and "ignored" not in report.to_dict()
+    assert report.listed == report.processed == len(good) + len(SKIPPED)
+    assert report.internal_errors == 0
     rows = {r["path"]: r for r in pq.read_table(dest).to_pylist()}
     assert {p: r["error"] for p, r in rows.items() if r["error"]} == expected
     assert all(rows[str(root / n)]["score"] is not None for n in good)
@@ -285,22 +277,20 @@ def test_aigc_batch_exits_1_for_skipped_entries(hostile, tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "symbolic link loop" in result.stderr and "internal error" not in result.stderr
-    assert f"skipped {root / 'notes.txt'}: not a picture (.txt)" in result.stderr
 
 
-def test_captions_and_a_readme_beside_the_pictures_are_noted_not_failed(tmp_path):
+def test_captions_beside_the_pictures_are_failed_inputs_and_alone_find_nothing(tmp_path):
     Image.new("RGB", (96, 80)).save(tmp_path / "0001.jpg")
     (tmp_path / "0001.txt").write_text("a caption")
-    (tmp_path / "README.md").write_text("# photos")
     result = CliRunner().invoke(main, ["provenance", "read", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert list(_lines(result.stdout)) == [str(tmp_path / "0001.jpg")]
-    assert f"skipped {tmp_path / 'README.md'}: not a picture (.md)" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert _lines(result.stdout)[str(tmp_path / "0001.txt")]["error"] == "not a picture (.txt)"
+    assert "ai_labelled" in _lines(result.stdout)[str(tmp_path / "0001.jpg")]
     only_notes = tmp_path / "notes"
     only_notes.mkdir()
     (only_notes / "a.md").write_text("nothing else")
     result = CliRunner().invoke(main, ["provenance", "read", str(only_notes)])
-    assert result.exit_code == 1 and "no images found" in result.stderr
+    assert result.exit_code == 1 and "1 of 1 inputs failed" in result.stderr
 
 
 def test_detect_takes_a_folders_videos_and_other_commands_report_them(tmp_path):

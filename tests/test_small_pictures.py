@@ -169,6 +169,24 @@ def test_vlad_and_local_features_take_any_shape(h, w):
     assert len(V.extract(x)) == 0  # nothing to match on a strip 5 px thin
 
 
+def test_pdq_takes_any_shape_and_shrinks_only_the_largest(photos):
+    import cv2
+    import pdqhash
+
+    from aigcguard.provenance.similarity.descriptors import PDQ_MAX_SIDE, create_descriptor
+
+    pdq = create_descriptor("pdq")
+    for h, w in [*TINY, (5, 50_000), (50_000, 5)]:
+        assert pdq.describe([noise(h, w)]).shape == (1, 32)
+    photo = photos["astronaut"]  # 512 x 512: hashed as it is
+    direct = np.packbits(np.asarray(pdqhash.compute(photo)[0], dtype=np.uint8))
+    assert np.array_equal(pdq.describe([torch.from_numpy(photo).permute(2, 0, 1)])[0], direct)
+    big = cv2.resize(photo, (PDQ_MAX_SIDE + 904, PDQ_MAX_SIDE + 904), cv2.INTER_CUBIC)
+    full = np.asarray(pdqhash.compute(big)[0], dtype=np.uint8)
+    ours = np.unpackbits(pdq.describe([torch.from_numpy(big).permute(2, 0, 1)])[0])
+    assert int((full != ours).sum()) <= 8  # of 256; PDQ's match threshold is 31
+
+
 def test_evidence_picture_of_a_strip_is_bounded():
     from aigcguard.provenance.similarity import verify as V
 

@@ -13,8 +13,13 @@ from aigcguard.results import JsonResult
 
 def psnr(original: torch.Tensor, marked: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of two uint8 pictures of one size, to 2 decimals
-    (infinite when they are equal)."""
-    mse = torch.mean((original.float() - marked.float()) ** 2).item()
+    (infinite when they are equal). Summed a channel at a time in float64: the whole
+    picture's float differences took 2.3 GB at 64 MP."""
+    squares = 0.0
+    for c in range(original.shape[-3]):
+        d = original[..., c, :, :].float() - marked[..., c, :, :].float()
+        squares += float(torch.sum(d * d, dtype=torch.float64))
+    mse = squares / original.numel()
     return round(10 * math.log10(255.0**2 / mse), 2) if mse > 0 else float("inf")
 
 

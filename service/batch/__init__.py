@@ -22,6 +22,7 @@ One job a module: ``tasks`` (the :class:`BatchTask` base, the :data:`TASKS` regi
 ``runners`` (this process, or Ray), ``jobs`` (:func:`run_batch`).
 """
 
+from aigcguard.results import INTERNAL_ERROR, error_text, is_internal_error
 from aigcguard.service.batch.check import CheckTask
 from aigcguard.service.batch.describe import DescribeTask, EmbedTask
 from aigcguard.service.batch.detect import DetectTask
@@ -37,14 +38,11 @@ from aigcguard.service.batch.outputs import (
 )
 from aigcguard.service.batch.runners import actor_placement
 from aigcguard.service.batch.tasks import (
-    INTERNAL_ERROR,
     TASKS,
     BatchError,
     BatchTask,
     TaskOption,
     each,
-    error_text,
-    is_internal_error,
     renamed,
     result_schema,
 )

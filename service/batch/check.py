@@ -6,14 +6,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from aigcguard.results import INTERNAL_ERROR, is_internal_error
 from aigcguard.service.batch.detect import DetectTask
 from aigcguard.service.batch.tasks import (
-    INTERNAL_ERROR,
     TASKS,
     BatchError,
     BatchTask,
     TaskOption,
-    is_internal_error,
     result_schema,
 )
 from aigcguard.service.batch.watermark import KEY_OPTION

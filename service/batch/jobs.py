@@ -11,17 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aigcguard.results import NOT_JSON, JsonResult
+from aigcguard.results import JsonResult, is_internal_error
 from aigcguard.service.batch.inputs import list_sources
 from aigcguard.service.batch.outputs import JOB_FILE, claimed, scan_output
 from aigcguard.service.batch.runners import Work, run_here, run_ray
-from aigcguard.service.batch.tasks import (
-    TASKS,
-    BatchError,
-    BatchTask,
-    is_internal_error,
-    renamed,
-)
+from aigcguard.service.batch.tasks import TASKS, BatchError, BatchTask, renamed
 
 #: rows gathered into one part file: fewer, larger files, at the cost of redoing up to this
 #: many rows per worker when a job is interrupted
@@ -32,9 +26,8 @@ DEFAULT_ROWS_PER_FILE = 1024
 class BatchReport(JsonResult):
     """What a run did. ``skipped``: paths already in the output; ``failures``: the paths of
     this run that could not be processed (also written, with their error, so a re-run skips
-    them); ``damaged``: unreadable part files found and moved aside; ``ignored``: the files
-    in the input folders that are no pictures at all (a README, captions), with why (not in
-    the JSON, and not failures)."""
+    them, as are the folder entries not taken: a .txt, a link loop); ``damaged``: unreadable
+    part files found and moved aside."""
 
     task: str
     output: str
@@ -46,7 +39,6 @@ class BatchReport(JsonResult):
     failures: dict[str, str] = field(default_factory=dict)
     damaged: tuple[str, ...] = ()
     workers: int = 1
-    ignored: dict[str, str] = field(default_factory=dict, metadata=NOT_JSON)
 
     @property
     def failed(self) -> int:
@@ -98,20 +90,16 @@ def run_batch(
     ``workers``: actors (Ray) at most; by default one per CPU, or one per GPU when the cluster
     has GPUs and the task uses them. ``gpus_per_worker``: GPUs per actor (fractions share).
     """
-    from aigcguard.imageio import NOT_A_PICTURE
-
     started = time.perf_counter()
     task, cls = task_named(task)
     options = {k: v for k, v in (options or {}).items() if v is not None}
     cls.validate(options)
-    # a folder entry not taken (a link loop, a named pipe, an .svg) gets a row with its
-    # reason, never opened, as the CLI gives it a line; a file that is no picture at all (a
-    # README, captions) is only noted in the report
+    # a folder entry not taken (a .txt, a link loop, a named pipe) gets a row with its
+    # reason, never opened: the job reports every entry, as the CLI gives each a line
     skipped: dict[str, str] = {}
     paths = list_sources(inputs, on_skip=skipped.__setitem__)
     named = set(paths)
-    ignored = {p: r for p, r in skipped.items() if r.startswith(NOT_A_PICTURE)}
-    preset = {p: r for p, r in skipped.items() if p not in named and p not in ignored}
+    preset = {p: reason for p, reason in skipped.items() if p not in named}
     paths += list(preset)
     if not paths:
         raise BatchError(f"no images found in {', '.join(map(str, inputs))}")
@@ -147,7 +135,6 @@ def run_batch(
         failures=dict(failures),
         damaged=written.damaged,
         workers=n_workers,
-        ignored=ignored,
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from aigcguard.registry import Registry
+from aigcguard.results import error_text
 
 
 class BatchError(ValueError):
@@ -54,26 +55,6 @@ class TaskOption:
     help: str = ""
     kind: str = "text"
     envvar: str | None = None
-
-
-#: how the error of an input whose processing raised something unexpected begins: a bug, not
-#: a bad input. The CLI and ``aigc batch`` exit 3 when one appears (1 for bad inputs alone).
-INTERNAL_ERROR = "internal error"
-
-
-def error_text(exc: BaseException) -> str:
-    """The error of one input. A bad input's exception (ValueError, OSError, or one of this
-    package's own errors, which say what is wrong) gives its message as it stands; anything
-    else is unexpected and is named: ``internal error: RuntimeError: ...``."""
-    own = type(exc).__module__.startswith("aigcguard.")
-    if isinstance(exc, (ValueError, OSError)) or own:
-        return str(exc) or type(exc).__name__
-    return f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"
-
-
-def is_internal_error(text: str | None) -> bool:
-    """``text`` is the error of an unexpected exception (see :func:`error_text`)."""
-    return bool(text) and text.startswith(f"{INTERNAL_ERROR}: ")
 
 
 def each(func: Callable[[list[int]], Sequence], n: int, *, whole: bool = True) -> list:

@@ -116,7 +116,7 @@ class Checker:
         error: RuntimeError: ...``, see :func:`~aigcguard.service.batch.tasks.error_text`): the
         others go on."""
         from aigcguard.imageio import ImageLoadError, load_image
-        from aigcguard.service.batch.tasks import error_text
+        from aigcguard.results import error_text
 
         for path in paths:
             try:
@@ -134,7 +134,7 @@ class Checker:
         can be read too. A signal that raises is named in ``errors`` and the others still run:
         with its message for a bad input (ValueError, OSError), else with the exception named
         (``internal error: RuntimeError: ...``: a bug in that signal)."""
-        from aigcguard.service.batch.tasks import error_text
+        from aigcguard.results import error_text
 
         found: dict[str, Any] = {}
         errors: dict[str, str] = {}

@@ -84,8 +84,10 @@ def embed_tilemark(
     if informed > 0:
         delta = mark(informed_values(y, delta, signs, informed))
     delta *= _WindowStats(x).scale_for(delta, min_ssim)[:, None, None]
-    # The mark is added to R, G and B alike, so grey stays grey and the luminance gets it all.
-    out.copy_((x.float() + delta[:, None]).round_().clamp_(0, 255).to(torch.uint8))
+    # The mark is added to R, G and B alike, so grey stays grey and the luminance gets it all
+    # (a channel at a time: one float plane held, not three).
+    for c in range(x.shape[1]):
+        out[:, c].copy_((x[:, c].float() + delta).round_().clamp_(0, 255).to(torch.uint8))
 
 
 def informed_values(
