@@ -102,7 +102,7 @@ def run_command(name: str, argv: list[str], corpus: Path, entries, timeout: floa
     missing = sorted(e.name for e in entries if e.name not in seen)
     ordinary = [e.name for e in entries if e.name.startswith("good_")]
     not_processed = sorted(
-        n for n in ordinary if not seen.get(n) or any("error" in r for r in seen[n])
+        n for n in ordinary if not seen.get(n) or any(r.get("error") for r in seen[n])
     )
     return {
         "command": name,
@@ -111,7 +111,7 @@ def run_command(name: str, argv: list[str], corpus: Path, entries, timeout: floa
         "entries": len(entries),
         "missing": missing,
         "ordinary_not_processed": not_processed,
-        "refused_or_failed": sum(any("error" in r for r in v) for v in seen.values()),
+        "refused_or_failed": sum(any(r.get("error") for r in v) for v in seen.values()),
         "peak_mb": round(peak_mb, 1),
         "seconds": round(seconds, 1),
         "unparsed_lines": unparsed,

@@ -28,6 +28,9 @@ def _jsonable(value: Any) -> Any:
 #: field metadata that keeps a field out of the JSON (working data kept for the library's
 #: own later use, such as the keypoint matches behind a verdict)
 NOT_JSON = {"json": False}
+#: field metadata that leaves a field out of the JSON while it is None (an optional note, such
+#: as why a picture could not be scored, that older readers never saw)
+OMIT_NONE = {"omit_none": True}
 
 
 class JsonResult:
@@ -38,6 +41,7 @@ class JsonResult:
             f.name: _jsonable(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if f.metadata.get("json", True)
+            and not (f.metadata.get("omit_none") and getattr(self, f.name) is None)
         }
 
     def to_json(self) -> str:

@@ -11,7 +11,7 @@ import torch
 
 from aigcguard.detectors.base import Detector, load_detector
 from aigcguard.device import pick_device
-from aigcguard.results import NOT_JSON, JsonResult
+from aigcguard.results import OMIT_NONE, JsonResult
 
 DEFAULT_MODEL = "default"
 #: shipped weights, by the name ``--model`` takes
@@ -33,13 +33,7 @@ class Detection(JsonResult):
     band: str
     model: str
     threshold: float
-    reason: str | None = field(default=None, metadata=NOT_JSON)
-
-    def to_dict(self) -> dict:
-        out = super().to_dict()
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out
+    reason: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 def load(model: str = DEFAULT_MODEL, *, device: str | torch.device | None = "auto") -> Detector:

@@ -26,10 +26,21 @@ def _corpus_module():
     return module
 
 
+#: the pictures kept from the corpus: every shape, one ordinary picture and the metadata
+#: attacks (each picture costs seconds in `aigc check`; the broken files and non-pictures,
+#: which cost nothing, are all kept)
+KEPT_PICTURES = ("shape_", "good_0", "xmp_", "c2pa_", "exif_garbage", "animated.png")
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile") / "corpus"
-    entries = _corpus_module().build(folder, light=True)
+    entries = []
+    for e in _corpus_module().build(folder, light=True):
+        if e.picture and not e.name.startswith(KEPT_PICTURES):
+            (folder / e.name).unlink()
+        else:
+            entries.append(e)
     return folder, entries
 
 
@@ -80,4 +91,4 @@ def test_every_hostile_entry_gets_a_line_and_nothing_crashes(command, corpus, in
     assert not missing, f"{command}: no line for {missing}"
     for e in entries:
         if e.name.startswith("good_"):
-            assert all("error" not in r for r in seen[e.name]), seen[e.name]
+            assert not any(r.get("error") for r in seen[e.name]), seen[e.name]

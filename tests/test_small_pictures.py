@@ -309,18 +309,47 @@ def photo_64mp(tmp_path_factory):
     return path
 
 
+def test_ssim_guard_a_channel_at_a_time_is_the_whole_picture_computation():
+    from aigcguard.watermark.tilemark.ssim_guard import _window_mean, _WindowStats
+
+    x = torch.stack([noise(90, 70, 1), noise(90, 70, 2)])
+    delta = torch.randn(2, 90, 70, generator=torch.Generator().manual_seed(0)) * 30
+    stats = _WindowStats(x)
+    a = x.float()
+    shift = a.mean(dim=(1, 2, 3), keepdim=True)
+    a = a - shift
+    ma = _window_mean(a, 4)
+    assert torch.equal(stats.ma, ma)
+    assert torch.equal(stats.va, _window_mean(a * a, 4) - ma * ma)
+    alpha = stats.scale_for(delta, 0.999)
+    assert alpha.shape == (2,) and bool((alpha <= 1).all()) and bool((alpha < 1).any())
+
+
+def test_psnr_a_channel_at_a_time():
+    from aigcguard.watermark.files import psnr
+
+    a = noise(50, 60)
+    b = a.int() + torch.randint(-3, 4, a.shape, generator=torch.Generator().manual_seed(1))
+    b = b.clamp(0, 255).to(torch.uint8)
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    assert psnr(a, b) == round(10 * np.log10(255.0**2 / mse), 2)
+    assert psnr(a, a) == float("inf")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [
         ["check"],
         ["watermark", "detect", "--known"],
+        ["watermark", "embed", "--out", "OUT"],
         ["detect"],
         ["detect", "--model", "spectral"],
         ["similar", "--index", "INDEX"],
     ],
 )
 def test_a_64_megapixel_picture_stays_under_3_gb(photo_64mp, command, tmp_path):
+    command = [str(tmp_path / "out") if c == "OUT" else c for c in command]
     if "INDEX" in command:
         refs = tmp_path / "refs"
         refs.mkdir()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from aigcguard.device import pick_device
-from aigcguard.results import NOT_JSON, JsonResult
+from aigcguard.results import OMIT_NONE, JsonResult
 from aigcguard.watermark import dwt
 from aigcguard.watermark.payload import (
     DEFAULT_KEY,
@@ -65,13 +65,7 @@ class WatermarkDetection(JsonResult):
     known: str | None = None
     convention: str | None = None
     payload_error: float | None = None
-    reason: str | None = field(default=None, metadata=NOT_JSON)
-
-    def to_dict(self) -> dict:
-        out = super().to_dict()
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out
+    reason: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 def too_small(
