@@ -196,15 +196,40 @@ def load_one(path, run: Run) -> LoadedImage | None:
 def image_batches(
     inputs: tuple[str, ...], batch_size: int, run: Run
 ) -> Iterator[list[LoadedImage]]:
-    """Decode the inputs batch by batch; undecodable ones go to ``run.fail``."""
+    """Decode the inputs batch by batch; undecodable ones go to ``run.fail``. A batch also
+    ends before its decoded pixels would pass :data:`BATCH_PIXELS`, so ``--batch-size`` large
+    pictures never sit in memory together (a larger picture is a batch of its own)."""
     paths = input_paths(inputs, run)
+    batch: list[LoadedImage] = []
     with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None, leave=False) as bar:
-        for start in range(0, len(paths), batch_size):
-            loaded = (load_one(path, run) for path in paths[start : start + batch_size])
-            batch = [image for image in loaded if image is not None]
-            if batch:
+        for path in paths:
+            image = load_one(path, run)
+            bar.update(1)
+            if image is None:
+                continue
+            if batch and batch_pixels([*batch, image]) > BATCH_PIXELS:
                 yield batch
-            bar.update(len(paths[start : start + batch_size]))
+                batch = []
+            batch.append(image)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+#: decoded pixels that end a batch early: one 64 MP photo, or 256 pictures of 512 x 512.
+#: Measured on the 2-core development machine: `aigc detect` / `aigc watermark detect` on
+#: four 64 MP photos in one batch peaked at 1.7 / 2.1 GB, eight at 2.5 / 2.8 GB.
+BATCH_PIXELS = 64_000_000
+
+
+def batch_pixels(images) -> int:
+    """Decoded pixels of loaded images or of 3 x H x W tensors."""
+    return sum(
+        int(p.shape[-1]) * int(p.shape[-2])
+        for p in (getattr(im, "pixels", im) for im in images)
+    )
 
 
 def per_item(func, sources: list[str], run: Run, *, whole: bool = True) -> list:

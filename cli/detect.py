@@ -10,8 +10,10 @@ import click
 import numpy as np
 
 from aigcguard.cli.common import (
+    BATCH_PIXELS,
     RegistryChoice,
     Run,
+    batch_pixels,
     batch_size_option,
     device_option,
     input_paths,
@@ -91,8 +93,11 @@ def detect_cmd(inputs, model, every, segment, batch_size, device):
             run.emit(result.to_dict())
             continue
         image = load_one(path, run)
-        if image is not None:
-            pending.append((str(path), image.pixels))
+        if image is None:
+            continue
+        if pending and batch_pixels([*(px for _, px in pending), image.pixels]) > BATCH_PIXELS:
+            flush()  # a batch's pictures stay under BATCH_PIXELS decoded pixels together
+        pending.append((str(path), image.pixels))
         if len(pending) >= batch_size:
             flush()
     flush()

@@ -326,3 +326,18 @@ def test_a_task_without_its_own_boundary_costs_one_row(folder, tmp_path):
     assert report.failures == {_bad(folder): "internal error: KeyError: 'coffee'"}
     rows = _rows(tmp_path / "out")
     assert sum(r["n"] is not None for r in rows.values()) == 2
+
+
+def test_batches_end_before_their_decoded_pixels_pass_the_limit(tmp_path, monkeypatch):
+    """`--batch-size` large pictures never sit in memory together (issue 18: 32 photos of
+    64 MP would pass 3 GB)."""
+    from aigcguard.cli import common
+
+    for i, side in enumerate([100, 100, 100, 300, 100]):
+        Image.new("RGB", (side, side)).save(tmp_path / f"{i}.png")
+    monkeypatch.setattr(common, "BATCH_PIXELS", 25_000)
+    run = common.Run()
+    sizes = [[im.size[0] for im in b] for b in common.image_batches((str(tmp_path),), 32, run)]
+    # two 100 x 100 pictures fit under 25,000 pixels, a third would not; 300 x 300 is alone
+    assert sizes == [[100, 100], [100], [300], [100]]
+    assert [len(b) for b in common.image_batches((str(tmp_path),), 2, common.Run())] == [2, 1, 1, 1]
