@@ -31,6 +31,7 @@ from aigcguard.provenance.similarity.index_results import (
     WorkStatus,
 )
 from aigcguard.provenance.similarity.stores import StoreError
+from aigcguard.results import INTERNAL_ERROR
 
 index_option = click.option(
     "--index",
@@ -319,4 +320,5 @@ def audit_cmd(inputs, store, report, top_k, pool, platform_share, device):
         click.echo(f"  {error}", err=True)
     if errors:
         click.echo(f"{len(errors)} of {len(files) + len(skipped)} inputs failed", err=True)
-        sys.exit(1)
+        internal = any(f": {INTERNAL_ERROR}: " in e for e in result.errors)
+        sys.exit(3 if internal else 1)

@@ -22,8 +22,11 @@ def _temporary(path: Path) -> Path:
     return path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a directory
+def fsync_path(path: str | os.PathLike) -> None:
+    """``path`` on disk: a file's bytes, or a folder's names (not every platform can open a
+    folder: there it is a no-op)."""
+    path = Path(path)
+    with contextlib.suppress(OSError) if path.is_dir() else contextlib.nullcontext():
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -45,7 +48,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 @contextlib.contextmanager

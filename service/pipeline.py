@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigcguard.fileio import file_sha256, read_config
+from aigcguard.fileio import file_sha256, fsync_path, read_config
 from aigcguard.imageio import save_image
 from aigcguard.provenance.credentials.ledger import (
     Ledger,
@@ -237,7 +237,7 @@ class ProvenancePipeline:
                     tmp = _temporary(path)
                     staged.append((tmp, path))
                     labels, manifest, label_name = self._write(img.cpu(), tmp, payload)
-                    _fsync(tmp)  # on disk before the ledger commits to it
+                    fsync_path(tmp)  # on disk before the ledger commits to it
                     digest = file_sha256(tmp)  # of the final bytes: renaming keeps them
                     records.append(
                         self._record(payload, prompt, digest, path, manifest, labels, extra)
@@ -254,7 +254,7 @@ class ProvenancePipeline:
                             manifest_label=label_name,
                         )
                     )
-                _fsync(self.out_dir)  # the temporaries' names on disk before the commit
+                fsync_path(self.out_dir)  # the temporaries' names on disk before the commit
                 self.ledger.record(records)  # the commit point: the batch is made from here
             except BaseException:
                 self._settle(staged, records)
@@ -263,7 +263,7 @@ class ProvenancePipeline:
             # their temporary names: the next opening renames them (recover_output)
             for tmp, path in staged:
                 os.replace(tmp, path)
-            _fsync(self.out_dir)
+            fsync_path(self.out_dir)
         return done
 
     def _settle(self, staged: list[tuple[Path, Path]], records: list[LedgerRecord]) -> None:
@@ -352,16 +352,6 @@ _TEMP = re.compile(
 
 def _temporary(path: Path) -> Path:
     return path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-
-
-def _fsync(path: Path) -> None:
-    """``path`` (a file, or a folder's names) on disk; not every platform opens folders."""
-    with contextlib.suppress(OSError) if path.is_dir() else contextlib.nullcontext():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -471,7 +461,7 @@ def _reconcile(folder: Path, ledger: Ledger) -> Recovery:
     for t in removed:
         t.unlink(missing_ok=True)
     if completed or removed:
-        _fsync(folder)
+        fsync_path(folder)
     return Recovery(str(folder), tuple(completed), tuple(str(t) for t in removed), tuple(missing))
 
 

@@ -341,3 +341,30 @@ def test_batches_end_before_their_decoded_pixels_pass_the_limit(tmp_path, monkey
     # two 100 x 100 pictures fit under 25,000 pixels, a third would not; 300 x 300 is alone
     assert sizes == [[100, 100], [100], [300], [100]]
     assert [len(b) for b in common.image_batches((str(tmp_path),), 2, common.Run())] == [2, 1, 1, 1]
+
+
+def test_a_search_that_raises_costs_one_picture_of_an_audit(tmp_path, monkeypatch):
+    from aigcguard.provenance.similarity.index import SimilarityIndex
+
+    rng = np.random.default_rng(0)
+    for i in range(3):  # textured: a flat picture has no local features to describe
+        noise = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(noise).resize((128, 128)).save(tmp_path / f"{i}.png")
+    store = tmp_path / "refs"
+    runner = CliRunner()
+    files = [str(tmp_path / f"{i}.png") for i in range(3)]
+    assert runner.invoke(main, ["index", "build", files[0], "--index", str(store)]).exit_code == 0
+    real = SimilarityIndex.search
+
+    def flaky(self, images, *, paths, **kw):
+        if paths[0].endswith("1.png"):
+            raise RuntimeError("boom")
+        return real(self, images, paths=paths, **kw)
+
+    monkeypatch.setattr(SimilarityIndex, "search", flaky)
+    report = tmp_path / "audit.json"
+    result = runner.invoke(main, ["audit", *files, "--index", str(store), "--report", str(report)])
+    assert result.exit_code == 3, result.output
+    summary = json.loads(result.stdout.splitlines()[0])
+    assert summary["images"] == 2 and summary["errors"] == 1
+    assert "internal error: RuntimeError: boom" in result.output

@@ -57,7 +57,7 @@ from aigcguard.provenance.similarity.stores import (
     is_local,
     open_store,
 )
-from aigcguard.results import NOT_JSON, JsonResult
+from aigcguard.results import NOT_JSON, JsonResult, error_text
 
 VERDICTS = ("exact", "copy", "near_duplicate", "similar", "none")
 CALIBRATION_FILE = "similarity_calibration.json"  # shipped, per descriptor
@@ -377,7 +377,9 @@ class SimilarityIndex:
         return results
 
     def search_files(self, files: Sequence[str | os.PathLike], **kw) -> list[QueryResult | str]:
-        """``search`` on files; an unreadable file gives its error message instead."""
+        """``search`` on files; an unreadable file gives its error message instead, and so does
+        one whose search raised (an unexpected exception named: ``PATH: internal error:
+        TypeName: ...``), so a batch goes on past it."""
         out: list[QueryResult | str] = []
         for f in files:
             try:
@@ -386,7 +388,10 @@ class SimilarityIndex:
             except (ImageLoadError, OSError) as exc:
                 out.append(_unreadable(f, exc))
                 continue
-            out.append(self.search([image], paths=[str(f)], sha256=[digest], **kw)[0])
+            try:  # the error boundary of one picture
+                out.append(self.search([image], paths=[str(f)], sha256=[digest], **kw)[0])
+            except Exception as exc:
+                out.append(f"{f}: {error_text(exc)}")
         return out
 
     # -------------------------------------------------------------------------- internals
