@@ -419,3 +419,21 @@ def test_an_unexpected_error_outside_a_picture_is_a_json_500():
     r = client.post("/v1/similar", content=_png(64, 64))
     assert r.status_code == 500 and r.json()["error"]["status"] == 500
     assert "AttributeError" in r.json()["error"]["message"]
+
+
+def test_the_config_sets_the_loaders_side_and_aspect_limits(tmp_path):
+    cfg = tmp_path / "service.toml"
+    cfg.write_text("[service]\nmax_aspect = 2\nmax_side = 5000\n")
+    config = ServiceConfig.load(cfg)
+    assert (config.max_side, config.max_aspect) == (5000, 2)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[service]\nmax_aspect = 0.5\n")
+    with pytest.raises(ValueError, match="max_aspect must be a ratio of at least 1"):
+        ServiceConfig.load(bad)
+    from aigcguard.service.http.deps import decode
+    from aigcguard.service.http.errors import ApiError
+
+    assert decode(("wide.png", _png(64, 120)), config).shape == (3, 64, 120)
+    with pytest.raises(ApiError) as refused:
+        decode(("wide.png", _png(64, 200)), config)
+    assert refused.value.status == 413 and "aspect ratio" in refused.value.message

@@ -11,6 +11,10 @@ DEFAULTS = {
     "public_docs": False,  # /docs, /redoc and /openapi.json open even when keys are set
     "max_body_bytes": 25 * 1024 * 1024,
     "max_pixels": 40_000_000,
+    # the loader's own limits on a side and on the aspect ratio (aigcguard.budget): 20,000 px
+    # and 20:1 unless AIGC_MAX_SIDE / AIGC_MAX_ASPECT say otherwise
+    "max_side": None,
+    "max_aspect": None,
     "max_batch": 16,
     "watermark_key": None,  # the public default key when unset
     "ledger": None,
@@ -40,6 +44,8 @@ class ServiceConfig:
     public_docs: bool = False
     max_body_bytes: int = DEFAULTS["max_body_bytes"]
     max_pixels: int = DEFAULTS["max_pixels"]
+    max_side: int | None = None
+    max_aspect: float | None = None
     max_batch: int = DEFAULTS["max_batch"]
     watermark_key: str | None = None
     ledger: str | None = None
@@ -122,4 +128,10 @@ def _problem(c: ServiceConfig) -> str | None:
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             return f"{name} must be a number of seconds above 0, not {value!r}"
+    side, aspect = c.max_side, c.max_aspect
+    if side is not None and (isinstance(side, bool) or not isinstance(side, int) or side < 1):
+        return f"max_side must be a whole number of pixels above 0, not {side!r}"
+    bad_aspect = isinstance(aspect, bool) or not isinstance(aspect, (int, float)) or aspect < 1
+    if aspect is not None and bad_aspect:
+        return f"max_aspect must be a ratio of at least 1, not {aspect!r}"
     return None

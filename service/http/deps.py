@@ -207,7 +207,12 @@ def decode(picture: Picture, config: ServiceConfig) -> torch.Tensor:
     name, data = picture
     with picture_errors(name):
         try:
-            return load_image(data, name=name, max_pixels=config.max_pixels).pixels
+            limits = {"max_pixels": config.max_pixels}
+            if config.max_side is not None:
+                limits["max_side"] = config.max_side
+            if config.max_aspect is not None:
+                limits["max_aspect"] = config.max_aspect
+            return load_image(data, name=name, **limits).pixels
         except ImageLoadError as exc:
             raise ApiError(status_of(exc.reason), str(exc)) from None
 
