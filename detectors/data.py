@@ -28,10 +28,13 @@ class TrainingError(ValueError):
 
 def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str], list[str]]:
     """Every readable image under ``folder`` as H x W x 3 uint8; returns (images, names,
-    errors) so a bad file is reported, not fatal."""
-    loaded, failed = load_images(iter_image_paths([folder]))
+    errors) so a bad file, and a folder entry that is not taken (not a picture, a link
+    loop, ...), is reported, not fatal."""
+    skipped: list[str] = []
+    paths = iter_image_paths([folder], on_skip=lambda path, why: skipped.append(f"{path}: {why}"))
+    loaded, failed = load_images(paths)
     images = [img.pixels.permute(1, 2, 0).numpy() for img in loaded]
-    return images, [img.source for img in loaded], [str(e) for e in failed]
+    return images, [img.source for img in loaded], [*skipped, *(str(e) for e in failed)]
 
 
 def read_cifake(path: str | Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:

@@ -303,3 +303,17 @@ def test_detect_takes_a_folders_videos_and_other_commands_report_them(tmp_path):
     result = CliRunner().invoke(main, ["provenance", "read", str(tmp_path)])
     clip = _lines(result.stdout)[str(tmp_path / "clip.mp4")]
     assert result.exit_code == 1 and clip["error"] == "unsupported format (.mp4)"
+
+
+def test_detector_training_folders_report_what_they_skip(tmp_path):
+    from aigcguard.detectors.data import load_folder
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "loop").symlink_to(".")
+    images, names, errors = load_folder(tmp_path)
+    assert names == [str(tmp_path / "a.png")] and len(images) == 1
+    assert sorted(errors) == [
+        f"{tmp_path / 'loop'}: symbolic link loop",
+        f"{tmp_path / 'notes.txt'}: not a picture (.txt)",
+    ]
