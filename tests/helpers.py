@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,3 +19,10 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
 
 def to_array(t: torch.Tensor) -> np.ndarray:
     return t.permute(1, 2, 0).contiguous().numpy()
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now, for a test server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

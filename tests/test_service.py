@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 
@@ -16,14 +15,9 @@ pytest.importorskip("fastapi", reason="the service needs fastapi")
 import uvicorn
 
 from aigcguard.service.http import ServiceConfig, create_app
+from tests.helpers import free_port
 
 KEY = "service test key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def serve():
     servers = []
 
     def start(config: ServiceConfig) -> str:
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(config, device="cpu"), host="127.0.0.1", port=port, log_level="warning"

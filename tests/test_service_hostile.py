@@ -26,6 +26,7 @@ from aigcguard.results import JsonResult
 from aigcguard.service.http import ROUTERS, ServiceConfig, create_app
 from aigcguard.service.http.deps import AppState
 from aigcguard.service.http.server import server_config
+from tests.helpers import free_port
 
 KEY = "clé-☂-secret"  # a non-ASCII key: sent as its UTF-8 bytes
 
@@ -65,12 +66,6 @@ def _png(h: int, w: int) -> bytes:
     return buf.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def serve():
     """Start the app as ``aigc serve`` does (its uvicorn settings), with the stand-in
@@ -78,7 +73,7 @@ def serve():
     servers = []
 
     def start(config: ServiceConfig, app=None) -> int:
-        port = _free_port()
+        port = free_port()
         app = app or _ready_app(config)
         settings = server_config(app, config, host="127.0.0.1", port=port, log_level="warning")
         settings.lifespan = "off"  # no model loading: the stand-in is ready
