@@ -41,8 +41,9 @@ def provenance_group() -> None:
 @batch_size_option
 def lookup_cmd(inputs, ledger_path, key, method, device, batch_size):
     """Read each picture's watermark and print its ledger record: one JSON line per picture
-    with `state` (found, not_in_ledger, payload_unreadable, no_watermark), the detection and
-    the record. Works on copies stripped of all metadata and re-encoded."""
+    with `state` (found, not_in_ledger, payload_unreadable, no_watermark), the detection, the
+    record and `binding` (match, or mismatch: the mark was copied from the recorded picture
+    onto this one). Works on copies stripped of all metadata and re-encoded."""
     from aigcguard.provenance.credentials.ledger import Ledger, LedgerError
     from aigcguard.service.lookup import lookup
 

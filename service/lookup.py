@@ -1,6 +1,7 @@
 """Finding a picture's ledger record from its pixels: decode our watermark, then look its
-payload up (or, for an untouched copy, the file's bytes). Composes the watermark domain with
-the ledger, so it lives above both."""
+payload up (or, for an untouched copy, the file's bytes), and check that the picture is the
+one the record is of (:mod:`aigcguard.service.binding`: a mark can be copied onto another
+picture). Composes the watermark domain with the ledger, so it lives above both."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aigcguard.provenance.credentials.ledger import (
     key_fingerprint,
 )
 from aigcguard.results import JsonResult
+from aigcguard.service.binding import Binding, bind
 
 #: what :func:`lookup` can say about a picture
 LOOKUP_STATES = ("found", "not_in_ledger", "payload_unreadable", "no_watermark")
@@ -23,13 +25,18 @@ LOOKUP_STATES = ("found", "not_in_ledger", "payload_unreadable", "no_watermark")
 @dataclass(frozen=True)
 class Lookup(JsonResult):
     """What the ledger knows about a picture: ``state`` is one of :data:`LOOKUP_STATES`;
-    ``watermark`` is the detection behind it; ``record`` is set when ``state == "found"``."""
+    ``watermark`` is the detection behind it; ``record`` is set when ``state == "found"``;
+    ``binding`` says whether the picture is the one the record is of: ``match`` for the very
+    file (found by its bytes) or a picture showing the recorded one, ``mismatch`` for a
+    different picture (its mark was copied: possible forgery), ``unverifiable``; None when
+    there is no record or the record has no fingerprint (made before them)."""
 
     path: str
     state: str
     watermark: JsonResult | None
     record: LedgerRecord | None = None
     matched_by: str | None = None  # "watermark", or "file_hash" for an untouched copy
+    binding: Binding | None = None
 
 
 def lookup(
@@ -49,7 +56,8 @@ def lookup(
     for img, det in zip(images, detections, strict=True):
         rec, matched_by = find_record(ledger, det, img.source, key_id=kid)
         if rec is not None:
-            out.append(Lookup(img.source, "found", det, rec, matched_by))
+            binding = bind(rec, img.pixels, matched_by=matched_by)
+            out.append(Lookup(img.source, "found", det, rec, matched_by, binding))
         elif not det.detected:
             out.append(Lookup(img.source, "no_watermark", det))
         elif det.payload is None:

@@ -3,8 +3,10 @@
 Order matters. The watermark goes first, on the generator's own device, while the picture is
 still a tensor; the labels (GB 45438-2025 implicit label, IPTC digital source type, in XMP)
 come next; C2PA signing is last among the file edits, because anything written after it
-would break its hash; the ledger entry comes after that, with the hash of the file as written
-and the manifest read back from it. A batch is recorded in one ledger transaction.
+would break its hash; the ledger entry comes after that, with the hash of the file as written,
+the manifest read back from it and the picture's content fingerprint (``binding``: what tells
+the picture from another one its mark was copied onto; :mod:`aigcguard.service.binding`).
+A batch is recorded in one ledger transaction.
 
 Files are written under temporary names, the records committed, then the files renamed, so
 a kill leaves each picture with its record or neither; opening a pipeline finishes or removes
@@ -46,6 +48,7 @@ from aigcguard.provenance.credentials.ledger import (
     sha256_text,
 )
 from aigcguard.results import JsonResult
+from aigcguard.service.binding import fingerprint
 
 
 @dataclass(frozen=True)
@@ -236,11 +239,16 @@ class ProvenancePipeline:
                     path = self.out_dir / f"{self.prefix}-{payload}{suffix}"
                     tmp = _temporary(path)
                     staged.append((tmp, path))
-                    labels, manifest, label_name = self._write(img.cpu(), tmp, payload)
+                    pixels = img.cpu()
+                    labels, manifest, label_name = self._write(pixels, tmp, payload)
                     fsync_path(tmp)  # on disk before the ledger commits to it
                     digest = file_sha256(tmp)  # of the final bytes: renaming keeps them
+                    # of the marked pixels the file holds (labels and signing leave them be)
+                    binding = fingerprint(pixels)
                     records.append(
-                        self._record(payload, prompt, digest, path, manifest, labels, extra)
+                        self._record(
+                            payload, prompt, digest, path, manifest, labels, extra, binding
+                        )
                     )
                     done.append(
                         Generated(
@@ -291,6 +299,7 @@ class ProvenancePipeline:
         manifest: dict | None,
         labels: dict | None,
         extra: dict,
+        binding: dict,
     ) -> LedgerRecord:
         return LedgerRecord(
             payload=payload,
@@ -304,6 +313,7 @@ class ProvenancePipeline:
             manifest=manifest,
             labels=labels,
             extra=extra,
+            binding=binding,
         )
 
     def _write(

@@ -14,9 +14,11 @@ from aigcguard.cli import main
 from aigcguard.detectors.api import Detection
 from aigcguard.imageio import save_image
 from aigcguard.provenance.credentials import c2pa as credentials
-from aigcguard.provenance.credentials.ledger import Ledger
+from aigcguard.provenance.credentials.ledger import Ledger, LedgerRecord
+from aigcguard.service.binding import Binding
 from aigcguard.service.check import Checker, summarise
 from aigcguard.service.pipeline import ProvenancePipeline, Signing
+from aigcguard.watermark import WatermarkDetection, embed
 from tests.helpers import to_tensor
 
 KEY = "check test key"
@@ -54,6 +56,84 @@ def test_summary_rules():
         "x.jpg", "valid", digital_source_types=[credentials.DIGITAL_CAPTURE]
     )
     assert summarise({"credentials": untrusted_capture}).verdict == "unknown"
+
+
+def _wm(*, public=False, fmt="keyed", payload="00" * 8) -> WatermarkDetection:
+    return WatermarkDetection(
+        True, "tilemark", 60, 64, 1e-12, 1e-6, payload=payload, public_key=public, format=fmt
+    )
+
+
+REC = LedgerRecord("00" * 8, "k", "tilemark", "gen-service", created="2025-01-01T00:00:00")
+MATCH = Binding("match", 80, "80 local features agree with the recorded picture")
+MISMATCH = Binding("mismatch", 2, "a different picture from the recorded one")
+UNVERIFIABLE = Binding("unverifiable", 0, "the recorded picture has too little detail")
+FORGERY = "possible forgery: the mark's ledger record is of a different picture"
+
+
+def test_a_public_key_mark_is_a_declaration_like_a_label():
+    s = summarise({"watermark": _wm(public=True)})
+    assert s.verdict == "generated" and s.decided_by == ["watermark"]
+    assert any(
+        "under the public key: a declaration anyone can add, like a label; it says nothing "
+        "about who made the picture" in r
+        for r in s.reasons
+    )
+    # found in a ledger by its payload but not bound to this picture: reported, not counted
+    s = summarise({"watermark": _wm(public=True), "ledger": REC, "binding": UNVERIFIABLE})
+    assert s.verdict == "generated" and s.decided_by == ["watermark"]
+    assert any("public key, not bound" in r for r in s.reasons)
+
+
+def test_a_private_mark_bound_to_its_record_is_strong():
+    s = summarise({"watermark": _wm(fmt="legacy"), "ledger": REC, "binding": MATCH})
+    assert s.verdict == "generated" and s.decided_by == ["watermark", "ledger"]
+    assert any("leads to a ledger record of this very picture" in r for r in s.reasons)
+
+
+def test_a_binding_mismatch_is_no_evidence():
+    for public in (False, True):
+        found = {"watermark": _wm(public=public), "ledger": REC, "binding": MISMATCH}
+        s = summarise(found)
+        assert s.verdict == "unknown" and s.decided_by == [], s
+        assert any(r.startswith(FORGERY) for r in s.reasons)
+        s = summarise({**found, "detector": _det("likely_real")})
+        assert s.verdict == "likely_real" and s.decided_by == ["detector"]
+
+
+def test_a_private_mark_the_ledger_cannot_place_is_weak():
+    for payload, why in ((None, "cannot be read"), ("ab" * 8, "is not there")):
+        s = summarise({"watermark": _wm(payload=payload), "ledger": None})
+        assert s.verdict == "likely_generated" and s.decided_by == ["watermark"]
+        assert any("cannot be bound to a picture the ledger knows" in r for r in s.reasons)
+        assert any(why in r for r in s.reasons)
+
+
+def test_a_private_mark_without_a_ledger_is_as_strong_as_its_format():
+    s = summarise({"watermark": _wm(fmt="keyed")})
+    assert s.verdict == "generated" and s.decided_by == ["watermark"]
+    assert any("not checked (no ledger)" in r for r in s.reasons)
+    for fmt in ("legacy", None):
+        s = summarise({"watermark": _wm(fmt=fmt)})
+        assert s.verdict == "likely_generated" and s.decided_by == ["watermark"]
+        assert any("can be forged from marked pictures" in r for r in s.reasons)
+    # a record found by the mark but made before fingerprints: the record counts as much as
+    # the mark
+    found = {"watermark": _wm(fmt="keyed"), "ledger": REC, "binding": None}
+    s = summarise(found)
+    assert s.verdict == "generated" and s.decided_by == ["watermark", "ledger"]
+    assert any("no fingerprint" in r for r in s.reasons)
+    s = summarise({**found, "watermark": _wm(fmt="legacy")})
+    assert s.verdict == "likely_generated" and s.decided_by == ["watermark", "ledger"]
+
+
+def test_a_record_too_plain_to_compare_binds_nothing():
+    """Only a match binds: an unverifiable binding is weak, whatever the mark's format (a
+    copy shrunk or blurred until it cannot be compared must not pass for bound)."""
+    for fmt in ("keyed", "legacy"):
+        s = summarise({"watermark": _wm(fmt=fmt), "ledger": REC, "binding": UNVERIFIABLE})
+        assert s.verdict == "likely_generated" and s.decided_by == ["watermark", "ledger"]
+        assert any("cannot be bound to this picture (unverifiable" in r for r in s.reasons)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +188,7 @@ def test_the_ledger_finds_an_untouched_file_without_a_readable_mark(tmp_path, ph
     assert found.watermark is None and found.ledger.generator == "thumbnailer"
     assert found.summary.verdict == "generated" and found.summary.decided_by == ["ledger"]
     assert any("this very file" in r for r in found.summary.reasons)
+    assert found.binding.state == "match" and found.binding.inliers is None
     assert other.ledger is None and "ledger" not in other.summary.decided_by
 
 
@@ -118,16 +199,40 @@ def test_every_signal_on_a_pipeline_picture(generated):
     assert signed.summary.verdict == "generated"
     assert set(signed.summary.decided_by) >= {"credentials", "watermark", "ledger", "labels"}
     assert signed.credentials.state == "trusted" and signed.ledger.payload == item.payload
+    assert signed.binding.state == "match" and signed.binding.inliers is None  # same bytes
     # metadata gone: the mark and the ledger still decide
     assert copy.summary.verdict == "generated"
     assert copy.summary.decided_by == ["watermark", "ledger"]
+    assert copy.binding.state == "match" and copy.binding.inliers >= 12
+    assert any("ledger record of this very picture" in r for r in copy.summary.reasons)
     assert copy.credentials.state == "absent" and not copy.labels.ai_labelled
     # an unmarked photo: nothing declares anything; the detector has its say
     assert "watermark" not in photo.summary.decided_by and photo.ledger is None
+    assert photo.binding is None
     assert photo.detector is not None and photo.detector.model == "spectral"
     assert photo.summary.verdict in ("unknown", "likely_real", "likely_generated")
     d = signed.to_dict()
     assert d["summary"]["verdict"] == "generated" and d["watermark"]["detected"] is True
+    assert d["binding"]["state"] == "match" and "binding" not in d["ledger"]
+
+
+def test_a_copied_mark_is_a_possible_forgery(generated, photos, tmp_path):
+    """The copy attack at its best: the recorded mark, payload and all, on another picture."""
+    from aigcguard.service.check import write_html
+
+    folder, _, item, _, _ = generated
+    photo = to_tensor(photos["astronaut"][:400, :400])
+    [forged] = embed([photo], message=bytes.fromhex(item.payload), key=KEY)
+    path = save_image(forged, tmp_path / "forged.png")
+    with Checker(key=KEY, ledger=folder / "ledger.sqlite", detector="spectral") as checker:
+        [result] = checker.check_files([path])
+        page = write_html(tmp_path / "r.html", [result], checker).read_text()
+    assert result.watermark.detected and result.ledger.payload == item.payload
+    assert result.binding.state == "mismatch"
+    assert result.summary.verdict != "generated"
+    assert not {"watermark", "ledger"} & set(result.summary.decided_by)
+    assert any(r.startswith(FORGERY) for r in result.summary.reasons)
+    assert "Binding" in page and "<b>mismatch</b>" in page
 
 
 def test_cli_check_json_table_and_bad_files(generated, tmp_path):
@@ -149,6 +254,7 @@ def test_cli_check_json_table_and_bad_files(generated, tmp_path):
     page = report.read_text()
     assert "stripped.jpg" in page and "plain.png" in page and "data:image/jpeg;base64" in page
     assert "class='v-generated'" in page and "Ledger" in page and "broken.jpg" not in page
+    assert "Binding" in page
     r = runner.invoke(main, ["check", str(plain), "--format", "table", "--detector", "default"])
     assert r.exit_code == 0, r.output
     assert "verdict" in r.stdout.splitlines()[0] and "plain.png" in r.stdout

@@ -33,6 +33,7 @@ BUILT_IN = [
     "known_watermark",
     "watermark",
     "ledger",
+    "binding",
     "detector",
     "similarity",
 ]

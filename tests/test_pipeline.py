@@ -19,6 +19,7 @@ from aigcguard.fileio import file_sha256
 from aigcguard.provenance.credentials import c2pa as credentials
 from aigcguard.provenance.credentials import labels
 from aigcguard.provenance.credentials.ledger import Ledger
+from aigcguard.service.binding import compare
 from aigcguard.service.lookup import lookup_images
 from aigcguard.service.pipeline import ProvenancePipeline, Signing, as_image_tensors
 
@@ -72,6 +73,7 @@ def test_marks_labels_signs_records_and_survives_stripping(tmp_path, photos, dev
         assert rec.generator == "test-service" and rec.model == "photo-crops"
         assert rec.manifest["state"] == "valid"  # read back without trust anchors
         assert rec.prompt_sha256 is not None and rec.extra == {"seed": 1}
+        assert rec.binding["kind"] == "grey-thumbnail" and rec.binding["size"] == [400, 400]
 
     # a platform strips every byte of metadata and re-encodes: the ledger still answers
     first = made[0]
@@ -84,6 +86,10 @@ def test_marks_labels_signs_records_and_survives_stripping(tmp_path, photos, dev
     [found], errors = lookup_images([stripped], ledger, key=KEY)
     assert not errors and found.state == "found" and found.matched_by == "watermark"
     assert found.record.payload == first.payload
+    assert found.binding.state == "match"  # the record's fingerprint is of this picture
+    # ... and of no other picture the pipeline made (made[1] is another photo)
+    other = np.asarray(Image.open(made[1].path).convert("RGB"))
+    assert compare(other, found.record.binding).state == "mismatch"
     ledger.close()
 
 

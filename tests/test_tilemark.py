@@ -92,15 +92,18 @@ def test_finds_quarter_turns_and_a_zoomed_crop(marked):
     # the zoomed read sits at the payload-reliability margin (estimated error about 1%): its
     # payload may be withheld, never wrong
     assert zoom.payload_text in (MESSAGE.decode(), None) and zoom.payload_error < 0.05
-    _, (geom, _), _ = T.locate(T.working_whitened(to_tensor(zoomed)[None])[0], KEY)
+    _, (_, geom, _, _), _ = T.locate_keyed(T.working_whitened(to_tensor(zoomed)[None])[0], KEY)
     assert geom.scale == pytest.approx(1 / 0.9, rel=0.01) and abs(geom.angle) < 0.5
 
 
 def test_false_positive_budget_follows_what_platforms_do(marked):
     """Re-encoded, the mark is where it was embedded and is judged in that small family (9
-    placements on 1% of the budget); a zoomed crop is judged in the upright search, a quarter
-    turn in the turned one (more placements, each at its share); the shares add up to 1."""
+    half-pixel shifts times the nonces, on 1% of the keyed format's budget); a zoomed crop is
+    judged in the upright search, a quarter turn in the turned one (more hypotheses, each at
+    its share); the shares add up to 1, within each format and between the formats."""
     assert pytest.approx(1.0) == T.SHARE_AS_EMBEDDED + T.SHARE_UPRIGHT + T.SHARE_TURNED
+    assert pytest.approx(1.0) == sum(T.KEYED_SHARES.values())
+    assert pytest.approx(1.0) == sum(T.FORMAT_SHARES.values())
     _, out = marked
     arr = out["astronaut"]  # square: all three stay 512 x 512
     h, w = arr.shape[:2]
@@ -108,15 +111,18 @@ def test_false_positive_budget_follows_what_platforms_do(marked):
     turned = np.ascontiguousarray(np.rot90(arr))
     batch = torch.stack([to_tensor(a) for a in (_jpeg(arr, 75), zoomed, turned)])
     reencoded, cropped, quarter = get_method("tilemark").read_soft(batch, KEY)
-    assert reencoded.trials == pytest.approx(9 / T.SHARE_AS_EMBEDDED)
-    per_candidate = T.FINE * T.FINE * T.SHIFTS * T.SHIFTS
-    upright = cropped.trials * T.SHARE_UPRIGHT / per_candidate
-    turned_count = quarter.trials * T.SHARE_TURNED / (4 * per_candidate)
-    # every candidate there could have been is counted: the unmoved grid, the template's and
-    # the lattice's spectral peaks
-    for candidates in (upright, turned_count):
-        assert candidates == pytest.approx(1 + T.TOP_TEMPLATE + T.TOP_LATTICE)
+    keyed = T.FORMAT_SHARES["keyed"]
+    assert reencoded.trials == pytest.approx(9 * T.NONCES / T.KEYED_SHARES["as embedded"] / keyed)
+    # the template's offsets x 3 x 3 half-pixel jitter x the super-tile's tile offsets x nonces
+    per_geometry = T.TOP_OFFSETS * 9 * T.SUPER_TILES**2 * T.NONCES
+    upright = cropped.trials * T.KEYED_SHARES["upright"] * keyed / per_geometry
+    turned_count = quarter.trials * T.KEYED_SHARES["turned"] * keyed / (3 * per_geometry)
+    # every geometry the template gave (chosen without the key) is counted: the unmoved grid
+    # and the template's peaks; the turns are tried at the template's best
+    assert upright == pytest.approx(round(upright)) and 2 <= round(upright) <= 1 + T.KEYED_TOP
+    assert turned_count == pytest.approx(1.0)
     for r in (reencoded, cropped, quarter):
+        assert r.format == "keyed"
         assert signed_sum_sf(r.evidence) * r.trials < 1e-9
 
 
@@ -261,29 +267,37 @@ def test_psnr_and_ssim_on_kodak(kodak_dir):
         assert structural_similarity(a, m, channel_axis=2, data_range=255) >= 0.98
 
 
-def _chip_snr(arr: np.ndarray, signs: torch.Tensor) -> float:
-    """Mean over deviation of every chip's read-out times its sign, at the embedded grid."""
-    chips = T.read_geometry(T.working_whitened(to_tensor(arr)[None])[0], T.AS_EMBEDDED)
+def _chip_snr(arr: np.ndarray, signs: torch.Tensor, nonce: int | None) -> float:
+    """Mean over deviation of every chip's read-out times its sign, at the embedded grid: the
+    legacy tile folded (nonce None), or the keyed super-tile demodulated with its nonce."""
+    w = T.working_whitened(to_tensor(arr)[None])[0]
+    if nonce is None:
+        chips = T.read_geometry(w, T.AS_EMBEDDED)
+    else:
+        cmap = T.chip_map(T.fold(w, 1.0, 0.0, T.SUPER), 0)
+        chips = T.demodulate(T.read_super(cmap, (0, 0)), nonce, KEY)
     agree = chips * signs
     return float(agree.mean() / agree.std())
 
 
-def test_informed_embedding_cancels_what_a_busy_picture_reads():
+@pytest.mark.parametrize("fmt", T.FORMATS)
+def test_informed_embedding_cancels_what_a_busy_picture_reads(fmt):
     """The picture's own read-out at the chips is largely cancelled, at the same PSNR: on a
     busy texture (grass, where it limits the payload) the chips read far more clearly than
-    with signs alone (measured 0.65 -> 0.94)."""
+    with signs alone (measured 0.65 -> 0.94 in the legacy format)."""
     from skimage import data
 
     grass = np.repeat(data.grass()[:, :, None], 3, axis=2)
     x = to_tensor(grass)[None]
     bits = torch.randint(0, 2, (1, T.N_FRAME), generator=torch.Generator().manual_seed(3))
     signs = T.tile_layout(KEY).chip_signs(bits.bool())[0]
+    nonce = T.nonce_for(x, KEY)[0] if fmt == "keyed" else None
     snr = {}
     for informed in (0.0, T.INFORMED):
         out = torch.empty_like(x)
-        T.embed_tilemark(x, bits, KEY, out, informed=informed)
+        T.embed_tilemark(x, bits, KEY, out, informed=informed, fmt=fmt)
         assert _psnr(grass, to_array(out[0])) >= 40.0
-        snr[informed] = _chip_snr(to_array(out[0]), signs)
+        snr[informed] = _chip_snr(to_array(out[0]), signs, nonce)
     assert snr[T.INFORMED] > 1.3 * snr[0.0], snr
 
 
@@ -294,8 +308,8 @@ def test_template_gives_the_geometry_and_older_marks_are_still_found(photos, mon
     arr = photos["astronaut"]
     h, w = arr.shape[:2]
 
-    def zoomed_copy():
-        a = to_array(embed([to_tensor(arr)], MESSAGE, key=KEY, method="tilemark")[0])
+    def zoomed_copy(method="tilemark"):
+        a = to_array(embed([to_tensor(arr)], MESSAGE, key=KEY, method=method)[0])
         return to_tensor(
             np.asarray(Image.fromarray(a).crop((26, 26, w - 26, h - 26)).resize((w, h)))
         )
@@ -306,7 +320,7 @@ def test_template_gives_the_geometry_and_older_marks_are_still_found(photos, mon
     assert scale == pytest.approx(w / (w - 52), rel=0.01) and abs(angle) <= 0.5
     older = functools.partial(T.embed_tilemark, informed=0.0, template_share=0.0)
     monkeypatch.setattr(tilemark_method, "embed_tilemark", older)  # where TileMark calls it
-    old = zoomed_copy()
+    old = zoomed_copy("tilemark-legacy")  # the format they were made in
     judged = min(T.read_families(T.working_whitened(old[None])[0], KEY), key=lambda r: r.p_value)
     assert judged.family == "upright" and judged.p_value < 1e-9
     assert judged.geometry.scale == pytest.approx(w / (w - 52), rel=0.01)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -52,6 +52,11 @@ class WatermarkDetection(JsonResult):
     ``convention`` how the pipeline that wrote it fed pixels to OpenCV.
     ``reason`` says why nothing was read (a picture too small for the method: not detected,
     0 of 0 bits, p-value 1); it is in the JSON only when set, so other results keep theirs.
+    ``public_key``: the mark was looked for with the public default key, which anyone can
+    embed: a detection then is a declaration anyone could have made, not proof of who made
+    the picture. ``format`` (tilemark, when detected): ``keyed`` for marks whose pattern
+    differs per picture and per tile (see docs/watermark.md, threat model), ``legacy`` for
+    marks made before it, whose pattern can be estimated from marked pictures and forged.
     """
 
     detected: bool
@@ -66,6 +71,8 @@ class WatermarkDetection(JsonResult):
     convention: str | None = None
     payload_error: float | None = None
     reason: str | None = field(default=None, metadata=OMIT_NONE)
+    public_key: bool | None = field(default=None, metadata=OMIT_NONE)
+    format: str | None = field(default=None, metadata=OMIT_NONE)
 
 
 def too_small(
@@ -281,7 +288,7 @@ def detect(
             readings = m.read_soft(_stack(items, idx, dev), key, exp)
             for j, i in enumerate(idx):
                 results[i] = _judge_soft(readings[j], key, m.name, p_threshold)
-        return results
+        return _keyed(results, key)
     for idx in _chunks(items, dev, readable):
         ones, total = m.read_votes(_stack(items, idx, dev), length)
         bits = dwt.votes_to_bits(ones, total).cpu()
@@ -295,7 +302,13 @@ def detect(
                 m.name,
                 p_threshold,
             )
-    return results
+    return results if key is None else _keyed(results, key)
+
+
+def _keyed(results: list[WatermarkDetection], key) -> list[WatermarkDetection]:
+    """Say which results were looked for with the public default key."""
+    public = key == DEFAULT_KEY
+    return [replace(r, public_key=public) for r in results]
 
 
 def _judge(bits, voted, key, expected, method_name, p_threshold) -> WatermarkDetection:
@@ -330,9 +343,10 @@ def _judge_soft(reading: SoftReading, key, method_name, p_threshold) -> Watermar
     p = min(1.0, signed_sum_sf(evidence) * reading.trials)
     data = bits_to_bytes(reading.payload.cpu() ^ frame_layout(key).keystream)
     matched, total = int((evidence > 0).sum()), int(evidence.numel())
-    return _verdict(
+    found = _verdict(
         method_name, matched, total, p, p_threshold, data, payload_error=reading.payload_error
     )
+    return replace(found, format=reading.format) if found.detected else found
 
 
 def _verdict(

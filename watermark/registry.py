@@ -24,12 +24,15 @@ class SoftReading:
     geometries) the best one was picked from by its evidence (Bonferroni), over the share of
     the false-positive budget spent on them where a method splits it (weighted Bonferroni).
     ``payload_error``: the estimated chance that ``payload`` is wrong, when the method has one.
+    ``format``: which of the method's mark formats the evidence was read in, where it has
+    several (tilemark: ``keyed`` or ``legacy``).
     """
 
     evidence: torch.Tensor
     payload: torch.Tensor
     trials: float = 1.0
     payload_error: float | None = None
+    format: str | None = None
 
 
 class WatermarkMethod(ABC):

@@ -4,13 +4,17 @@ Metadata does not survive platforms (they strip XMP, EXIF and C2PA manifests); t
 does. So every picture the generation pipeline marks is recorded here under its payload, and
 ``aigcguard.service.lookup`` reads the mark of any copy, however stripped and re-encoded, and
 finds the record here:
-when, by which generator and model, the prompt's hash, the hash of the file as written, and the
-C2PA manifest it was signed with.
+when, by which generator and model, the prompt's hash, the hash of the file as written, the
+C2PA manifest it was signed with, and a content fingerprint of the picture (``binding``: a mark
+can be copied onto another picture, so what a mark leads to is trusted only for a picture that
+matches the record's fingerprint).
 
 A ledger is one SQLite file (``meta`` table with the format version; ``records`` with one row
-per payload and key). Each ``record`` call is one transaction: a batch is recorded whole or
-not at all. Payloads are allocated here (``new_payloads``), at random, and checked unused
-under the same key, so two pictures never share one.
+per payload and key). A ledger of an older format is brought up to date when opened, in one
+transaction (format 1 lacked ``binding``: its records read back with None); a newer one is
+refused. Each ``record`` call is one transaction: a batch is recorded whole or not at all.
+Payloads are allocated here (``new_payloads``), at random, and checked unused under the same
+key, so two pictures never share one.
 
     with Ledger("ledger.sqlite") as ledger:
         [payload] = ledger.new_payloads(1, key_id=key_fingerprint(key))
@@ -32,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from aigcguard.fileio import file_sha256
-from aigcguard.results import JsonResult
+from aigcguard.results import NOT_JSON, JsonResult
 
-LEDGER_FORMAT = 1
+#: 2: records gained ``binding`` (format 1 ledgers are migrated on opening)
+LEDGER_FORMAT = 2
 
 #: lookup states: the record was found; a mark was read but no record has its payload; a mark
 #: was detected but its payload could not be read reliably; no mark
@@ -64,7 +69,11 @@ class LedgerRecord(JsonResult):
     """One generated picture. ``payload``: the watermark payload (hex); ``key_id``: the key's
     fingerprint; ``prompt_sha256``: the prompt's hash, never the prompt; ``image_sha256``: of
     the file as written (after labels and signing); ``manifest``: the C2PA manifest store as
-    read back from that file (JSON), if it was signed."""
+    read back from that file (JSON), if it was signed; ``binding``: the content fingerprint of
+    the marked picture as written (a small grey thumbnail, see docs/provenance.md, "Binding"),
+    None for records made before fingerprints. ``binding`` is kept in the ledger and out of
+    ``to_dict()``: a lookup or a check reports whether a picture matches it, never the
+    thumbnail itself (about 13 KB each, and a copy of the recorded picture)."""
 
     payload: str
     key_id: str
@@ -78,6 +87,7 @@ class LedgerRecord(JsonResult):
     manifest: dict[str, Any] | None = None
     labels: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    binding: dict[str, Any] | None = field(default=None, metadata=NOT_JSON)
 
 
 _COLUMNS = (
@@ -93,8 +103,11 @@ _COLUMNS = (
     "manifest",
     "labels",
     "extra",
+    "binding",
 )
-_JSON_COLUMNS = {"manifest", "labels", "extra"}
+_JSON_COLUMNS = {"manifest", "labels", "extra", "binding"}
+#: the statements that take a ledger of format N (the key) to N + 1
+_MIGRATIONS = {"1": ("ALTER TABLE records ADD COLUMN binding TEXT",)}
 
 
 class Ledger:
@@ -134,15 +147,37 @@ class Ledger:
                         payload TEXT NOT NULL, key_id TEXT NOT NULL, method TEXT NOT NULL,
                         generator TEXT NOT NULL, created TEXT NOT NULL, model TEXT,
                         prompt_sha256 TEXT, image_sha256 TEXT, path TEXT, manifest TEXT,
-                        labels TEXT, extra TEXT NOT NULL,
+                        labels TEXT, extra TEXT NOT NULL, binding TEXT,
                         PRIMARY KEY (key_id, payload))"""
                 )
                 self._db.execute("CREATE INDEX records_image ON records (image_sha256)")
                 self._db.execute("COMMIT")
             elif row[0] != str(LEDGER_FORMAT):
-                raise LedgerError(
-                    f"{self.path}: ledger format {row[0]}, this version reads {LEDGER_FORMAT}"
-                )
+                self._migrate(row[0])
+
+    def _migrate(self, found: str) -> None:
+        """Bring a ledger of an older format up to this one: the new columns and the format
+        in one transaction, so a ledger is wholly of one format. A newer one is refused."""
+        newer = LedgerError(
+            f"{self.path}: ledger format {found}, this version reads {LEDGER_FORMAT}"
+        )
+        if found not in _MIGRATIONS:
+            raise newer
+        try:
+            self._db.execute("BEGIN IMMEDIATE")  # re-read: another process may have migrated
+            [now] = self._db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+            while now != str(LEDGER_FORMAT):
+                if now not in _MIGRATIONS:
+                    raise newer
+                for statement in _MIGRATIONS[now]:
+                    self._db.execute(statement)
+                now = str(int(now) + 1)
+            self._db.execute("UPDATE meta SET value = ? WHERE name = 'format'", (now,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     # ---- writing
 
@@ -166,7 +201,7 @@ class Ledger:
         rows = []
         for r in records:
             _check_payload(r.payload)
-            d = r.to_dict()
+            d = {**r.to_dict(), "binding": r.binding}
             rows.append(
                 tuple(
                     json.dumps(d[c], ensure_ascii=False, sort_keys=True)

@@ -2,19 +2,28 @@
 
 A C2PA state is not a watermark, a missing label proves nothing, and a detector score is a
 probability, not a fact. So :class:`Checker` runs each signal on its own (Content Credentials,
-metadata labels, the known marks of Stable Diffusion and SDXL, our watermark and its ledger
-record, the detector, similarity against an index), keeps each result as the signal reported
-it, and sums up with the strongest evidence present:
+metadata labels, the known marks of Stable Diffusion and SDXL, our watermark, its ledger
+record and whether the picture is the one recorded (``binding``), the detector, similarity
+against an index), keeps each result as the signal reported it, and sums up with the
+strongest evidence present:
 
-1. ``generated``: a verifiable declaration or a mark. Content Credentials that verify
-   (``trusted`` or ``valid``) declaring a trained model made or composited the picture; our
-   watermark; a known generator's watermark; a label the producer wrote (GB 45438 Label 1,
-   IPTC ``trainedAlgorithmicMedia``, generator metadata).
+1. ``generated``: a verifiable declaration or a mark that proves its origin. Content
+   Credentials that verify (``trusted`` or ``valid``) declaring a trained model made or
+   composited the picture; our watermark under a private key leading to a ledger record of
+   this very picture (or, with no ledger to check, in the keyed format); the ledger's record
+   of this very file; a known generator's watermark; a label the producer wrote (GB 45438
+   Label 1, IPTC ``trainedAlgorithmicMedia``, generator metadata); our watermark under the
+   public key, which anyone can add, counts as such a label and never as proof of origin.
 2. ``likely_real``: trusted Content Credentials declaring a camera capture, with nothing above.
-3. ``likely_generated`` / ``likely_real``: the detector's band, when nothing above decided;
-   a GB 45438 label of 2 or 3 ("possibly", "suspected") also reads ``likely_generated``.
-4. ``unknown`` otherwise: no declaration, no mark, a detector that is not sure.
+3. ``likely_generated``: our private-key mark that the ledger cannot bind to a picture it
+   knows (payload unreadable or not recorded), or a legacy mark with no ledger to check (its
+   pattern can be forged from marked pictures); a GB 45438 label of 2 or 3 ("possibly",
+   "suspected").
+4. ``likely_generated`` / ``likely_real``: the detector's band, when nothing above decided.
+5. ``unknown`` otherwise: no declaration, no mark, a detector that is not sure.
 
+A mark whose ledger record is of a different picture (binding ``mismatch``) was copied onto
+this one: it is reported as a possible forgery and neither the mark nor the record counts.
 Similarity is reported, never summed up: copying a registered work says nothing about how the
 picture was made. Invalid Content Credentials are reported as a reason (someone edited a
 signed file), not as evidence either way.

@@ -23,7 +23,9 @@ from aigcguard.service.check.verdict import Summary, summarise
 class CheckResult(JsonResult):
     """Each signal's own result (None: not run, or nothing to report), and the summary.
     ``errors`` names a signal that failed on this picture and why; the others still ran.
-    ``extra``: the results of signals registered beyond the seven named here, by name."""
+    ``extra``: the results of signals registered beyond the eight named here, by name.
+    ``binding``: whether the picture is the one its ledger record is of (``match``,
+    ``mismatch``: possible forgery, ``unverifiable``), when a record was found."""
 
     path: str
     summary: Summary
@@ -32,11 +34,12 @@ class CheckResult(JsonResult):
     known_watermark: JsonResult | None = None
     watermark: JsonResult | None = None
     ledger: JsonResult | None = None
+    binding: JsonResult | None = None
     detector: JsonResult | None = None
     similarity: JsonResult | None = None
     errors: dict[str, str] = field(default_factory=dict)
     # out of the dataclass's JSON fields (batch jobs take their columns from those) and in
-    # to_dict only when an extra signal ran, so the JSON of the seven built-in signals stays
+    # to_dict only when an extra signal ran, so the JSON of the built-in signals stays
     extra: dict[str, JsonResult | None] = field(default_factory=dict, metadata=NOT_JSON)
 
     def to_dict(self) -> dict[str, Any]:

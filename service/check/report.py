@@ -30,7 +30,8 @@ def render_html(results: Sequence[CheckResult], checker: Checker | None = None) 
         counts_table(counts),
         "<p>A declaration or a mark decides (<em>generated</em>); otherwise the detector's band "
         "(a probability, not a fact); otherwise <em>unknown</em>. A missing label or mark "
-        "proves nothing: platforms strip metadata.</p>",
+        "proves nothing: platforms strip metadata. A mark whose ledger record is of another "
+        "picture (binding <em>mismatch</em>) was copied: it decides nothing.</p>",
     ]
     for r in results:
         parts += _section(r, checker)
@@ -103,10 +104,18 @@ def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
     if r.watermark is not None:
         w = r.watermark
         found = f"present, p = {w.p_value:.1e}, payload {w.payload}" if w.detected else "absent"
+        if w.detected and getattr(w, "public_key", None):
+            found += " (public key: anyone can add it)"
+        elif w.detected and getattr(w, "format", None):
+            found += f" ({w.format} format)"
         rows.append(("Our watermark", e(found)))
     if r.ledger is not None:
         rec = r.ledger
         rows.append(("Ledger", e(f"{rec.generator} ({rec.model or '-'}), {rec.created}")))
+    if r.binding is not None:
+        b = r.binding
+        state = f"<b>{e(b.state)}</b>" if b.state == "mismatch" else e(b.state)
+        rows.append(("Binding", f"{state}: {e(b.reason)}"))
     d = r.detector
     if d is not None:
         bar = (

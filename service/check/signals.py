@@ -50,7 +50,7 @@ def signal(
 
 def signal_names() -> list[str]:
     """The registered signals in the order they run: registration order (the ledger reads the
-    watermark's result)."""
+    watermark's result, the binding the ledger's)."""
     return SIGNALS.list(ordered=True)
 
 
@@ -103,6 +103,23 @@ def ledger(checker, picture: Picture):
     mark = picture.found.get("watermark")
     record, _ = find_record(checker.ledger, mark, source, key_id=key_fingerprint(checker.key))
     return record
+
+
+@signal("binding", needs=("ledger",))
+def binding(checker, picture: Picture):
+    """Whether the picture is the one its ledger record is of: a mark can be copied onto
+    another picture, the picture cannot (:mod:`aigcguard.service.binding`)."""
+    from aigcguard.fileio import file_sha256
+    from aigcguard.service.binding import SAME_FILE, bind
+
+    record = picture.found.get("ledger")
+    if record is None:
+        return None
+    same = record.image_sha256 is not None and picture.on_disk
+    if same and record.image_sha256 == file_sha256(picture.path):
+        return SAME_FILE  # the very file: nothing to compare
+    # not the recorded file, so the record was found by the mark's payload
+    return bind(record, picture.pixels, matched_by="watermark")
 
 
 @signal("detector")

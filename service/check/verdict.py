@@ -97,18 +97,93 @@ def credentials_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
 
 
 def watermark_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
+    """Our mark, by what it can prove. A copied mark (binding mismatch) proves nothing; under
+    the public key it is a declaration anyone can add, like a label; under a private key it is
+    strong when it leads to a record of this very picture, weak when a ledger cannot bind it to
+    one (no record, or one too plain to compare), and without a binding check as strong as
+    its format is hard to forge."""
     wm = found.get("watermark")
-    if wm is not None and wm.detected:
-        evidence.add("strong", "watermark", f"our watermark is present (p = {wm.p_value:.1e})")
+    if wm is None or not wm.detected:
+        return
+    present = f"our watermark is present (p = {wm.p_value:.1e})"
+    bound = _binding_state(found)
+    if bound == "mismatch":
+        evidence.note(
+            f"possible forgery: the mark's ledger record is of a different picture "
+            f"({found['binding'].reason}); neither the mark nor the record counts as evidence"
+        )
+    elif wm.public_key:
+        evidence.add(
+            "strong",
+            "watermark",
+            f"{present} under the public key: a declaration anyone can add, like a label; it "
+            "says nothing about who made the picture",
+        )
+    elif bound == "match":
+        evidence.add(
+            "strong", "watermark", f"{present}: it leads to a ledger record of this very picture"
+        )
+    elif "ledger" in found and found["ledger"] is None:
+        why = "its payload cannot be read" if wm.payload is None else "its payload is not there"
+        evidence.add(
+            "weak",
+            "watermark",
+            f"{present}, but it cannot be bound to a picture the ledger knows ({why})",
+        )
+    else:
+        tier, why = _unbound(wm, found)
+        evidence.add(tier, "watermark", f"{present}; {why}")
+
+
+def _binding_state(found: Mapping[str, Any]) -> str | None:
+    b = found.get("binding")
+    return None if b is None else b.state
+
+
+def _unbound(wm: Any, found: Mapping[str, Any]) -> tuple[str, str]:
+    """The tier of a private-key mark not bound to a picture, and why. A record too plain to
+    compare (``unverifiable``) is weak: only a match binds a mark, and a copy made too plain
+    to compare must not pass for one. Unchecked (no ledger, a record without a fingerprint):
+    as strong as its format is hard to forge."""
+    b = found.get("binding")
+    if b is not None:  # unverifiable: match and mismatch are decided before
+        return "weak", f"it cannot be bound to this picture ({b.state}: {b.reason})"
+    if "ledger" not in found:
+        unchecked = "binding to a picture not checked (no ledger)"
+    elif "binding" not in found:
+        unchecked = "binding to a picture could not be checked"
+    else:
+        unchecked = "binding not checked (the ledger record has no fingerprint: made before them)"
+    if wm.format == "keyed":
+        return "strong", f"a keyed mark, hard to forge from marked pictures; {unchecked}"
+    what = "a legacy mark" if wm.format == "legacy" else "a mark not in the keyed format"
+    return "weak", f"{what}, which can be forged from marked pictures; {unchecked}"
 
 
 def ledger_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
+    """A record found by the file's bytes or bound to this picture: strong. One found by a
+    mark whose picture differs (a mismatch): nothing (the watermark rule says why). One found
+    by a mark not bound either way: as strong as that mark, and under the public key only
+    reported (anyone can write a payload seen on another picture)."""
     rec = found.get("ledger")
     if rec is None:
         return
     wm = found.get("watermark")
-    how = "" if wm is not None and wm.detected else " (this very file, by its bytes)"
-    evidence.add("strong", "ledger", f"the ledger records it{how}: {rec.generator}, {rec.created}")
+    bound = _binding_state(found)
+
+    def said(how: str) -> str:
+        return f"the ledger records it ({how}): {rec.generator}, {rec.created}"
+
+    if wm is None or not wm.detected:
+        evidence.add("strong", "ledger", said("this very file, by its bytes"))
+    elif bound == "match":
+        evidence.add("strong", "ledger", said("this very picture"))
+    elif bound == "mismatch":
+        return
+    elif wm.public_key:
+        evidence.note(said("by a mark under the public key, not bound to this picture"))
+    else:
+        evidence.add(_unbound(wm, found)[0], "ledger", said("by its mark"))
 
 
 def known_watermark_rule(found: Mapping[str, Any], evidence: Evidence) -> None:

@@ -1,9 +1,14 @@
 """``tilemark``: a keyed, periodic luminance mark that finds its own geometry.
 
-The mark is a tile of 16 x 16 chips repeated over the whole picture, eight tiles across the
-short side, so it scales with the image. Each chip is a smooth bump whose sign carries one
-value: 128 chips are *known* (64 keyed pilot signs and the key's 64 sync bits), 128 carry the
-64-bit payload under a rate-1/2 code; every frame chip is XORed with a keyed mask.
+The mark is built from tiles of 16 x 16 chips, eight tiles across the short side, so it
+scales with the image. Each chip is a smooth bump whose sign carries one value: 128 chips are
+*known* (64 keyed pilot signs and the key's 64 sync bits), 128 carry the 64-bit payload under
+a rate-1/2 code; every frame chip is XORed with a keyed mask. In the *keyed* format marks are
+written in, every chip of every tile is also multiplied by a keyed sign that depends on the
+tile's place in an 8 x 8 super-tile and on the picture's nonce (``keyed``), so neither
+averaging many marked pictures nor folding one onto its tile period isolates the pattern
+(docs/watermark.md, threat model); the *legacy* format of earlier versions repeats one tile
+everywhere, and is still read.
 
 Embedding is informed: each chip's value is its sign less part of what the picture itself
 already reads there, so busy textures do not drown the payload. The tiles, plus a fixed
@@ -26,6 +31,11 @@ Detection needs only the key:
    fine grid of scale and angle;
 4. the payload chips are read at the best hypothesis and decoded (BP + OSD).
 
+That is the legacy format's search (``search``); the keyed one (``keyed_search``) takes its
+geometry and grid offset from the template alone and scores every nonce and tile offset at the
+few placements the template gives. Detection runs both, each on its share of the
+false-positive budget (``method.FORMAT_SHARES``), and says which format it read.
+
 For a picture without this mark the known chips' signs are fair coins given the picture, so
 each hypothesis's strength t obeys P <= min(exp(-t^2 / 2), 3.18 P(N(0,1) >= t)) (Hoeffding;
 Bentkus & Dzindzalieta); ``detect`` multiplies that bound by the number of hypotheses the
@@ -35,12 +45,15 @@ of its own, so it needs less strength than the searched geometries (see ``locate
 
 One file per job: ``tile`` (chips, key layout, chip shape), ``picture`` (working size,
 texture mask, whitening), ``sync`` (template and spectral search), ``readout`` (fold and
-matched filter), ``search`` (families, refinement, verdict), ``ssim_guard``, ``embedding``
-(informed embedding) and ``method`` (the registered :class:`TileMark`)."""
+matched filter), ``search`` (legacy families, refinement, verdict), ``keyed`` (the keyed
+format's signs and read-out), ``keyed_search`` (its search), ``ssim_guard``, ``embedding``
+(informed embedding) and ``method`` (the registered :class:`TileMark` and
+``tilemark-legacy``)."""
 
 # Importing ``method`` registers ``tilemark``.
 from aigcguard.watermark.payload import PAYLOAD_BITS, SYNC_BITS
 from aigcguard.watermark.tilemark.embedding import (
+    FORMATS,
     INFORMED,
     INFORMED_BORDER,
     INFORMED_BOX,
@@ -50,8 +63,32 @@ from aigcguard.watermark.tilemark.embedding import (
     embed_tilemark,
     informed_values,
 )
+from aigcguard.watermark.tilemark.keyed import (
+    NONCES,
+    SUPER,
+    SUPER_TILES,
+    chip_map,
+    demodulate,
+    modulation,
+    nonce_for,
+    read_super,
+    tile_strengths,
+)
+from aigcguard.watermark.tilemark.keyed_search import (
+    KEYED_SHARES,
+    KEYED_TOP,
+    TOP_OFFSETS,
+    KeyedGeometry,
+    keyed_readings,
+    locate_keyed,
+    offsets,
+    template_power,
+)
 from aigcguard.watermark.tilemark.method import (
+    FORMAT_SHARES,
+    LegacyTileMark,
     TileMark,
+    all_families,
 )
 from aigcguard.watermark.tilemark.picture import (
     FLATTEN_EXP,
@@ -121,12 +158,17 @@ __all__ = [
     "FINE",
     "FLATTEN_EXP",
     "FLATTEN_FLOOR",
+    "FORMATS",
+    "FORMAT_SHARES",
     "INFORMED",
     "INFORMED_BORDER",
     "INFORMED_BOX",
     "INFORMED_CAP",
+    "KEYED_SHARES",
+    "KEYED_TOP",
     "MASK_EXP",
     "MIN_SSIM",
+    "NONCES",
     "N_CHIPS",
     "N_FRAME",
     "N_PILOT",
@@ -136,38 +178,54 @@ __all__ = [
     "SHARE_TURNED",
     "SHARE_UPRIGHT",
     "SHIFTS",
+    "SUPER",
+    "SUPER_TILES",
     "SYNC_BITS",
     "TARGET_PSNR",
     "TEMPLATE_FREQS",
     "TEMPLATE_PHASES",
     "TEMPLATE_SHARE",
     "TOP_LATTICE",
+    "TOP_OFFSETS",
     "TOP_TEMPLATE",
     "WHITEN_EXP",
     "WORK_LONG",
     "WORK_SHORT",
     "FamilyReading",
     "Geometry",
+    "KeyedGeometry",
+    "LegacyTileMark",
     "TileLayout",
     "TileMark",
+    "all_families",
+    "chip_map",
+    "demodulate",
     "embed_tilemark",
     "flatten_spectrum",
     "fold",
     "frame_values",
     "informed_values",
+    "keyed_readings",
     "local_variance",
     "locate",
+    "locate_keyed",
     "luma",
+    "modulation",
+    "nonce_for",
+    "offsets",
     "read_families",
     "read_geometry",
+    "read_super",
     "render",
     "resize",
     "spectral_candidates",
     "ssim",
     "template",
+    "template_power",
     "texture_mask",
     "tile_layout",
     "tile_pattern",
+    "tile_strengths",
     "upsample",
     "whiten",
     "working_size",

@@ -3,14 +3,43 @@ payload through the rate-1/2 code, and the verdict over the families' readings."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from aigcguard.watermark import ecc
 from aigcguard.watermark.payload import PAYLOAD_BITS, SYNC_BITS, split_frames
 from aigcguard.watermark.registry import SoftReading, WatermarkMethod, register_method
 from aigcguard.watermark.tilemark.embedding import embed_tilemark
+from aigcguard.watermark.tilemark.keyed_search import keyed_readings
 from aigcguard.watermark.tilemark.picture import working_whitened
-from aigcguard.watermark.tilemark.search import read_families
+from aigcguard.watermark.tilemark.search import FamilyReading, read_families
+
+# The false-positive budget is split between the two formats detection reads: the keyed one
+# that marks are made in, and the legacy one of marks made before it (weighted Bonferroni).
+FORMAT_SHARES = {"keyed": 0.7, "legacy": 0.3}
+
+
+def all_families(w: torch.Tensor, key, code: torch.Tensor | None = None) -> list[FamilyReading]:
+    """Every family of both formats for one whitened working image, read and judged, with
+    the costs scaled by each format's share of the budget."""
+    out = [
+        FamilyReading(
+            fam,
+            hyp,
+            cost / FORMAT_SHARES["keyed"],
+            known,
+            coded,
+            ev,
+            p / FORMAT_SHARES["keyed"],
+            "keyed",
+        )
+        for fam, hyp, cost, known, coded, ev, p in keyed_readings(w, key, code)
+    ]
+    share = FORMAT_SHARES["legacy"]
+    for r in read_families(w, key, code):
+        out.append(replace(r, cost=r.cost / share, p_value=r.p_value / share))
+    return out
 
 
 @register_method("tilemark")
@@ -25,10 +54,13 @@ class TileMark(WatermarkMethod):
     def capacity(self, height: int, width: int) -> int:
         return SYNC_BITS + PAYLOAD_BITS if min(height, width) >= 64 else 0
 
+    #: the format marks are written in (detection reads both)
+    fmt = "keyed"
+
     def embed_frames(self, x, frames, out, key=None) -> None:
         sync, payload = split_frames(frames, key, unscramble=False)
         chips = torch.cat([sync, ecc.encode(payload)], dim=1)
-        embed_tilemark(x, chips, key, out)
+        embed_tilemark(x, chips, key, out, fmt=self.fmt)
 
     def read_soft(self, x, key, expected=None) -> list[SoftReading]:
         whitened = working_whitened(x.cpu())
@@ -40,13 +72,27 @@ class TileMark(WatermarkMethod):
             # The p-value is the smallest over the families' best hypotheses; the payload is
             # read where the mark reads strongest (a searched placement may fit better than
             # the as-embedded one that needs less evidence).
-            families = read_families(whitened[i], key, code)
+            families = all_families(whitened[i], key, code)
             judged = min(families, key=lambda r: r.p_value)
             strongest = max(families, key=lambda r: r.geometry.strength)
             decoded = ecc.read(strongest.coded, strongest.known)
             readings.append(
                 SoftReading(
-                    judged.evidence, decoded.bits, trials=judged.cost, payload_error=decoded.error
+                    judged.evidence,
+                    decoded.bits,
+                    trials=judged.cost,
+                    payload_error=decoded.error,
+                    format=judged.format,
                 )
             )
         return readings
+
+
+@register_method("tilemark-legacy")
+class LegacyTileMark(TileMark):
+    description = (
+        "tilemark as written before the keyed format (one tile repeated everywhere): for "
+        "reading old marks' behaviour and the attack benchmarks; its pattern can be estimated "
+        "from marked pictures, so new marks should use tilemark"
+    )
+    fmt = "legacy"

@@ -45,34 +45,44 @@ def _matrix(scale: float, angle: float) -> torch.Tensor:
     return scale * torch.tensor([[c, -s], [s, c]])
 
 
-def fold(w: torch.Tensor, scale: float, angle: float) -> torch.Tensor:
-    """Average of one whitened image (h x w) over a moved tile grid, bilinear: PERIOD**2.
+def fold(
+    w: torch.Tensor,
+    scale: float,
+    angle: float,
+    period: int = PERIOD,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> torch.Tensor:
+    """Average of one whitened image (h x w) over a moved grid of ``period`` (a tile, or the
+    keyed format's super-tile), bilinear: period**2 values, 0 where the image does not reach.
+    Pixel u lands at grid point M^-1 u - ``offset`` (M = scale x rotation by angle).
     (Folding several geometries in one vectorised pass was measured slower.)"""
     h, wd = w.shape
-    if scale == 1.0 and angle == 0.0:  # the grid as embedded: whole pixels, no interpolation
-        ys = torch.arange(h, device=w.device) % PERIOD
-        xs = torch.arange(wd, device=w.device) % PERIOD
-        idx = (ys[:, None] * PERIOD + xs[None, :]).flatten()
-        total = torch.bincount(idx, weights=w.flatten().double(), minlength=PERIOD * PERIOD)
-        return (total / torch.bincount(idx, minlength=PERIOD * PERIOD)).float()
+    bins = period * period
+    if scale == 1.0 and angle == 0.0 and offset == (0.0, 0.0):  # as embedded: whole pixels
+        ys = torch.arange(h, device=w.device) % period
+        xs = torch.arange(wd, device=w.device) % period
+        idx = (ys[:, None] * period + xs[None, :]).flatten()
+        total = torch.bincount(idx, weights=w.flatten().double(), minlength=bins)
+        return (total / torch.bincount(idx, minlength=bins).clamp(min=1)).float()
     inv = torch.linalg.inv(_matrix(scale, angle))
     ys = torch.arange(h, dtype=torch.float32)
     xs = torch.arange(wd, dtype=torch.float32)
-    ty = (inv[0, 0] * ys[:, None] + inv[0, 1] * xs[None, :]).flatten()
-    tx = (inv[1, 0] * ys[:, None] + inv[1, 1] * xs[None, :]).flatten()
+    ty = (inv[0, 0] * ys[:, None] + inv[0, 1] * xs[None, :]).flatten() - offset[0]
+    tx = (inv[1, 0] * ys[:, None] + inv[1, 1] * xs[None, :]).flatten() - offset[1]
     fy, fx = torch.floor(ty), torch.floor(tx)
     dy, dx = ty - fy, tx - fx
-    iy, ix = fy.long() % PERIOD, fx.long() % PERIOD
+    iy, ix = fy.long() % period, fx.long() % period
     vals = w.flatten()
-    total = torch.zeros(PERIOD * PERIOD)
-    count = torch.zeros(PERIOD * PERIOD)
+    idx, wts = [], []
     for oy, wy in ((0, 1 - dy), (1, dy)):
         for ox, wx in ((0, 1 - dx), (1, dx)):
-            idx = ((iy + oy) % PERIOD) * PERIOD + (ix + ox) % PERIOD
-            wt = wy * wx
-            total.index_add_(0, idx, vals * wt)
-            count.index_add_(0, idx, wt)
-    return total / count.clamp(min=1e-6)
+            idx.append(((iy + oy) % period) * period + (ix + ox) % period)
+            wts.append(wy * wx)
+    # one bincount per sum: index_add_ into few bins is several times slower on the CPU
+    idx_all, wt_all = torch.cat(idx), torch.cat(wts)
+    total = torch.bincount(idx_all, weights=wt_all * vals.repeat(4), minlength=bins)
+    count = torch.bincount(idx_all, weights=wt_all, minlength=bins)
+    return (total / count.clamp(min=1e-6)).float()
 
 
 def _circular_xcorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -81,11 +91,11 @@ def _circular_xcorr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _upsample2(c: torch.Tensor) -> torch.Tensor:
-    """A periodic PERIOD x PERIOD map at twice the resolution (spectrum zero-padded)."""
+    """A periodic n x n map at twice the resolution (spectrum zero-padded)."""
     spec = torch.fft.fftshift(torch.fft.fft2(c))
     spec[0, :] = 0  # the Nyquist row and column have no unique place in the larger grid
     spec[:, 0] = 0
-    half = PERIOD // 2
+    half = c.shape[-1] // 2
     big = F.pad(spec, (half, half, half, half))
     return torch.fft.ifft2(torch.fft.ifftshift(big)).real * 4
 

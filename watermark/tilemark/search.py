@@ -137,13 +137,14 @@ class FamilyReading:
     coded: torch.Tensor
     evidence: torch.Tensor
     p_value: float
+    format: str = "legacy"
 
 
 def read_families(
     w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None
 ) -> list[FamilyReading]:
-    """Every family's best hypothesis for one whitened working image, read and judged;
-    ``code`` (+-1 per coded chip) adds the expected message's chips to the evidence."""
+    """Every legacy-format family's best hypothesis for one whitened working image, read and
+    judged; ``code`` (+-1 per coded chip) adds the expected message's chips to the evidence."""
     layout = tile_layout(key)
     chips_at: dict[Geometry, torch.Tensor] = {}  # families often agree: fold once
     out = []

@@ -67,12 +67,13 @@ def frame_values(chips: torch.Tensor, key: str | bytes) -> torch.Tensor:
 
 
 def render(chips: torch.Tensor) -> torch.Tensor:
-    """Chip values (B x CHIPS x CHIPS) to one smooth periodic tile (B x PERIOD x PERIOD)."""
-    pad = 3
+    """Chip values (B x n x n: a tile's CHIPS x CHIPS, or a keyed super-tile's) to one smooth
+    periodic pattern (B x n CHIP_PX x n CHIP_PX)."""
+    pad, side = 3, chips.shape[-1] * CHIP_PX
     grid = F.pad(chips[:, None], (pad, pad, pad, pad), mode="circular")
     big = F.interpolate(grid, scale_factor=CHIP_PX, mode="bicubic", align_corners=False)
     off = pad * CHIP_PX
-    return big[:, 0, off : off + PERIOD, off : off + PERIOD]
+    return big[:, 0, off : off + side, off : off + side]
 
 
 def _highpass_tile(tiles: torch.Tensor) -> torch.Tensor:
@@ -107,5 +108,6 @@ def _kernel_power() -> torch.Tensor:
 
 
 def tile_pattern(tile: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    reps = (-(-h // PERIOD), -(-w // PERIOD))
+    """B x p x p periodic tiles repeated over h x w, from the top-left corner."""
+    reps = (-(-h // tile.shape[-2]), -(-w // tile.shape[-1]))
     return tile.repeat(1, *reps)[:, :h, :w]

@@ -1,0 +1,237 @@
+"""Finding and judging a keyed-format mark (see ``keyed``).
+
+The geometry comes from the key-free template alone: its peaks in the spectrum give scale and
+angle to about 1% and half a degree (``spectral_candidates``), the exact Fourier power at its
+four frequencies, maximised over a fine grid around each candidate, pins them down, and the
+phases there give where the tile grid starts, modulo the template's period of two tiles
+(``offsets``; a few offsets fit the four phases almost equally, so the best TOP_OFFSETS are
+kept). Nothing keyed is periodic, so nothing keyed can be averaged out of marked pictures to
+help the search, and the search needs nothing keyed: the key only enters in the last step,
+where every (offset, half-pixel jitter, tile offset within the super-tile, nonce) hypothesis at
+the chosen geometries is scored by its known chips. Quarter turns are geometries too (the
+template looks the same turned; its phases do not).
+
+Since the geometries are chosen without the key, the p-value's multiplier is just the number of
+keyed hypotheses scored, in three families that each get a share of the budget (as for the
+legacy format, see ``search``): the picture as embedded (scale 1, angle 0, upright, the
+super-tile where it was put: 9 half-pixel shifts, every nonce), upright at any of the candidate
+geometries, and the quarter turns at the template's best."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from aigcguard.watermark.payload import SYNC_BITS, signed_sum_sf
+from aigcguard.watermark.tilemark.keyed import (
+    NONCES,
+    SUPER,
+    SUPER_SHIFTS,
+    SUPER_TILES,
+    chip_map,
+    demodulate,
+    read_super,
+    tile_strengths,
+)
+from aigcguard.watermark.tilemark.readout import Geometry, fold
+from aigcguard.watermark.tilemark.sync import (
+    _ANGLES,
+    _SCALES,
+    TEMPLATE_FREQS,
+    TEMPLATE_PHASES,
+    _flat_log_spectrum,
+    _template_points,
+    _template_spectrum,
+    spectral_candidates,
+)
+from aigcguard.watermark.tilemark.tile import PERIOD, frame_values, tile_layout
+
+# Shares of the keyed format's part of the false-positive budget (see ``search`` for why the
+# picture as embedded gets a family of its own).
+KEYED_SHARES = {"as embedded": 0.01, "upright": 0.89, "turned": 0.10}
+KEYED_TOP = 3  # template candidates besides the unmoved grid
+# Key-free refinement: the template's exact power on a 9 x 9 grid of scale and angle around a
+# candidate, coarse to fine (steps of 3, then 1, then a third of these spacings).
+_REFINE_SCALE, _REFINE_ANGLE = 0.0025, 0.125
+TOP_OFFSETS = 16  # offsets kept from the template's phases per geometry (aliases: see offsets)
+_OFFSET_GRID = 128  # offsets tried per side of the template's cell: the half-pixel grid
+_JITTER = (-1, 0, 1)  # half-pixel shifts around each offset (and around the unmoved grid)
+
+
+@dataclass(frozen=True)
+class KeyedGeometry(Geometry):
+    """A keyed hypothesis: a geometry (quarter turns are in the angle, ``quarter`` is 0), a
+    half-pixel shift over the super-tile and the picture's nonce."""
+
+    nonce: int = 0
+
+
+def template_dft(w: torch.Tensor, geometries: list[tuple[float, float]]) -> torch.Tensor:
+    """The exact Fourier transform of a whitened image at the template's four frequencies as
+    each (scale, angle) moves them (no bins): G x 4 complex."""
+    h, wd = w.shape
+    ks = torch.tensor(TEMPLATE_FREQS, dtype=torch.float64)
+    geo = torch.tensor(geometries, dtype=torch.float64)
+    rad = torch.deg2rad(geo[:, 1])[:, None]
+    cos, sin, sc = torch.cos(rad), torch.sin(rad), geo[:, 0][:, None]
+    fy = ((cos * ks[:, 0] - sin * ks[:, 1]) / (sc * PERIOD)).flatten()
+    fx = ((sin * ks[:, 0] + cos * ks[:, 1]) / (sc * PERIOD)).flatten()
+    ey = torch.exp(-2j * math.pi * fy[:, None] * torch.arange(h, dtype=torch.float64))
+    ex = torch.exp(-2j * math.pi * fx[:, None] * torch.arange(wd, dtype=torch.float64))
+    rows = ey @ w.to(torch.complex128)  # (G*4) x wd
+    return (rows * ex).sum(dim=1).reshape(len(geometries), len(TEMPLATE_FREQS))
+
+
+def template_power(w: torch.Tensor, geometries: list[tuple[float, float]]) -> torch.Tensor:
+    """The template's power at each (scale, angle), summed over its frequencies."""
+    return (template_dft(w, geometries).abs() ** 2).sum(dim=1).float()
+
+
+def refine_template(w: torch.Tensor, scale: float, angle: float) -> tuple[float, float]:
+    """The (scale, angle) near a candidate where the template's exact power is largest."""
+    best = (scale, angle)
+    for step in (3.0, 1.0, 1.0 / 3):
+        s0, a0 = best
+        grid = [
+            (s0 * (1 + i * step * _REFINE_SCALE), a0 + j * step * _REFINE_ANGLE)
+            for i in (-1, 0, 1)
+            for j in (-1, 0, 1)
+        ]
+        best = grid[int(template_power(w, grid).argmax())]
+    return best
+
+
+@lru_cache(maxsize=1)
+def _offset_phases() -> torch.Tensor:
+    """4 pi k . (a, b) for every template frequency k over a grid of the template's cell
+    (two tiles a side, in fractions a, b): the phase an offset of 2 PERIOD (a, b) adds."""
+    ks = torch.tensor(TEMPLATE_FREQS, dtype=torch.float32)
+    frac = torch.arange(_OFFSET_GRID, dtype=torch.float32) / _OFFSET_GRID
+    a, b = torch.meshgrid(frac, frac, indexing="ij")
+    return 4 * math.pi * (a[..., None] * ks[:, 0] + b[..., None] * ks[:, 1])
+
+
+def offsets(w: torch.Tensor, scale: float, angle: float, top: int = TOP_OFFSETS):
+    """Where the tile grid starts, from the template's phases (key-free): the ``top`` best
+    offsets (tile coordinates, modulo the template's period of two tiles) at one geometry.
+    At the right offset every frequency's phase is its embedded phase: the score is the sum
+    of the amplitudes times the cosine of the phase errors."""
+    x = template_dft(w, [(scale, angle)])[0]
+    err = x.angle().float() - torch.tensor(TEMPLATE_PHASES) + _offset_phases()
+    score = (x.abs().float() * torch.cos(err)).sum(dim=-1)
+    padded = F.pad(score[None, None], (2, 2, 2, 2), mode="circular")
+    peaks = score == F.max_pool2d(padded, 5, stride=1)[0, 0]
+    vals = torch.where(peaks, score, torch.full_like(score, -math.inf)).flatten()
+    best = torch.topk(vals, top).indices.tolist()
+    cell = 2 * PERIOD / _OFFSET_GRID
+    return [(cell * (i // _OFFSET_GRID), cell * (i % _OFFSET_GRID)) for i in best]
+
+
+def candidates(w: torch.Tensor) -> list[tuple[float, float]]:
+    """The unmoved grid, then the template's best matches, refined (key-free)."""
+    found = spectral_candidates(
+        _template_spectrum(_flat_log_spectrum(w)), _template_points(), _SCALES, _ANGLES, KEYED_TOP
+    )
+    out = [(1.0, 0.0)]
+    for s, a, _ in found:
+        refined = refine_template(w, s, a)
+        if refined not in out:
+            out.append(refined)
+    return out
+
+
+def _pick(st: torch.Tensor, sigmas, scale: float, angle: float) -> KeyedGeometry:
+    """The strongest hypothesis of ``tile_strengths``' output."""
+    value, idx = st.flatten().max(0)
+    si, nonce, i, j = (int(v) for v in torch.unravel_index(idx, st.shape))
+    shift = tuple(
+        (sig + 2 * PERIOD * t) % SUPER_SHIFTS for sig, t in zip(sigmas[si], (i, j), strict=True)
+    )
+    return KeyedGeometry(scale, angle, 0, shift, float(value), nonce)
+
+
+def _sigmas(offs: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Shifts within a tile (half pixels) to try for the template's offsets, with jitter: the
+    pattern's first chip lies at twice the offset on the half-pixel grid."""
+    out = []
+    for oy, ox in offs:
+        for dy in _JITTER:
+            for dx in _JITTER:
+                at = ((round(2 * oy) + dy) % (2 * PERIOD), (round(2 * ox) + dx) % (2 * PERIOD))
+                if at not in out:
+                    out.append(at)
+    return out
+
+
+def _search(w, key, scale, angle):
+    """The best keyed hypothesis at one geometry, over the template's offsets: (hypothesis,
+    chip map)."""
+    cmap = chip_map(fold(w, scale, angle, SUPER), 0)
+    sigmas = _sigmas(offsets(w, scale, angle))
+    return _pick(tile_strengths(cmap, key, sigmas), sigmas, scale, angle), cmap
+
+
+def locate_keyed(
+    w: torch.Tensor, key: str | bytes, *, search: bool = True
+) -> list[tuple[str, KeyedGeometry, float, torch.Tensor]]:
+    """Each family's best keyed hypothesis for one whitened working image: (family,
+    hypothesis, cost = hypotheses counted / share, the chip map it was read on)."""
+    cmap = chip_map(fold(w, 1.0, 0.0, SUPER), 0)
+    sigmas = [(r % (2 * PERIOD), c % (2 * PERIOD)) for r in _JITTER for c in _JITTER]
+    near = tile_strengths(cmap, key, sigmas)[:, :, :1, :1]  # the super-tile where it was put
+    hyp = _pick(near, sigmas, 1.0, 0.0)
+    out = [("as embedded", hyp, near.numel() / KEYED_SHARES["as embedded"], cmap)]
+    if not search:
+        return out
+    geoms = candidates(w)
+    # counted whatever the template gave: offsets x jitter x tile offsets x nonces
+    per_geometry = TOP_OFFSETS * len(_JITTER) ** 2 * SUPER_TILES**2 * NONCES
+    families = (("upright", geoms, (0,)), ("turned", geoms[1:2] or geoms, (1, 2, 3)))
+    for family, where, quarters in families:
+        best = None
+        for s, a in where:
+            for q in quarters:
+                found = _search(w, key, s, a + 90 * q)
+                if best is None or found[0].strength > best[0].strength:
+                    best = found
+        cost = len(where) * len(quarters) * per_geometry / KEYED_SHARES[family]
+        out.append((family, best[0], cost, best[1]))
+    return out
+
+
+def read_keyed(cmap: torch.Tensor, hyp: KeyedGeometry, key: str | bytes) -> torch.Tensor:
+    """One tile's chip values (N_CHIPS) at a keyed hypothesis, demodulated."""
+    return demodulate(read_super(cmap, hyp.shift), hyp.nonce, key)
+
+
+def keyed_readings(w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None):
+    """Every keyed family's best hypothesis, read and judged, as (family, hypothesis, cost,
+    known, coded, evidence, p) tuples; ``code`` (+-1 per coded chip) adds the expected
+    message's chips to the evidence."""
+    layout = tile_layout(key)
+    out = []
+    for family, hyp, cost, cmap in locate_keyed(w, key):
+        chips = read_keyed(cmap, hyp, key)
+        known = (chips * layout.known)[layout.known != 0]
+        coded = frame_values(chips, key)[SYNC_BITS:]
+        evidence = known if code is None else torch.cat([known, coded * code])
+        out.append((family, hyp, cost, known, coded, evidence, signed_sum_sf(evidence) * cost))
+    return out
+
+
+__all__ = [
+    "KEYED_SHARES",
+    "KEYED_TOP",
+    "SUPER",
+    "KeyedGeometry",
+    "candidates",
+    "keyed_readings",
+    "locate_keyed",
+    "read_keyed",
+    "refine_template",
+    "template_power",
+]
