@@ -159,7 +159,11 @@ def main() -> None:
     keys = [os.urandom(16).hex() for _ in range(args.keys)]
     print(f"{len(images)} unmarked images x {len(keys)} keys", file=sys.stderr)
 
-    wanted = args.only.split(",") if args.only else list_methods()
+    # tilemark-legacy only writes the older format; reading is tilemark's detector, calibrated
+    # under tilemark
+    wanted = (
+        args.only.split(",") if args.only else [m for m in list_methods() if m != "tilemark-legacy"]
+    )
     methods = {
         m: soft_trials(images, m, keys[: args.soft_keys])
         if get_method(m).soft

@@ -18,8 +18,9 @@ photos, but not the key:
 Every marked picture is recorded in a ledger (temporary) with its content fingerprint, and every
 attacked picture is judged by ``aigcguard.service.lookup.lookup``: "accepted as ours" is a mark
 detected whose lookup is not flagged (not ``not_in_ledger`` or ``payload_unreadable``, binding
-not ``mismatch``). Every attack runs on both mark formats: ``legacy`` (``tilemark-legacy``,
-the marks made before issue 19) and ``keyed`` (``tilemark``).
+neither ``mismatch`` nor ``unverifiable``): what lets ``aigc check`` say ``generated``. Every
+attack runs on both mark formats: ``legacy`` (``tilemark-legacy``, the marks made before issue
+19) and ``keyed`` (``tilemark``).
 
 Pictures: ``../shared/data/wild`` (override with ``--data`` or ``AIGC_WILD_DIR``): 512 x 512
 generated pictures (``ai/``) to mark, unmarked photos (``real/``) as targets; colluders,
@@ -356,7 +357,13 @@ def judge(pictures: list[np.ndarray], names: list[str], ledger: Ledger) -> list[
     for look in lookup(loaded, ledger, key=KEY, method=READ_METHOD, device="cpu"):
         det = look.watermark
         state = None if look.binding is None else look.binding.state
-        flagged = look.state in ("not_in_ledger", "payload_unreadable") or state == "mismatch"
+        # as the check's verdict rules: only a record of this very picture (binding match)
+        # lets a private-key mark decide; a mismatch is a possible forgery, and a mark the
+        # ledger cannot place or compare (unverifiable) is weak evidence, never "generated"
+        flagged = look.state in ("not_in_ledger", "payload_unreadable") or state in (
+            "mismatch",
+            "unverifiable",
+        )
         out.append(
             {
                 "detected": bool(det.detected),
@@ -669,7 +676,9 @@ def footnotes(args, rows: list[Row], roles: Roles, info: dict, stamp: str) -> li
         "`cv2.fastNlMeansDenoisingColored(h=5, hColor=5, 7, 21)`, `median3` a 3 x 3 median.",
         "Detected: `detect(method='tilemark')` at its default p <= 1e-6, Wilson 95% interval. "
         "Accepted as ours: detected, and `service.lookup.lookup` does not flag it (state "
-        "`not_in_ledger` or `payload_unreadable`, or binding `mismatch`); its bracket is the "
+        "`not_in_ledger` or `payload_unreadable`, or binding `mismatch` or `unverifiable`): "
+        "what lets `aigc check` say `generated` (an unverifiable binding is weak evidence, "
+        "`likely_generated` at most); its bracket is the "
         "Wilson upper bound of the rate. Attacked pictures are judged as pixels (no file, "
         "no re-encoding). Payloads are random (as the pipeline's), so reruns vary slightly.",
         f"Machine: {info['cpu_model']} ({info['cpu_count']} CPUs), torch {info['torch']}; "

@@ -167,24 +167,26 @@ def _sigmas(offs: list[tuple[float, float]]) -> list[tuple[int, int]]:
     return out
 
 
-def _search(w, key, scale, angle):
-    """The best keyed hypothesis at one geometry, over the template's offsets: (hypothesis,
-    chip map)."""
-    cmap = chip_map(fold(w, scale, angle, SUPER), 0)
-    sigmas = _sigmas(offsets(w, scale, angle))
-    return _pick(tile_strengths(cmap, key, sigmas), sigmas, scale, angle), cmap
+@dataclass(frozen=True)
+class Placement:
+    """Where a family looks, chosen without the key: a geometry, its chip map, the shifts
+    within a tile to try, and whether every tile offset of the super-tile is tried (else
+    only the super-tile where the embedder put it)."""
+
+    scale: float
+    angle: float
+    cmap: torch.Tensor
+    sigmas: list[tuple[int, int]]
+    every_tile: bool
 
 
-def locate_keyed(
-    w: torch.Tensor, key: str | bytes, *, search: bool = True
-) -> list[tuple[str, KeyedGeometry, float, torch.Tensor]]:
-    """Each family's best keyed hypothesis for one whitened working image: (family,
-    hypothesis, cost = hypotheses counted / share, the chip map it was read on)."""
-    cmap = chip_map(fold(w, 1.0, 0.0, SUPER), 0)
+def placements(w: torch.Tensor, *, search: bool = True) -> list[tuple[str, list, float]]:
+    """Every family's placements for one whitened working image, with the number of keyed
+    hypotheses it scores over its share (the p-value's multiplier): all the key-free work of
+    a keyed detection, shared when many keys are tried on one picture (calibration)."""
     sigmas = [(r % (2 * PERIOD), c % (2 * PERIOD)) for r in _JITTER for c in _JITTER]
-    near = tile_strengths(cmap, key, sigmas)[:, :, :1, :1]  # the super-tile where it was put
-    hyp = _pick(near, sigmas, 1.0, 0.0)
-    out = [("as embedded", hyp, near.numel() / KEYED_SHARES["as embedded"], cmap)]
+    unmoved = Placement(1.0, 0.0, chip_map(fold(w, 1.0, 0.0, SUPER), 0), sigmas, False)
+    out = [("as embedded", [unmoved], len(sigmas) * NONCES / KEYED_SHARES["as embedded"])]
     if not search:
         return out
     geoms = candidates(w)
@@ -192,15 +194,40 @@ def locate_keyed(
     per_geometry = TOP_OFFSETS * len(_JITTER) ** 2 * SUPER_TILES**2 * NONCES
     families = (("upright", geoms, (0,)), ("turned", geoms[1:2] or geoms, (1, 2, 3)))
     for family, where, quarters in families:
-        best = None
+        places = []
         for s, a in where:
             for q in quarters:
-                found = _search(w, key, s, a + 90 * q)
-                if best is None or found[0].strength > best[0].strength:
-                    best = found
-        cost = len(where) * len(quarters) * per_geometry / KEYED_SHARES[family]
+                cmap = chip_map(fold(w, s, a + 90 * q, SUPER), 0)
+                places.append(
+                    Placement(s, a + 90 * q, cmap, _sigmas(offsets(w, s, a + 90 * q)), True)
+                )
+        out.append((family, places, len(places) * per_geometry / KEYED_SHARES[family]))
+    return out
+
+
+def score(family_places: list[tuple[str, list, float]], key: str | bytes):
+    """Each family's best keyed hypothesis at its placements: (family, hypothesis, cost, the
+    chip map it was read on)."""
+    out = []
+    for family, places, cost in family_places:
+        best = None
+        for p in places:
+            st = tile_strengths(p.cmap, key, p.sigmas)
+            if not p.every_tile:
+                st = st[:, :, :1, :1]  # the super-tile where it was put
+            found = _pick(st, p.sigmas, p.scale, p.angle)
+            if best is None or found.strength > best[0].strength:
+                best = (found, p.cmap)
         out.append((family, best[0], cost, best[1]))
     return out
+
+
+def locate_keyed(
+    w: torch.Tensor, key: str | bytes, *, search: bool = True
+) -> list[tuple[str, KeyedGeometry, float, torch.Tensor]]:
+    """Each family's best keyed hypothesis for one whitened working image: (family,
+    hypothesis, cost = hypotheses counted / share, the chip map it was read on)."""
+    return score(placements(w, search=search), key)
 
 
 def read_keyed(cmap: torch.Tensor, hyp: KeyedGeometry, key: str | bytes) -> torch.Tensor:
@@ -208,13 +235,15 @@ def read_keyed(cmap: torch.Tensor, hyp: KeyedGeometry, key: str | bytes) -> torc
     return demodulate(read_super(cmap, hyp.shift), hyp.nonce, key)
 
 
-def keyed_readings(w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None):
+def keyed_readings(
+    w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None, places=None
+):
     """Every keyed family's best hypothesis, read and judged, as (family, hypothesis, cost,
     known, coded, evidence, p) tuples; ``code`` (+-1 per coded chip) adds the expected
-    message's chips to the evidence."""
+    message's chips to the evidence; ``places``: ``placements(w)``, when already computed."""
     layout = tile_layout(key)
     out = []
-    for family, hyp, cost, cmap in locate_keyed(w, key):
+    for family, hyp, cost, cmap in score(places or placements(w), key):
         chips = read_keyed(cmap, hyp, key)
         known = (chips * layout.known)[layout.known != 0]
         coded = frame_values(chips, key)[SYNC_BITS:]
@@ -228,10 +257,13 @@ __all__ = [
     "KEYED_TOP",
     "SUPER",
     "KeyedGeometry",
+    "Placement",
     "candidates",
     "keyed_readings",
     "locate_keyed",
+    "placements",
     "read_keyed",
     "refine_template",
+    "score",
     "template_power",
 ]

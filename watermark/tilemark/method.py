@@ -45,8 +45,9 @@ def all_families(w: torch.Tensor, key, code: torch.Tensor | None = None) -> list
 @register_method("tilemark")
 class TileMark(WatermarkMethod):
     description = (
-        "keyed periodic luminance tiles, 64-bit payload with a rate-1/2 code; finds its own "
-        "scale, rotation and shift; survives JPEG, resizing, crops and rotation"
+        "keyed luminance tiles whose signs differ per tile and per picture, 64-bit payload "
+        "with a rate-1/2 code; finds its own scale, rotation and shift; survives JPEG, "
+        "resizing, crops and rotation; reads legacy marks too"
     )
     needs_key = True
     soft = True
