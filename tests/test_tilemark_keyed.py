@@ -109,3 +109,40 @@ def test_detection_says_format_and_whether_the_key_is_public(photos):
     assert r_new.payload_text == r_old.payload_text == "format!!"
     assert r_public.detected and r_public.public_key is True
     assert "format" not in detect([to_tensor(arr)], key=KEY)[0].to_dict()  # not detected
+
+
+def test_key_free_work_kept_for_many_keys_gives_the_same_p_values(photos):
+    """Calibration keeps one picture's key-free work (PictureMemo) across keys: every key's
+    p-value is the one ``detect`` gives, for marked and unmarked pictures and both formats."""
+    arr = photos["chelsea"][:320, :320]
+    pictures = [
+        to_tensor(arr),
+        embed([to_tensor(arr)], b"memo-one", key=KEY)[0],
+        embed([to_tensor(arr)], b"memo-two", key=KEY, method="tilemark-legacy")[0],
+    ]
+    keys = [KEY, "another key"]
+    for x in pictures:
+        w = T.working_whitened(x[None])[0]
+        memo = T.PictureMemo(w)
+        for key in keys:
+            kept = min(1.0, min(f.p_value for f in T.all_families(w, key, memo=memo)))
+            [direct] = detect([x], key=key)
+            assert kept == pytest.approx(direct.p_value, rel=1e-9, abs=1e-300)
+
+
+def test_energy_prescreen_keeps_the_strongest_hypothesis(photos):
+    """tile_best scores every nonce only where the demodulated known chips carry the most
+    energy; with all pairs kept it is exactly the full map's maximum, and on a marked picture
+    the prescreened best is the full map's best (a strong mark bounds its own energy)."""
+    cmap = torch.randn(2 * T.SUPER, 2 * T.SUPER, generator=torch.Generator().manual_seed(5))
+    full = T.tile_strengths(cmap, KEY, [(3, 7)])  # 64 pairs: none screened out
+    assert T.tile_best(cmap, KEY, [(3, 7)])[0] == pytest.approx(float(full.max()))
+    arr = photos["coffee"][:256, :256]
+    x = embed([to_tensor(arr)], b"prescrn!", key=KEY)[0]
+    w = T.working_whitened(x[None])[0]
+    mark_map = T.chip_map(T.fold(w, 1.0, 0.0, T.SUPER), 0)
+    sigmas = [(a, b) for a in (0, 1, 2, 127) for b in (0, 1, 127)]  # 12 x 64 pairs
+    best = T.tile_best(mark_map, KEY, sigmas)
+    assert best[0] == pytest.approx(float(T.tile_strengths(mark_map, KEY, sigmas).max()))
+    # the nonce is drawn from the picture before marking
+    assert best[0] > 10 and best[1:] == (0, T.nonce_for(to_tensor(arr)[None], KEY)[0], 0, 0)

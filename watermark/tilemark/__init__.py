@@ -72,6 +72,7 @@ from aigcguard.watermark.tilemark.keyed import (
     modulation,
     nonce_for,
     read_super,
+    tile_best,
     tile_strengths,
 )
 from aigcguard.watermark.tilemark.keyed_search import (
@@ -110,6 +111,7 @@ from aigcguard.watermark.tilemark.readout import (
     AS_EMBEDDED,
     SHIFTS,
     Geometry,
+    PictureMemo,
     fold,
     read_geometry,
 )
@@ -195,6 +197,7 @@ __all__ = [
     "Geometry",
     "KeyedGeometry",
     "LegacyTileMark",
+    "PictureMemo",
     "TileLayout",
     "TileMark",
     "all_families",
@@ -223,6 +226,7 @@ __all__ = [
     "template",
     "template_power",
     "texture_mask",
+    "tile_best",
     "tile_layout",
     "tile_pattern",
     "tile_strengths",

@@ -186,26 +186,39 @@ def _known_tiles(key: str | bytes) -> tuple[torch.Tensor, torch.Tensor]:
     return where, torch.conj(torch.fft.rfft2(tiles))
 
 
+def tile_reads(
+    cmap: torch.Tensor, sigmas: list[tuple[int, int]], chips: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Every chip of every tile (or the ``chips`` a mask over N_CHIPS picks) at each shift
+    within a tile: S x chips x SUPER_TILES x SUPER_TILES."""
+    at = torch.tensor(sigmas)
+    tile_step = torch.arange(SUPER_TILES) * 2 * PERIOD
+    chip_step = torch.arange(CHIPS) * 2 * CHIP_PX
+    cy, cx = torch.meshgrid(chip_step, chip_step, indexing="ij")
+    cy, cx = cy.flatten(), cx.flatten()
+    if chips is not None:
+        cy, cx = cy[chips], cx[chips]
+    rows = (at[:, 0, None, None] + cy[:, None] + tile_step) % SUPER_SHIFTS  # S x C x T
+    cols = (at[:, 1, None, None] + cx[:, None] + tile_step) % SUPER_SHIFTS
+    return cmap[rows[:, :, :, None], cols[:, :, None, :]]  # S x C x T x T
+
+
 def tile_strengths(
-    cmap: torch.Tensor, key: str | bytes, sigmas: list[tuple[int, int]]
+    cmap: torch.Tensor,
+    key: str | bytes,
+    sigmas: list[tuple[int, int]],
+    reads: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The strength of every hypothesis whose shift within a tile is one of ``sigmas`` (half
     pixels, below 2 PERIOD): every nonce and every tile offset of the super-tile at once.
     The tile signs come off by a cyclic correlation over the tile grid (every tile offset),
     the nonce signs by one Walsh-Hadamard transform (every nonce).
     S x NONCES x SUPER_TILES x SUPER_TILES, where [s, n, i, j] is the shift
-    sigmas[s] + 2 PERIOD (i, j)."""
+    sigmas[s] + 2 PERIOD (i, j). ``reads``: ``tile_reads(cmap, sigmas)``, when kept."""
     where, spectra = _known_tiles(key)
     _, place, flip = _nonce_signs(key)
     known = tile_layout(key).known[where]
-    at = torch.tensor(sigmas)
-    tile_step = torch.arange(SUPER_TILES) * 2 * PERIOD
-    chip_step = torch.arange(CHIPS) * 2 * CHIP_PX
-    rows = (at[:, 0, None, None] + tile_step[:, None] + chip_step) % SUPER_SHIFTS  # S x T x C
-    cols = (at[:, 1, None, None] + tile_step[:, None] + chip_step) % SUPER_SHIFTS
-    reads = cmap[rows[:, :, :, None, None], cols[:, None, None, :, :]]  # S x T x C x T x C
-    reads = reads.permute(0, 2, 4, 1, 3).reshape(len(sigmas), N_CHIPS, SUPER_TILES, SUPER_TILES)
-    reads = reads[:, where]  # S x known x T x T
+    reads = tile_reads(cmap, sigmas, where) if reads is None else reads[:, where]
     tiled = torch.fft.irfft2(torch.fft.rfft2(reads) * spectra, s=(SUPER_TILES, SUPER_TILES))
     signed = tiled * (known * flip)[None, :, None, None]
     placed = torch.empty_like(signed)
@@ -213,6 +226,48 @@ def tile_strengths(
     corr = _hadamard(placed.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # S x NONCES x T x T
     norm = reads.pow(2).sum(dim=(1, 2, 3)).clamp(min=1e-12).sqrt()
     return corr / norm[:, None, None, None]
+
+
+# (shift, tile offset) pairs kept, by the energy of their demodulated known chips, for the
+# nonce transform: every nonce's strength has that energy as its upper bound (Parseval: the
+# squared strengths of all nonces sum to NONCES times it), so a strong mark is kept; the
+# p-value still counts every hypothesis.
+PRESCREEN = 64
+
+
+def tile_best(
+    cmap: torch.Tensor,
+    key: str | bytes,
+    sigmas: list[tuple[int, int]],
+    reads: torch.Tensor | None = None,
+    every_tile: bool = True,
+) -> tuple[float, int, int, int, int]:
+    """The strongest hypothesis ``tile_strengths`` would give, as (strength, shift index,
+    nonce, tile row, tile column), with the nonce transform only on the PRESCREEN (shift,
+    tile offset) pairs whose demodulated known chips carry the most energy. ``every_tile``
+    False: only the super-tile where the embedder put the mark."""
+    where, spectra = _known_tiles(key)
+    _, place, flip = _nonce_signs(key)
+    known = tile_layout(key).known[where]
+    reads = tile_reads(cmap, sigmas, where) if reads is None else reads[:, where]
+    tiled = torch.fft.irfft2(torch.fft.rfft2(reads) * spectra, s=(SUPER_TILES, SUPER_TILES))
+    if not every_tile:
+        tiled = tiled[:, :, :1, :1]
+    offsets = tiled.shape[-1] * tiled.shape[-2]
+    signed = (tiled * (known * flip)[None, :, None, None]).permute(0, 2, 3, 1)
+    flat = signed.reshape(-1, signed.shape[-1])  # (S x offsets) x known
+    norm = reads.pow(2).sum(dim=(1, 2, 3)).clamp(min=1e-12).sqrt().repeat_interleave(offsets)
+    keep = torch.arange(flat.shape[0])
+    if flat.shape[0] > PRESCREEN:
+        keep = torch.topk(flat.pow(2).sum(dim=1) / norm.pow(2), PRESCREEN).indices
+    placed = torch.empty(len(keep), flat.shape[1])
+    placed[:, place] = flat[keep]
+    strengths = _hadamard(placed) / norm[keep][:, None]
+    value, idx = strengths.flatten().max(0)
+    row, nonce = divmod(int(idx), NONCES)
+    si, rest = divmod(int(keep[row]), offsets)
+    i, j = divmod(rest, tiled.shape[-1])
+    return float(value), si, nonce, i, j
 
 
 def read_super(cmap: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:

@@ -20,7 +20,7 @@ geometries, and the quarter turns at the template's best."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -35,7 +35,8 @@ from aigcguard.watermark.tilemark.keyed import (
     chip_map,
     demodulate,
     read_super,
-    tile_strengths,
+    tile_best,
+    tile_reads,
 )
 from aigcguard.watermark.tilemark.readout import Geometry, fold
 from aigcguard.watermark.tilemark.sync import (
@@ -57,7 +58,7 @@ KEYED_TOP = 3  # template candidates besides the unmoved grid
 # Key-free refinement: the template's exact power on a 9 x 9 grid of scale and angle around a
 # candidate, coarse to fine (steps of 3, then 1, then a third of these spacings).
 _REFINE_SCALE, _REFINE_ANGLE = 0.0025, 0.125
-TOP_OFFSETS = 16  # offsets kept from the template's phases per geometry (aliases: see offsets)
+TOP_OFFSETS = 64  # offsets kept from the template phases per geometry (aliases: see offsets)
 _OFFSET_GRID = 128  # offsets tried per side of the template's cell: the half-pixel grid
 _JITTER = (-1, 0, 1)  # half-pixel shifts around each offset (and around the unmoved grid)
 
@@ -144,16 +145,6 @@ def candidates(w: torch.Tensor) -> list[tuple[float, float]]:
     return out
 
 
-def _pick(st: torch.Tensor, sigmas, scale: float, angle: float) -> KeyedGeometry:
-    """The strongest hypothesis of ``tile_strengths``' output."""
-    value, idx = st.flatten().max(0)
-    si, nonce, i, j = (int(v) for v in torch.unravel_index(idx, st.shape))
-    shift = tuple(
-        (sig + 2 * PERIOD * t) % SUPER_SHIFTS for sig, t in zip(sigmas[si], (i, j), strict=True)
-    )
-    return KeyedGeometry(scale, angle, 0, shift, float(value), nonce)
-
-
 def _sigmas(offs: list[tuple[float, float]]) -> list[tuple[int, int]]:
     """Shifts within a tile (half pixels) to try for the template's offsets, with jitter: the
     pattern's first chip lies at twice the offset on the half-pixel grid."""
@@ -178,14 +169,27 @@ class Placement:
     cmap: torch.Tensor
     sigmas: list[tuple[int, int]]
     every_tile: bool
+    shared: bool = False  # tried with many keys: gather every chip once, for all of them
+    kept: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def reads(self) -> torch.Tensor | None:
+        """Every chip at every shift to try (key-free), gathered once when ``shared``; None
+        otherwise (one key gathers only its known chips)."""
+        if not self.shared:
+            return None
+        if "reads" not in self.kept:
+            self.kept["reads"] = tile_reads(self.cmap, self.sigmas)
+        return self.kept["reads"]
 
 
-def placements(w: torch.Tensor, *, search: bool = True) -> list[tuple[str, list, float]]:
+def placements(
+    w: torch.Tensor, *, search: bool = True, shared: bool = False
+) -> list[tuple[str, list, float]]:
     """Every family's placements for one whitened working image, with the number of keyed
     hypotheses it scores over its share (the p-value's multiplier): all the key-free work of
     a keyed detection, shared when many keys are tried on one picture (calibration)."""
     sigmas = [(r % (2 * PERIOD), c % (2 * PERIOD)) for r in _JITTER for c in _JITTER]
-    unmoved = Placement(1.0, 0.0, chip_map(fold(w, 1.0, 0.0, SUPER), 0), sigmas, False)
+    unmoved = Placement(1.0, 0.0, chip_map(fold(w, 1.0, 0.0, SUPER), 0), sigmas, False, shared)
     out = [("as embedded", [unmoved], len(sigmas) * NONCES / KEYED_SHARES["as embedded"])]
     if not search:
         return out
@@ -199,7 +203,7 @@ def placements(w: torch.Tensor, *, search: bool = True) -> list[tuple[str, list,
             for q in quarters:
                 cmap = chip_map(fold(w, s, a + 90 * q, SUPER), 0)
                 places.append(
-                    Placement(s, a + 90 * q, cmap, _sigmas(offsets(w, s, a + 90 * q)), True)
+                    Placement(s, a + 90 * q, cmap, _sigmas(offsets(w, s, a + 90 * q)), True, shared)
                 )
         out.append((family, places, len(places) * per_geometry / KEYED_SHARES[family]))
     return out
@@ -212,10 +216,12 @@ def score(family_places: list[tuple[str, list, float]], key: str | bytes):
     for family, places, cost in family_places:
         best = None
         for p in places:
-            st = tile_strengths(p.cmap, key, p.sigmas)
-            if not p.every_tile:
-                st = st[:, :, :1, :1]  # the super-tile where it was put
-            found = _pick(st, p.sigmas, p.scale, p.angle)
+            value, si, nonce, i, j = tile_best(p.cmap, key, p.sigmas, p.reads(), p.every_tile)
+            shift = tuple(
+                (sig + 2 * PERIOD * t) % SUPER_SHIFTS
+                for sig, t in zip(p.sigmas[si], (i, j), strict=True)
+            )
+            found = KeyedGeometry(p.scale, p.angle, 0, shift, value, nonce)
             if best is None or found.strength > best[0].strength:
                 best = (found, p.cmap)
         out.append((family, best[0], cost, best[1]))

@@ -11,8 +11,9 @@ from aigcguard.watermark import ecc
 from aigcguard.watermark.payload import PAYLOAD_BITS, SYNC_BITS, split_frames
 from aigcguard.watermark.registry import SoftReading, WatermarkMethod, register_method
 from aigcguard.watermark.tilemark.embedding import embed_tilemark
-from aigcguard.watermark.tilemark.keyed_search import keyed_readings
+from aigcguard.watermark.tilemark.keyed_search import keyed_readings, placements
 from aigcguard.watermark.tilemark.picture import working_whitened
+from aigcguard.watermark.tilemark.readout import PictureMemo
 from aigcguard.watermark.tilemark.search import FamilyReading, read_families
 
 # The false-positive budget is split between the two formats detection reads: the keyed one
@@ -20,9 +21,13 @@ from aigcguard.watermark.tilemark.search import FamilyReading, read_families
 FORMAT_SHARES = {"keyed": 0.7, "legacy": 0.3}
 
 
-def all_families(w: torch.Tensor, key, code: torch.Tensor | None = None) -> list[FamilyReading]:
+def all_families(
+    w: torch.Tensor, key, code: torch.Tensor | None = None, memo: PictureMemo | None = None
+) -> list[FamilyReading]:
     """Every family of both formats for one whitened working image, read and judged, with
-    the costs scaled by each format's share of the budget."""
+    the costs scaled by each format's share of the budget. ``memo`` keeps the key-free work
+    for the next key (calibration tries many keys on one picture)."""
+    places = None if memo is None else memo.get("keyed", lambda: placements(w, shared=True))
     out = [
         FamilyReading(
             fam,
@@ -34,10 +39,10 @@ def all_families(w: torch.Tensor, key, code: torch.Tensor | None = None) -> list
             p / FORMAT_SHARES["keyed"],
             "keyed",
         )
-        for fam, hyp, cost, known, coded, ev, p in keyed_readings(w, key, code)
+        for fam, hyp, cost, known, coded, ev, p in keyed_readings(w, key, code, places)
     ]
     share = FORMAT_SHARES["legacy"]
-    for r in read_families(w, key, code):
+    for r in read_families(w, key, code, memo):
         out.append(replace(r, cost=r.cost / share, p_value=r.p_value / share))
     return out
 

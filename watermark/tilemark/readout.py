@@ -124,9 +124,35 @@ def _strengths(c: torch.Tensor, key) -> torch.Tensor:
     return _circular_xcorr(c, signs) / _circular_xcorr(c * c, where).clamp(min=1e-12).sqrt()
 
 
-def _strength_maps(w: torch.Tensor, key, scale: float, angle: float, quarters=range(4)):
+class PictureMemo:
+    """The key-free work on one whitened picture (folds, chip maps, candidates), kept so that
+    detecting with many keys on it (calibration) does it once. Detection results are the
+    same with or without it."""
+
+    def __init__(self, w: torch.Tensor):
+        self.w = w
+        self._maps: dict[tuple[float, float], dict[int, torch.Tensor]] = {}
+        self._values: dict[str, object] = {}
+
+    def chip_maps(self, scale: float, angle: float, quarters) -> dict[int, torch.Tensor]:
+        if (scale, angle) not in self._maps:
+            self._maps[scale, angle] = _chip_maps(fold(self.w, scale, angle))
+        return {q: self._maps[scale, angle][q] for q in quarters}
+
+    def get(self, name: str, make):
+        """The value kept under ``name``, made by ``make()`` the first time."""
+        if name not in self._values:
+            self._values[name] = make()
+        return self._values[name]
+
+
+def _strength_maps(w: torch.Tensor, key, scale: float, angle: float, quarters=range(4), memo=None):
     """Per quarter turn, the strength of every shift hypothesis at one geometry."""
-    return {q: _strengths(c, key) for q, c in _chip_maps(fold(w, scale, angle), quarters).items()}
+    if memo is not None:
+        maps = memo.chip_maps(scale, angle, quarters)
+    else:
+        maps = _chip_maps(fold(w, scale, angle), quarters)
+    return {q: _strengths(c, key) for q, c in maps.items()}
 
 
 def _best(strengths: dict[int, torch.Tensor], scale: float, angle: float) -> Geometry:
@@ -139,14 +165,22 @@ def _best(strengths: dict[int, torch.Tensor], scale: float, angle: float) -> Geo
     return best
 
 
-def read_geometry(w: torch.Tensor, geom: Geometry) -> torch.Tensor:
+def read_geometry(w: torch.Tensor, geom: Geometry, memo: PictureMemo | None = None) -> torch.Tensor:
     """Chip values (N_CHIPS) of one whitened image at a located hypothesis."""
+    if memo is not None:
+        return _read_map(
+            memo.chip_maps(geom.scale, geom.angle, (geom.quarter,))[geom.quarter], geom
+        )
     return _read_folded(fold(w, geom.scale, geom.angle), geom)
 
 
 def _read_folded(folded: torch.Tensor, geom: Geometry) -> torch.Tensor:
     """Chip values (N_CHIPS) of a folded tile at a hypothesis's quarter turn and shift."""
-    c = _chip_maps(folded, (geom.quarter,))[geom.quarter]
+    return _read_map(_chip_maps(folded, (geom.quarter,))[geom.quarter], geom)
+
+
+def _read_map(c: torch.Tensor, geom: Geometry) -> torch.Tensor:
+    """Chip values (N_CHIPS) of a quarter's chip map at a hypothesis's shift."""
     rows = (geom.shift[0] + torch.arange(CHIPS) * 2 * CHIP_PX) % SHIFTS
     cols = (geom.shift[1] + torch.arange(CHIPS) * 2 * CHIP_PX) % SHIFTS
     return c[rows[:, None], cols[None, :]].flatten()

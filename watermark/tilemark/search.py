@@ -46,7 +46,7 @@ TOP_LATTICE = 4  # and from the lattice
 
 
 def locate(
-    w: torch.Tensor, key: str | bytes, *, search: bool = True, refine: int = 2
+    w: torch.Tensor, key: str | bytes, *, search: bool = True, refine: int = 2, memo=None
 ) -> list[tuple[Geometry, float]]:
     """The best hypothesis of each family for one whitened working image (h x w), with its
     cost: the family's size over its share of the false-positive budget (the p-value is
@@ -57,20 +57,16 @@ def locate(
     informed embedding left a lattice peak) in the spectrum, key-free; the ``refine``
     strongest upright ones (and the strongest turned one) are refined on a FINE x FINE grid
     of scale and angle around them, coarse to fine. Every point of that grid, around every
-    candidate there could have been, is counted."""
-    cands = [(1.0, 0.0)]
+    candidate there could have been, is counted. ``memo`` (a ``PictureMemo``) keeps the
+    key-free work for the next key."""
     if search:
-        flat = _flat_log_spectrum(w)
-        for spectrum, points, top in (
-            (_template_spectrum(flat), _template_points(), TOP_TEMPLATE),
-            (flat, _lattice_points(), TOP_LATTICE),
-        ):
-            found = spectral_candidates(spectrum, points, _SCALES, _ANGLES, top=top)
-            cands += [(s, a) for s, a, _ in found if (s, a) not in cands]
+        cands = _candidates(w) if memo is None else memo.get("legacy", lambda: _candidates(w))
+    else:
+        cands = [(1.0, 0.0)]
     searched = (1 + TOP_TEMPLATE + TOP_LATTICE if search else 1) * FINE * FINE * SHIFTS * SHIFTS
     upright, turned = [], []
     for i, (s, a) in enumerate(cands):
-        strengths = _strength_maps(w, key, s, a)
+        strengths = _strength_maps(w, key, s, a, memo=memo)
         if i == 0:
             near = strengths[0][_NEAR, :][:, _NEAR]
             value, idx = near.flatten().max(0)
@@ -85,7 +81,7 @@ def locate(
         best = None
         for g in sorted(scored, key=lambda g: -g.strength)[:n]:
             if (g.scale, g.angle, g.quarter) not in refined:
-                refined[g.scale, g.angle, g.quarter] = _refine(w, g, key)
+                refined[g.scale, g.angle, g.quarter] = _refine(w, g, key, memo)
             r = refined[g.scale, g.angle, g.quarter]
             best = r if best is None or r.strength > best.strength else best
         return best
@@ -99,7 +95,20 @@ def locate(
     ]
 
 
-def _refine(w: torch.Tensor, g: Geometry, key) -> Geometry:
+def _candidates(w: torch.Tensor) -> list[tuple[float, float]]:
+    """The unmoved grid and the template's and the lattice's spectral matches (key-free)."""
+    cands = [(1.0, 0.0)]
+    flat = _flat_log_spectrum(w)
+    for spectrum, points, top in (
+        (_template_spectrum(flat), _template_points(), TOP_TEMPLATE),
+        (flat, _lattice_points(), TOP_LATTICE),
+    ):
+        found = spectral_candidates(spectrum, points, _SCALES, _ANGLES, top=top)
+        cands += [(s, a) for s, a, _ in found if (s, a) not in cands]
+    return cands
+
+
+def _refine(w: torch.Tensor, g: Geometry, key, memo=None) -> Geometry:
     """Coarse to fine on the FINE x FINE grid around ``g`` (quarter turn kept): a 3 x 3 step
     of three grid spacings, then one of one spacing around the best."""
     reach = FINE // 2
@@ -115,7 +124,7 @@ def _refine(w: torch.Tensor, g: Geometry, key) -> Geometry:
         ]
         geometries = [(g.scale * (1 + i * _STEP_SCALE), g.angle + j * _STEP_ANGLE) for i, j in grid]
         for (i, j), (s, a) in zip(grid, geometries, strict=True):
-            moved = _best(_strength_maps(w, key, s, a, (g.quarter,)), s, a)
+            moved = _best(_strength_maps(w, key, s, a, (g.quarter,), memo), s, a)
             if moved.strength > best.strength:
                 best, i0, j0 = moved, i, j
     return best
@@ -141,16 +150,16 @@ class FamilyReading:
 
 
 def read_families(
-    w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None
+    w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None, memo=None
 ) -> list[FamilyReading]:
     """Every legacy-format family's best hypothesis for one whitened working image, read and
     judged; ``code`` (+-1 per coded chip) adds the expected message's chips to the evidence."""
     layout = tile_layout(key)
     chips_at: dict[Geometry, torch.Tensor] = {}  # families often agree: fold once
     out = []
-    for family, (geom, cost) in zip(FAMILIES, locate(w, key), strict=True):
+    for family, (geom, cost) in zip(FAMILIES, locate(w, key, memo=memo), strict=True):
         if geom not in chips_at:
-            chips_at[geom] = read_geometry(w, geom)
+            chips_at[geom] = read_geometry(w, geom, memo)
         chips = chips_at[geom]
         known = (chips * layout.known)[layout.known != 0]
         coded = frame_values(chips, key)[SYNC_BITS:]
