@@ -79,16 +79,11 @@ SAME_FILE = Binding("match", None, "the very file the ledger records (same SHA-2
 def fingerprint(pixels: torch.Tensor | np.ndarray) -> dict[str, Any]:
     """What the ledger keeps of a uint8 3 x H x W picture (or H x W x 3 array): its grey
     thumbnail (long side :data:`THUMBNAIL_SIDE`, JPEG, base64), kind, version and size."""
-    import cv2
     from PIL import Image
 
-    rgb = _rgb(pixels)
-    h, w = rgb.shape[:2]
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    f = min(1.0, THUMBNAIL_SIDE / max(h, w))
-    if f < 1.0:
-        size = (max(1, round(w * f)), max(1, round(h * f)))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    from aigcguard.provenance.similarity.verify import grey_at_most
+
+    grey, (w, h) = grey_at_most(pixels, THUMBNAIL_SIDE)
     buf = io.BytesIO()
     Image.fromarray(grey).save(buf, format="JPEG", quality=THUMBNAIL_QUALITY)
     return {
@@ -145,17 +140,6 @@ def bind(record: Any, pixels: Any, *, matched_by: str | None) -> Binding | None:
     if record.binding is None:
         return None
     return compare(pixels, record.binding)
-
-
-def _rgb(pixels: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(pixels, torch.Tensor):
-        if pixels.ndim != 3 or pixels.shape[0] != 3:
-            raise ValueError(f"expected a 3 x H x W picture, got shape {tuple(pixels.shape)}")
-        pixels = pixels.detach().cpu().permute(1, 2, 0)
-    arr = np.ascontiguousarray(pixels)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
-        raise ValueError(f"expected uint8 RGB pixels, got {arr.dtype} {arr.shape}")
-    return arr
 
 
 def _thumbnail(fp: Any) -> np.ndarray | str:

@@ -5,26 +5,14 @@ Peak memory and the service are measured by bench/hostile_run.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from aigcguard.cli import main
-from tests.helpers import ROOT
-
-
-def _corpus_module():
-    path = ROOT / "bench" / "hostile_corpus.py"
-    spec = importlib.util.spec_from_file_location("hostile_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
-
+from tests.helpers import bench_module
 
 #: the pictures kept from the corpus: every shape, one ordinary picture and the metadata
 #: attacks (each picture costs seconds in `aigc check`; the broken files and non-pictures,
@@ -36,7 +24,7 @@ KEPT_PICTURES = ("shape_", "good_0", "xmp_", "c2pa_", "exif_garbage", "animated.
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile") / "corpus"
     entries = []
-    for e in _corpus_module().build(folder, light=True):
+    for e in bench_module("hostile_corpus").build(folder, light=True):
         if e.picture and not e.name.startswith(KEPT_PICTURES):
             (folder / e.name).unlink()
         else:

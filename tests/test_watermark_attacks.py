@@ -3,27 +3,15 @@ and one --quick run on synthetic pictures (no shared data needed)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT
+from tests.helpers import bench_module
 
-
-def _bench():
-    path = ROOT / "bench" / "watermark_attacks.py"
-    spec = importlib.util.spec_from_file_location("watermark_attacks", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
-
-
-wa = _bench()
+wa = bench_module("watermark_attacks")
 
 
 def _smooth(rng, h, w, cells=16) -> np.ndarray:

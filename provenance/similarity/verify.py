@@ -33,6 +33,7 @@ __all__ = [
     "Features",
     "Verification",
     "extract",
+    "grey_at_most",
     "match_picture",
     "verify",
     "verify_features",
@@ -134,6 +135,15 @@ def extract(
         raise ValueError(f"features must be one of {_KINDS}, not {features!r}")
     if max_side < 16:
         raise ValueError(f"max_side must be at least 16, not {max_side}")
+    gray, (w, h) = grey_at_most(image, max_side)
+    scale = (gray.shape[1] / w, gray.shape[0] / h)
+    pts, desc = _detect(gray, features)
+    return Features(features, (w, h), pts / np.float32(scale), desc, scale, gray)
+
+
+def grey_at_most(image: np.ndarray | torch.Tensor, max_side: int) -> tuple[np.ndarray, tuple]:
+    """The grey version of an H x W x 3 uint8 array or a 3 x H x W uint8 tensor, shrunk (area
+    averaging) so its long side is at most ``max_side``, and the original (width, height)."""
     rgb = _as_rgb(image)
     h, w = rgb.shape[:2]
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -141,9 +151,7 @@ def extract(
     if f < 1.0:
         size = (max(1, round(w * f)), max(1, round(h * f)))
         gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    scale = (gray.shape[1] / w, gray.shape[0] / h)
-    pts, desc = _detect(gray, features)
-    return Features(features, (w, h), pts / np.float32(scale), desc, scale, gray)
+    return gray, (w, h)
 
 
 def verify(

@@ -215,17 +215,31 @@ def tile_strengths(
     the nonce signs by one Walsh-Hadamard transform (every nonce).
     S x NONCES x SUPER_TILES x SUPER_TILES, where [s, n, i, j] is the shift
     sigmas[s] + 2 PERIOD (i, j). ``reads``: ``tile_reads(cmap, sigmas)``, when kept."""
+    signed, norm = _demodulated(cmap, key, sigmas, reads)  # S x T x T x known, S
+    corr = _nonce_transform(signed, key).permute(0, 3, 1, 2)  # S x NONCES x T x T
+    return corr / norm[:, None, None, None]
+
+
+def _demodulated(cmap, key, sigmas, reads=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The known chips at each shift in ``sigmas`` and each tile offset with the tile signs
+    taken off (a cyclic correlation over the tile grid) and the nonce transform's keyed
+    flips applied, S x T x T x known chips; and each shift's norm (S)."""
     where, spectra = _known_tiles(key)
-    _, place, flip = _nonce_signs(key)
+    _, _, flip = _nonce_signs(key)
     known = tile_layout(key).known[where]
     reads = tile_reads(cmap, sigmas, where) if reads is None else reads[:, where]
     tiled = torch.fft.irfft2(torch.fft.rfft2(reads) * spectra, s=(SUPER_TILES, SUPER_TILES))
-    signed = tiled * (known * flip)[None, :, None, None]
+    signed = (tiled * (known * flip)[None, :, None, None]).permute(0, 2, 3, 1)
+    return signed, reads.pow(2).sum(dim=(1, 2, 3)).clamp(min=1e-12).sqrt()
+
+
+def _nonce_transform(signed: torch.Tensor, key: str | bytes) -> torch.Tensor:
+    """Every nonce's signed sum of demodulated known chips (... x known -> ... x NONCES):
+    the chips put at their keyed places, one Walsh-Hadamard transform."""
+    _, place, _ = _nonce_signs(key)
     placed = torch.empty_like(signed)
-    placed[:, place] = signed
-    corr = _hadamard(placed.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # S x NONCES x T x T
-    norm = reads.pow(2).sum(dim=(1, 2, 3)).clamp(min=1e-12).sqrt()
-    return corr / norm[:, None, None, None]
+    placed[..., place] = signed
+    return _hadamard(placed)
 
 
 # (shift, tile offset) pairs kept, by the energy of their demodulated known chips, for the
@@ -246,27 +260,20 @@ def tile_best(
     nonce, tile row, tile column), with the nonce transform only on the PRESCREEN (shift,
     tile offset) pairs whose demodulated known chips carry the most energy. ``every_tile``
     False: only the super-tile where the embedder put the mark."""
-    where, spectra = _known_tiles(key)
-    _, place, flip = _nonce_signs(key)
-    known = tile_layout(key).known[where]
-    reads = tile_reads(cmap, sigmas, where) if reads is None else reads[:, where]
-    tiled = torch.fft.irfft2(torch.fft.rfft2(reads) * spectra, s=(SUPER_TILES, SUPER_TILES))
+    signed, norm = _demodulated(cmap, key, sigmas, reads)
     if not every_tile:
-        tiled = tiled[:, :, :1, :1]
-    offsets = tiled.shape[-1] * tiled.shape[-2]
-    signed = (tiled * (known * flip)[None, :, None, None]).permute(0, 2, 3, 1)
+        signed = signed[:, :1, :1]
+    offsets = signed.shape[1] * signed.shape[2]
     flat = signed.reshape(-1, signed.shape[-1])  # (S x offsets) x known
-    norm = reads.pow(2).sum(dim=(1, 2, 3)).clamp(min=1e-12).sqrt().repeat_interleave(offsets)
+    norm = norm.repeat_interleave(offsets)
     keep = torch.arange(flat.shape[0])
     if flat.shape[0] > PRESCREEN:
         keep = torch.topk(flat.pow(2).sum(dim=1) / norm.pow(2), PRESCREEN).indices
-    placed = torch.empty(len(keep), flat.shape[1])
-    placed[:, place] = flat[keep]
-    strengths = _hadamard(placed) / norm[keep][:, None]
+    strengths = _nonce_transform(flat[keep], key) / norm[keep][:, None]
     value, idx = strengths.flatten().max(0)
     row, nonce = divmod(int(idx), NONCES)
     si, rest = divmod(int(keep[row]), offsets)
-    i, j = divmod(rest, tiled.shape[-1])
+    i, j = divmod(rest, signed.shape[2])
     return float(value), si, nonce, i, j
 
 

@@ -201,7 +201,9 @@ def placements(
         places = []
         for s, a in where:
             for q in quarters:
-                cmap = chip_map(fold(w, s, a + 90 * q, SUPER), 0)
+                # the unmoved grid's chip map is the as-embedded family's: read it once
+                moved = (s, a + 90 * q) != (1.0, 0.0)
+                cmap = chip_map(fold(w, s, a + 90 * q, SUPER), 0) if moved else unmoved.cmap
                 places.append(
                     Placement(s, a + 90 * q, cmap, _sigmas(offsets(w, s, a + 90 * q)), True, shared)
                 )
