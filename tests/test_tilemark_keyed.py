@@ -3,6 +3,8 @@ marked pictures (docs/watermark.md, threat model)."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from aigcguard.watermark import DEFAULT_KEY, detect, embed
 from aigcguard.watermark import tilemark as T
+from aigcguard.watermark.tilemark import keyed as K
 from tests.helpers import to_array, to_tensor
 
 KEY = "keyed-test"
@@ -130,19 +133,36 @@ def test_key_free_work_kept_for_many_keys_gives_the_same_p_values(photos):
             assert kept == pytest.approx(direct.p_value, rel=1e-9, abs=1e-300)
 
 
-def test_energy_prescreen_keeps_the_strongest_hypothesis(photos):
-    """tile_best scores every nonce only where the demodulated known chips carry the most
-    energy; with all pairs kept it is exactly the full map's maximum, and on a marked picture
-    the prescreened best is the full map's best (a strong mark bounds its own energy)."""
+def test_pair_scores_match_the_full_map_and_balance_ignores_the_nonce_coins(photos):
+    """pair_scores gives every (shift, tile offset) pair's best nonce exactly as the full map
+    of strengths does; a pair's balance is every chip's energy once the tile signs are off
+    over its read-outs' energy (the nonces' signs play no part in it, so choosing pairs by
+    it costs nothing in the p-value); and on a marked picture the best pair is the embedded
+    one, at the picture's nonce."""
     cmap = torch.randn(2 * T.SUPER, 2 * T.SUPER, generator=torch.Generator().manual_seed(5))
-    full = T.tile_strengths(cmap, KEY, [(3, 7)])  # 64 pairs: none screened out
-    assert T.tile_best(cmap, KEY, [(3, 7)])[0] == pytest.approx(float(full.max()))
+    sigmas = [(3, 7), (40, 2)]
+    full = T.tile_strengths(cmap, KEY, sigmas)  # S x NONCES x T x T
+    scores = T.pair_scores(cmap, KEY, sigmas)
+    best, nonce = full.permute(0, 2, 3, 1).reshape(-1, T.NONCES).max(dim=1)
+    assert torch.allclose(scores.strength, best, atol=1e-5)
+    assert torch.equal(scores.nonce, nonce)
+    # the balance by hand: tile signs only (one tile offset, the second shift)
+    reads = K.tile_reads(cmap, sigmas)[1]  # chips x T x T
+    signs = K._tile_signs(KEY).reshape(-1, T.SUPER_TILES, T.SUPER_TILES)
+    i, j = 2, 5
+    moved = torch.roll(reads, shifts=(-i, -j), dims=(1, 2))
+    demod = (moved * signs).sum(dim=(1, 2))
+    expected = math.log(float(demod.pow(2).sum() / reads.pow(2).sum()))
+    assert float(scores.balance[scores.tiles + i * T.SUPER_TILES + j]) == pytest.approx(expected, rel=1e-4)
+    assert scores.locate(scores.tiles + i * T.SUPER_TILES + j) == (1, i, j)
+
     arr = photos["coffee"][:256, :256]
     x = embed([to_tensor(arr)], b"prescrn!", key=KEY)[0]
     w = T.working_whitened(x[None])[0]
     mark_map = T.chip_map(T.fold(w, 1.0, 0.0, T.SUPER), 0)
     sigmas = [(a, b) for a in (0, 1, 2, 127) for b in (0, 1, 127)]  # 12 x 64 pairs
-    best = T.tile_best(mark_map, KEY, sigmas)
-    assert best[0] == pytest.approx(float(T.tile_strengths(mark_map, KEY, sigmas).max()))
+    scores = T.pair_scores(mark_map, KEY, sigmas)
+    top = int(scores.strength.argmax())
+    assert float(scores.strength[top]) > 10 and scores.locate(top) == (0, 0, 0)
     # the nonce is drawn from the picture before marking
-    assert best[0] > 10 and best[1:] == (0, T.nonce_for(to_tensor(arr)[None], KEY)[0], 0, 0)
+    assert int(scores.nonce[top]) == T.nonce_for(to_tensor(arr)[None], KEY)[0]
