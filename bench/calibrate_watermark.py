@@ -12,13 +12,26 @@ image. The known-mark scan (SD, SDXL) has no key and is tested once per image.
 
 The result goes to ``data/watermark_calibration.json`` (what ``aigc watermark methods`` prints)
 and a markdown table to stdout.
+
+tilemark's trials are whole searches (about 0.3 s each on the 2-core development machine), so
+its large calibration is built up over runs:
+
+    python bench/calibrate_watermark.py --only tilemark --variants 24 --soft-keys 10 \
+        --workers 2 --accumulate bench/results/tilemark_trials
+
+keeps every trial (image, key, p) under the folder, per fingerprint of the detector's code,
+and summarises all trials kept for the current code; each run draws fresh keys (a run stopped
+early keeps what it measured; ``--soft-keys 0`` only summarises).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
+import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -82,27 +95,115 @@ def variants(arr: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarr
     return out
 
 
-def soft_trials(images: list[torch.Tensor], method: str, keys: list[str]) -> dict:
+def detector_version(root: Path = ROOT) -> str:
+    """A fingerprint of the code a tilemark p-value comes from (the tilemark package and the
+    payload bound), comments and docstrings left out: accumulated trials count only while
+    it is unchanged."""
+    digest = hashlib.sha256()
+    sources = sorted((root / "watermark" / "tilemark").glob("*.py"))
+    for path in [*sources, root / "watermark" / "payload.py"]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(body, list)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(path.name.encode() + b"\0" + ast.dump(tree).encode())
+    return digest.hexdigest()[:16]
+
+
+def _tilemark_image(job: tuple[str, torch.Tensor, list[str], str | None]) -> list[float]:
+    """One image's trials (every key on one PictureMemo), appended to ``out`` as they come
+    (name, key, p per line) so that a run cut short keeps what it measured."""
+    name, img, keys, out = job
+    torch.set_num_threads(1)
+    w = tilemark.working_whitened(img[None])[0]
+    memo = tilemark.PictureMemo(w)
+    p = []
+    for key in keys:
+        p.append(min(1.0, min(f.p_value for f in tilemark.all_families(w, key, memo=memo))))
+        if out is not None:
+            with open(out, "a") as handle:
+                handle.write(f"{name}\t{key}\t{p[-1]!r}\n")
+    return p
+
+
+def soft_trials(
+    images: list[torch.Tensor],
+    names: list[str],
+    method: str,
+    keys: list[str],
+    workers: int = 1,
+    accumulate: Path | None = None,
+) -> dict:
     """A soft method's search depends on the key, so every (image, key) is a full detection.
     tilemark's key-free work (whitening, candidates, folds, chip maps) is done once per
     image and kept for its keys (``PictureMemo``): the p-values are the ones ``detect``
-    gives (tested), in a fraction of the time."""
+    gives (tested), in a fraction of the time. ``accumulate``: a folder where every trial is
+    kept, per detector version; the summary then covers every trial kept there for the
+    current code (runs add up, with fresh keys each)."""
     m = get_method(method)
-    p = []
-    for i, img in enumerate(images):
-        if isinstance(m, tilemark.TileMark):
-            w = tilemark.working_whitened(img[None])[0]
-            memo = tilemark.PictureMemo(w)
-            for key in keys:
-                families = tilemark.all_families(w, key, memo=memo)
-                p.append(min(1.0, min(f.p_value for f in families)))
-        else:
+    if not isinstance(m, tilemark.TileMark):
+        p = []
+        for img in images:
             for key in keys:
                 reading = m.read_soft(img[None], key)[0]
                 p.append(min(1.0, signed_sum_sf(reading.evidence) * reading.trials))
-        if (i + 1) % 50 == 0:
-            print(f"  {method}: {i + 1}/{len(images)} images", file=sys.stderr)
-    return summarise(torch.tensor(p, dtype=torch.float64), n_images=len(images), n_keys=len(keys))
+        return summarise(torch.tensor(p, dtype=torch.float64), len(images), len(keys))
+    out_dir = None
+    if accumulate is not None:
+        out_dir = accumulate / detector_version()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+        if not keys:  # --soft-keys 0: summarise what is kept, try nothing new
+            return summarise_kept(out_dir)
+    jobs = [
+        (name, img, keys, None if out_dir is None else str(out_dir / f"{stamp}-{i % workers}.tsv"))
+        for i, (name, img) in enumerate(zip(names, images, strict=True))
+    ]
+    p = []
+    with multiprocessing.get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
+        for i, got in enumerate(pool.imap(_tilemark_image, jobs, chunksize=1)):
+            p += got
+            if (i + 1) % 50 == 0:
+                print(f"  {method}: {i + 1}/{len(images)} images", file=sys.stderr)
+    if out_dir is None:
+        return summarise(torch.tensor(p, dtype=torch.float64), len(images), len(keys))
+    return summarise_kept(out_dir)
+
+
+class _Serial:
+    """The Pool interface, in this process."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap(self, fn, jobs, chunksize=1):
+        return map(fn, jobs)
+
+
+def summarise_kept(folder: Path) -> dict:
+    """Every trial kept in ``folder`` (one detector version): name, key, p per line."""
+    names, keys, p = set(), set(), []
+    for path in sorted(folder.glob("*.tsv")):
+        for line in path.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) != 3:  # a line cut short by a stopped run
+                continue
+            names.add(parts[0])
+            keys.add(parts[1])
+            p.append(float(parts[2]))
+    out = summarise(torch.tensor(p, dtype=torch.float64), len(names), len(keys))
+    out["detector_version"] = folder.name
+    return out
 
 
 def keyed_trials(images: list[torch.Tensor], method: str, keys: list[str]) -> dict:
@@ -165,6 +266,15 @@ def main() -> None:
         "--only",
         help="comma-separated methods to measure; the others keep their entries in --out",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes for tilemark's trials (one thread each)"
+    )
+    parser.add_argument(
+        "--accumulate",
+        type=Path,
+        help="keep every tilemark trial in this folder (per detector version) and summarise all "
+        "of them: runs with fresh keys add up",
+    )
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -182,7 +292,7 @@ def main() -> None:
         args.only.split(",") if args.only else [m for m in list_methods() if m != "tilemark-legacy"]
     )
     methods = {
-        m: soft_trials(images, m, keys[: args.soft_keys])
+        m: soft_trials(images, names, m, keys[: args.soft_keys], args.workers, args.accumulate)
         if get_method(m).soft
         else keyed_trials(images, m, keys)
         for m in wanted

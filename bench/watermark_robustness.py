@@ -10,6 +10,7 @@ the test photos (Kodak and scikit-image), plus PSNR and SSIM of the clean marked
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -33,6 +35,7 @@ P_THRESHOLD = 1e-6
 #: Short side of every test image at least this: the half-size attack must leave imwatermark
 #: at least 256 x 256 pixels, which it refuses to go below.
 MIN_SHORT = 512
+WILD_DIR = Path(os.environ.get("AIGC_WILD_DIR", common.ROOT.parent / "shared/data/wild"))
 MAX_LONG = 1024
 QUICK_SKIMAGE = ("astronaut", "coffee", "chelsea")
 
@@ -145,6 +148,39 @@ def load_images(quick: bool) -> tuple[list[common.Photo], list[str]]:
     return photos, notes
 
 
+def load_wild(n: int, root: Path = WILD_DIR) -> list[common.Photo]:
+    """``n`` pictures from the wild set, held out from the 38 photos the marks were tuned on:
+    real and generated alternately, each time from the next source or generator in turn (the
+    first of its files in name order), so as many kinds as ``n`` allows are there."""
+    import csv
+
+    manifest = root / "manifest.csv"
+    if not manifest.exists():
+        raise common.MissingDataError(
+            f"{manifest} not found: --wild needs ../shared/data/wild (or AIGC_WILD_DIR)"
+        )
+    groups: dict[str, dict[str, list[str]]] = {"real": {}, "ai": {}}
+    with open(manifest, newline="") as handle:
+        for row in csv.DictReader(handle):
+            side = "real" if row["label"] == "real" else "ai"
+            group = row["source"] if side == "real" else row["generator"]
+            groups[side].setdefault(group, []).append(row["file"])
+    queues = {side: [sorted(f) for _, f in sorted(g.items())] for side, g in groups.items()}
+    picked: list[str] = []
+    turn = 0
+    while len(picked) < n and any(any(q) for q in queues.values()):
+        for side in ("real", "ai"):
+            lists = [q for q in queues[side] if q]
+            if lists and len(picked) < n:
+                picked.append(lists[turn % len(lists)].pop(0))
+        turn += 1
+    out = []
+    for name in picked:
+        with Image.open(root / name) as im:
+            out.append((f"wild/{name}", np.asarray(im.convert("RGB"), dtype=np.uint8)))
+    return out
+
+
 def riva_subset(photos: list[common.Photo], n: int) -> list[int]:
     """``n`` indices spread evenly over the Kodak photos (all 768 x 512, so rivaGan's time is
     predictable), or over all photos when there are no Kodak ones."""
@@ -226,12 +262,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-rivagan", action="store_true", help="leave rivaGan out")
     parser.add_argument(
+        "--wild",
+        type=int,
+        metavar="N",
+        help="run on N pictures of ../shared/data/wild instead (real and generated, one per "
+        "source or generator in turn): pictures the marks were not tuned on",
+    )
+    parser.add_argument(
         "--only", help="comma-separated row labels to run (substring match), e.g. tilemark"
     )
     args = parser.parse_args(argv)
 
     common.require_imwatermark()
     photos, notes = load_images(args.quick)
+    if args.wild:
+        photos = load_wild(args.wild)
+        notes.append(
+            f"Held-out pictures: {len(photos)} from ../shared/data/wild (`--wild`), real and "
+            "generated alternately, one per source or generator in turn; not the 38 photos "
+            "the marks were tuned on."
+        )
     all_idx = list(range(len(photos)))
     n_riva = args.riva_images if args.riva_images is not None else (2 if args.quick else 6)
 
@@ -314,12 +364,19 @@ def main(argv: list[str] | None = None) -> int:
         f"(needs {', '.join(f'{v}/{k}' for k, v in need.items())} bits). This is generous "
         "to imwatermark: it needs the message to be known in advance, which a real detector "
         "does not have.",
-        f"Photos: {len(photos)} "
-        f"({sum(n.startswith('kodak/') for n, _ in photos)} Kodak, "
-        f"{sum(n.startswith('skimage/') for n, _ in photos)} scikit-image; grayscale ones "
-        f"repeated to RGB), resized (bicubic) so the short side is at least {MIN_SHORT} and, "
-        f"where possible, the long side at most {MAX_LONG}, so that the half-size attack still "
-        f"leaves imwatermark its 256x256 minimum. Sizes: {', '.join(sizes)}.",
+        (
+            f"Pictures: {len(photos)} from ../shared/data/wild "
+            f"({sum('/real/' in n for n, _ in photos)} real, "
+            f"{sum('/ai/' in n for n, _ in photos)} generated), as stored. Sizes: "
+            f"{', '.join(sizes)}."
+            if args.wild
+            else f"Photos: {len(photos)} "
+            f"({sum(n.startswith('kodak/') for n, _ in photos)} Kodak, "
+            f"{sum(n.startswith('skimage/') for n, _ in photos)} scikit-image; grayscale ones "
+            f"repeated to RGB), resized (bicubic) so the short side is at least {MIN_SHORT} and, "
+            f"where possible, the long side at most {MAX_LONG}, so that the half-size attack "
+            f"still leaves imwatermark its 256x256 minimum. Sizes: {', '.join(sizes)}."
+        ),
         "PSNR and SSIM (`skimage.metrics`, `channel_axis=2`, `data_range=255`): clean marked "
         "image against the original, averaged over the photos.",
         *ATTACK_NOTES,

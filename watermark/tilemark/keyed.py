@@ -178,18 +178,14 @@ def _kernel_spectrum() -> torch.Tensor:
     return torch.conj(torch.fft.fft2(_super_kernel()))
 
 
-def tile_reads(
-    cmap: torch.Tensor, sigmas: list[tuple[int, int]], chips: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Every chip of every tile (or the ``chips`` a mask over N_CHIPS picks) at each shift
-    within a tile: S x chips x SUPER_TILES x SUPER_TILES."""
+def tile_reads(cmap: torch.Tensor, sigmas: list[tuple[int, int]]) -> torch.Tensor:
+    """Every chip of every tile at each shift within a tile (key-free):
+    S x N_CHIPS x SUPER_TILES x SUPER_TILES."""
     at = torch.tensor(sigmas)
     tile_step = torch.arange(SUPER_TILES) * 2 * PERIOD
     chip_step = torch.arange(CHIPS) * 2 * CHIP_PX
     cy, cx = torch.meshgrid(chip_step, chip_step, indexing="ij")
     cy, cx = cy.flatten(), cx.flatten()
-    if chips is not None:
-        cy, cx = cy[chips], cx[chips]
     rows = (at[:, 0, None, None] + cy[:, None] + tile_step) % SUPER_SHIFTS  # S x C x T
     cols = (at[:, 1, None, None] + cx[:, None] + tile_step) % SUPER_SHIFTS
     return cmap[rows[:, :, :, None], cols[:, :, None, :]]  # S x C x T x T
@@ -258,6 +254,7 @@ def _tile_circulants(key: str | bytes) -> torch.Tensor:
 
 @lru_cache(maxsize=16)
 def _known_flips(key: str | bytes) -> torch.Tensor:
+    """The known chips' signs times the nonce transform's keyed flips (known chips)."""
     where = tile_layout(key).known != 0
     return tile_layout(key).known[where] * _nonce_signs(key)[2]
 
