@@ -3,6 +3,8 @@ short by a stopped run is skipped, and the kept p-values are detect's."""
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
 from aigcguard.watermark import detect
@@ -25,18 +27,22 @@ def test_runs_add_up_and_keep_detects_p_values(pictures, tmp_path):
     second = cal.soft_trials(pictures, names, "tilemark", ["k3"], workers=2, accumulate=tmp_path)
     assert second["trials"] == 6 and second["keys"] == 3
     kept = {}
-    for path in (tmp_path / cal.detector_version()).glob("*.tsv"):
-        for line in path.read_text().splitlines():
+    folder = tmp_path / cal.detector_version()
+    assert not list(folder.glob("*.tsv"))  # finished runs are packed
+    for path in folder.glob("*.tsv.gz"):
+        for line in gzip.decompress(path.read_bytes()).decode().splitlines():
             name, key, p = line.split("\t")
             kept[(name, key)] = float(p)
     assert len(kept) == 6
     for name, img in zip(names, pictures, strict=True):
         [direct] = detect([img], key="k3")
         assert kept[(name, "k3")] == pytest.approx(min(1.0, direct.p_value), rel=1e-9)
-    # a run stopped mid-line leaves a partial line: skipped, the rest still counted
-    with open(next((tmp_path / cal.detector_version()).glob("*.tsv")), "a") as handle:
-        handle.write("camera#0\tk9")
-    assert cal.summarise_kept(tmp_path / cal.detector_version())["trials"] == 6
+    # a run stopped mid-line leaves a plain file with a partial line: skipped, the rest
+    # still counted, and packed by the next run
+    (folder / "stopped-0.tsv").write_text("camera#0\tk7\t0.5\ncamera#0\tk9")
+    assert cal.summarise_kept(folder)["trials"] == 7
+    assert cal.soft_trials(pictures, names, "tilemark", [], accumulate=tmp_path)["trials"] == 7
+    assert not list(folder.glob("*.tsv"))
 
 
 def test_without_a_folder_nothing_is_kept(pictures, tmp_path, monkeypatch):
