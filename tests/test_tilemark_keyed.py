@@ -153,7 +153,8 @@ def test_pair_scores_match_the_full_map_and_balance_ignores_the_nonce_coins(phot
     moved = torch.roll(reads, shifts=(-i, -j), dims=(1, 2))
     demod = (moved * signs).sum(dim=(1, 2))
     expected = math.log(float(demod.pow(2).sum() / reads.pow(2).sum()))
-    assert float(scores.balance[scores.tiles + i * T.SUPER_TILES + j]) == pytest.approx(expected, rel=1e-4)
+    pair = scores.tiles + i * T.SUPER_TILES + j
+    assert float(scores.balance[pair]) == pytest.approx(expected, rel=1e-4)
     assert scores.locate(scores.tiles + i * T.SUPER_TILES + j) == (1, i, j)
 
     arr = photos["coffee"][:256, :256]

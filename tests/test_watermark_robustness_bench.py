@@ -42,5 +42,5 @@ def test_wild_pictures_alternate_and_spread_over_groups(tmp_path):
 
 
 def test_missing_wild_folder_says_where(tmp_path):
-    with pytest.raises(SystemExit, match="manifest.csv not found"):
+    with pytest.raises(SystemExit, match=r"manifest\.csv not found"):
         rob.load_wild(4, tmp_path / "nowhere")

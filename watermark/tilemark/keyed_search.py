@@ -214,7 +214,8 @@ def placements(w: torch.Tensor, *, search: bool = True, shared: bool = False) ->
     keyed detection, shared when many keys are tried on one picture (calibration)."""
     sigmas = [(r % (2 * PERIOD), c % (2 * PERIOD)) for r in _JITTER for c in _JITTER]
     unmoved = Placement(1.0, 0.0, chip_map(fold(w, 1.0, 0.0, SUPER), 0), sigmas, False, shared)
-    out = [Family("as embedded", [unmoved], len(sigmas) * NONCES, KEYED_SHARES["as embedded"], False)]
+    as_embedded = KEYED_SHARES["as embedded"]
+    out = [Family("as embedded", [unmoved], len(sigmas) * NONCES, as_embedded, False)]
     if not search:
         return out
     geoms = candidates(w)
@@ -235,6 +236,22 @@ def placements(w: torch.Tensor, *, search: bool = True, shared: bool = False) ->
     return out
 
 
+def _hypothesis(fam: Family, scored: list, pair: int):
+    """The keyed hypothesis of a pair (numbered over the family's placements in turn) and the
+    chip map it was read on."""
+    k = 0
+    while pair >= len(scored[k].strength):
+        pair -= len(scored[k].strength)
+        k += 1
+    p, ps = fam.places[k], scored[k]
+    si, i, j = ps.locate(pair)
+    shift = tuple(
+        (sig + 2 * PERIOD * t) % SUPER_SHIFTS for sig, t in zip(p.sigmas[si], (i, j), strict=True)
+    )
+    strength, nonce = float(ps.strength[pair]), int(ps.nonce[pair])
+    return KeyedGeometry(p.scale, p.angle, 0, shift, strength, nonce), p.cmap
+
+
 def score(families: list[Family], key: str | bytes):
     """Each family's best keyed hypothesis at its placements, as (family, hypothesis, cost =
     hypotheses counted / share, the chip map it was read on); a screened family also gives
@@ -243,29 +260,13 @@ def score(families: list[Family], key: str | bytes):
     for fam in families:
         scored = [pair_scores(p.cmap, key, p.sigmas, p.reads(), p.every_tile) for p in fam.places]
         strength = torch.cat([s.strength for s in scored])
-        owner = torch.cat([torch.full((len(s.strength),), k) for k, s in enumerate(scored)])
-        first = torch.cumsum(torch.tensor([0] + [len(s.strength) for s in scored]), 0)
-
-        def hypothesis(pair: int):
-            k = int(owner[pair])
-            p, ps = fam.places[k], scored[k]
-            local = pair - int(first[k])
-            si, i, j = ps.locate(local)
-            shift = tuple(
-                (sig + 2 * PERIOD * t) % SUPER_SHIFTS
-                for sig, t in zip(p.sigmas[si], (i, j), strict=True)
-            )
-            nonce = int(ps.nonce[local])
-            return KeyedGeometry(p.scale, p.angle, 0, shift, float(strength[pair]), nonce), p.cmap
-
         share = fam.share * (1 - SCREEN_SHARE) if fam.screened else fam.share
-        hyp, cmap = hypothesis(int(strength.argmax()))
+        hyp, cmap = _hypothesis(fam, scored, int(strength.argmax()))
         out.append((fam.name, hyp, fam.hypotheses / share, cmap))
         if fam.screened and len(strength) > SCREEN:
-            balance = torch.cat([s.balance for s in scored])
-            order = balance.argsort()
+            order = torch.cat([s.balance for s in scored]).argsort()
             kept = torch.cat([order[: SCREEN // 2], order[-(SCREEN // 2) :]])
-            hyp, cmap = hypothesis(int(kept[strength[kept].argmax()]))
+            hyp, cmap = _hypothesis(fam, scored, int(kept[strength[kept].argmax()]))
             cost = SCREEN * NONCES / (fam.share * SCREEN_SHARE)
             out.append((f"{fam.name}, screened", hyp, cost, cmap))
     return out
