@@ -43,6 +43,8 @@ from aigcguard.perturb import (  # noqa: F401
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+# real photos and pictures from 40+ generators, with sources (../shared/data/wild/README.md)
+WILD_DIR = Path(os.environ.get("AIGC_WILD_DIR", ROOT.parent / "shared/data/wild"))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KODAK_DIR = Path(os.environ.get("AIGC_KODAK_DIR", ROOT.parent / "shared/data/photos/kodak"))
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ from aigcguard.watermark import detect, embed, list_methods
 KEY = "bench-attacks: the victim's private key"
 SEED = 19
 SIDE = 512  # the colluders' (and every picture's) size: a residual only adds to its own size
-DATA_DIR = Path(os.environ.get("AIGC_WILD_DIR", common.ROOT.parent / "shared/data/wild"))
+DATA_DIR = common.WILD_DIR
 #: the mark formats: label -> embed method (``detect(method="tilemark")`` reads both)
 FORMATS = {"legacy": "tilemark-legacy", "keyed": "tilemark"}
 READ_METHOD = "tilemark"

@@ -10,7 +10,7 @@ the test photos (Kodak and scikit-image), plus PSNR and SSIM of the clean marked
 from __future__ import annotations
 
 import argparse
-import os
+import csv
 import statistics
 import sys
 import time
@@ -35,7 +35,6 @@ P_THRESHOLD = 1e-6
 #: Short side of every test image at least this: the half-size attack must leave imwatermark
 #: at least 256 x 256 pixels, which it refuses to go below.
 MIN_SHORT = 512
-WILD_DIR = Path(os.environ.get("AIGC_WILD_DIR", common.ROOT.parent / "shared/data/wild"))
 MAX_LONG = 1024
 QUICK_SKIMAGE = ("astronaut", "coffee", "chelsea")
 
@@ -148,12 +147,10 @@ def load_images(quick: bool) -> tuple[list[common.Photo], list[str]]:
     return photos, notes
 
 
-def load_wild(n: int, root: Path = WILD_DIR) -> list[common.Photo]:
+def load_wild(n: int, root: Path = common.WILD_DIR) -> list[common.Photo]:
     """``n`` pictures from the wild set, held out from the 38 photos the marks were tuned on:
     real and generated alternately, each time from the next source or generator in turn (the
     first of its files in name order), so as many kinds as ``n`` allows are there."""
-    import csv
-
     manifest = root / "manifest.csv"
     if not manifest.exists():
         raise common.MissingDataError(

@@ -201,7 +201,7 @@ def tile_strengths(
     pixels, below 2 PERIOD): every nonce and every tile offset of the super-tile at once.
     A strength is the p-value's statistic: the known chips' signed sum over their norm,
     after the tile signs come off (a cyclic correlation over the tile grid, every tile
-    offset) and the nonce signs (one Walsh-Hadamard transform, every nonce).
+    offset) and the nonce signs (the Walsh-Hadamard rows as one matrix, every nonce).
     S x NONCES x SUPER_TILES x SUPER_TILES, where [s, n, i, j] is the shift
     sigmas[s] + 2 PERIOD (i, j). ``reads``: ``tile_reads(cmap, sigmas)``, when kept."""
     signed, energy, _ = _demodulated(cmap, key, sigmas, reads)  # S x T x T x known
