@@ -3,7 +3,8 @@ readiness, the API key check, and reading the pictures of a request.
 
 Endpoints declare what they need as annotated parameters, resolved in the order given::
 
-    def endpoint(picture: Upload, state: Ready): ...   # 400/413/415 first, then 503
+    def endpoint(slot: Admitted, picture: Upload, state: Ready): ...
+    # 503 when the queue is full, then 400/413/415, then 503 while loading
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import contextlib
 import hmac
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, FastAPI, Request
 
+from aigcguard.service.http.admission import Admission
 from aigcguard.service.http.config import ServiceConfig
 from aigcguard.service.http.errors import ApiError, status_of
 from aigcguard.service.http.idempotency import IdempotencyCache
@@ -45,9 +48,11 @@ class State:
     load_error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)  # the models are shared
     idempotent: IdempotencyCache = field(init=False)
+    admission: Admission = field(init=False)
 
     def __post_init__(self):
         self.idempotent = IdempotencyCache(self.config.idempotency_entries)
+        self.admission = Admission(self.config.queue_length)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -56,11 +61,13 @@ class State:
         left = time_left()
         if not self.lock.acquire(timeout=-1 if left is None else max(left, 0.0)):
             raise ApiError(503, "busy: the request ran past its deadline waiting for its turn")
+        start = time.monotonic()
         try:
             check_deadline()
             yield
         finally:
             self.lock.release()
+            self.admission.held(time.monotonic() - start)
 
 
 def load_models(state: State) -> None:
@@ -123,6 +130,16 @@ async def _ready(state: AppState) -> State:
 
 
 Ready = Annotated[State, Depends(_ready)]
+
+
+async def _admitted(state: AppState) -> AsyncIterator[None]:
+    with state.admission.slot():
+        yield
+
+
+#: a place in this worker's bounded queue (503 with Retry-After when full): the first
+#: dependency of every route that holds the models, so a refusal reads no body
+Admitted = Annotated[None, Depends(_admitted)]
 
 
 def key_matches(headers: Iterable[tuple[bytes, bytes]], keys: Iterable[bytes]) -> bool:

@@ -23,18 +23,21 @@ class ErrorInfo(JsonResult):
 class ApiError(Exception):
     """A request the service refuses: the status and the message the client gets."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message = status, message
+        self.headers = headers  # e.g. Retry-After on a 503 for load
 
     @property
     def info(self) -> ErrorInfo:
         return ErrorInfo(self.status, self.message)
 
 
-def error_response(status: int, message: str) -> JSONResponse:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = {"error": ErrorInfo(status, message).to_dict()}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def status_of(reason: str) -> int:
@@ -47,7 +50,7 @@ def status_of(reason: str) -> int:
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

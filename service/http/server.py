@@ -18,7 +18,10 @@ What uvicorn bounds itself: a header section above 16 KiB is a 400 (h11's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from aigcguard.service.http.config import ServiceConfig
+
+log = logging.getLogger("aigcguard.service")
 
 
 def _timeout_answer(seconds: float) -> bytes:
@@ -113,10 +118,89 @@ def server_config(
 
 
 def run(config: ServiceConfig, *, host: str, port: int, device: str = "auto") -> None:
-    """Serve ``create_app(config)`` until interrupted."""
+    """Serve ``create_app(config)`` until interrupted: in this process, or with
+    ``config.workers`` above 1 in that many forked workers (:func:`prefork`)."""
     import uvicorn
 
     from aigcguard.service.http.app import create_app
 
+    if config.workers > 1:
+        prefork(config, host=host, port=port, device=device)
+        return
     app = create_app(config, device=device)
     uvicorn.Server(server_config(app, config, host=host, port=port)).run()
+
+
+def prefork(config: ServiceConfig, *, host: str, port: int, device: str = "auto") -> None:
+    """Bind once and fork ``config.workers`` processes that accept on the shared socket, each
+    loading the models once and keeping its own bounded queue (``admission``), with the
+    cores shared out between their torch thread pools. The parent only supervises: a
+    worker that dies is started again, and SIGINT or SIGTERM stops them all. POSIX only
+    (``os.fork``); uvicorn's own ``--workers`` needs an importable app and pickles its
+    settings, which our protocol class is not."""
+    import signal
+    import socket
+    import time
+
+    if not hasattr(os, "fork"):
+        raise ValueError("workers above 1 need os.fork (Linux or macOS); set workers = 1")
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(i: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: default signals (uvicorn installs its own), then serve
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 0
+            try:
+                _serve_worker(config, sock, host=host, port=port, device=device, threads=threads)
+            except BaseException:
+                log.exception("worker %d stopped on an error", i)
+                code = 1
+            os._exit(code)
+        children[pid] = i
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for i in range(config.workers):
+        spawn(i)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            i = children.pop(pid, None)
+            if i is not None and not stopping:
+                log.warning("worker %d (pid %d) exited with %d; starting it again", i, pid, status)
+                time.sleep(1.0)  # a worker that cannot start must not spin the supervisor
+                spawn(i)
+    finally:
+        sock.close()
+
+
+def _serve_worker(config, sock, *, host: str, port: int, device: str, threads: int) -> None:
+    import torch
+    import uvicorn
+
+    from aigcguard.service.http.app import create_app
+
+    torch.set_num_threads(threads)
+    app = create_app(config, device=device)
+    uvicorn.Server(server_config(app, config, host=host, port=port)).run(sockets=[sock])

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from aigcguard.results import JsonResult
 from aigcguard.service.http.deps import (
+    Admitted,
     AppState,
     Picture,
     Ready,
@@ -59,13 +60,13 @@ def check_picture(state: State, picture: Picture) -> dict[str, Any]:
 
 
 @router.post("/v1/check")
-def check(picture: Upload, state: Ready):
+def check(slot: Admitted, picture: Upload, state: Ready):
     """Every signal about one picture, and the summary (see `aigc check`)."""
     return check_picture(state, picture)
 
 
 @router.post("/v1/check/batch")
-def check_batch(pictures: Uploads, state: AppState):
+def check_batch(slot: Admitted, pictures: Uploads, state: AppState):
     """Several pictures (multipart field ``files``); a bad one gets its own error entry."""
     require_ready(state)  # after the batch limit: a 413 does not wait for the models
     out = []

@@ -8,7 +8,7 @@ import hashlib
 
 from fastapi import APIRouter
 
-from aigcguard.service.http.deps import Ready, Upload, decode, picture_errors
+from aigcguard.service.http.deps import Admitted, Ready, Upload, decode, picture_errors
 from aigcguard.service.http.errors import ApiError
 from aigcguard.service.http.registry import ROUTERS
 
@@ -16,7 +16,7 @@ router = APIRouter(tags=["similarity"])
 
 
 @router.post("/v1/similar")
-def similar(picture: Upload, state: Ready):
+def similar(slot: Admitted, picture: Upload, state: Ready):
     """Registered works this picture resembles or copies (needs a configured index)."""
     index = state.checker.index
     if index is None:

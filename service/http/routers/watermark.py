@@ -12,7 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from aigcguard.results import JsonResult
-from aigcguard.service.http.deps import Picture, Ready, State, Upload, decode, picture_errors
+from aigcguard.service.http.deps import (
+    Admitted,
+    Picture,
+    Ready,
+    State,
+    Upload,
+    decode,
+    picture_errors,
+)
 from aigcguard.service.http.errors import ApiError
 from aigcguard.service.http.limits import check_deadline
 from aigcguard.service.http.registry import ROUTERS
@@ -50,7 +58,7 @@ class Marked:
 
 
 @router.post("/v1/watermark/detect")
-def watermark_detect(picture: Upload, state: Ready):
+def watermark_detect(slot: Admitted, picture: Upload, state: Ready):
     """Our watermark (with the service's key) and the known marks."""
     name = picture[0]
     pixels = decode(picture, state.config)
@@ -64,6 +72,7 @@ def watermark_detect(picture: Upload, state: Ready):
 
 @router.post("/v1/watermark/embed")
 def watermark_embed(
+    slot: Admitted,
     picture: Upload,
     state: Ready,
     request: Request,

@@ -1,0 +1,71 @@
+"""Load shedding: each worker process admits at most one request being served and
+``queue_length`` waiting on its heavy routes; the next is refused at once with 503 and a
+``Retry-After``, before its body is read, instead of queueing without bound (50 clients on
+one unbounded worker waited 25 s at p50, 34 s at p99: docs/service.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator
+
+from aigcguard.service.http.errors import ApiError
+
+#: weight of the newest hold time in the running mean that Retry-After is estimated from
+_SMOOTHING = 0.2
+
+
+class Admission:
+    """The admission counter of one worker process (thread-safe)."""
+
+    def __init__(self, queue_length: int):
+        if queue_length < 0:
+            raise ValueError(f"queue_length must be 0 or more, not {queue_length}")
+        self.capacity = queue_length + 1
+        self.in_flight = 0
+        self.accepted = 0
+        self.refused = 0
+        self._mean_hold: float | None = None  # seconds one request holds the models
+        self._lock = threading.Lock()
+
+    def retry_after(self) -> int:
+        """Whole seconds until the requests ahead should have drained (at least 1)."""
+        per = 1.0 if self._mean_hold is None else self._mean_hold
+        return max(1, math.ceil(per * max(self.in_flight, 1)))
+
+    def held(self, seconds: float) -> None:
+        """Record how long a request held the models (Retry-After is estimated from it)."""
+        with self._lock:
+            m = self._mean_hold
+            self._mean_hold = seconds if m is None else (1 - _SMOOTHING) * m + _SMOOTHING * seconds
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a place for one request; 503 with Retry-After when every place is taken."""
+        with self._lock:
+            if self.in_flight >= self.capacity:
+                self.refused += 1
+                wait = self.retry_after()
+                raise ApiError(
+                    503,
+                    f"overloaded: {self.in_flight} requests are being served or waiting on this "
+                    f"worker (at most {self.capacity}); retry in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            self.in_flight += 1
+            self.accepted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "in_flight": self.in_flight,
+                "capacity": self.capacity,
+                "accepted": self.accepted,
+                "refused": self.refused,
+            }

@@ -1,0 +1,180 @@
+"""The service sheds load (issue 22): a worker admits one request being served and
+``queue_length`` waiting; the next gets 503 with Retry-After at once, before its body is read;
+``workers`` forks that many processes on one socket, restarted when they die."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the service needs fastapi")
+
+from aigcguard.service.http import ServiceConfig
+from aigcguard.service.http.admission import Admission
+from aigcguard.service.http.errors import ApiError
+from tests.helpers import free_port
+from tests.test_service_hostile import FakeChecker, _ready_app, serve  # noqa: F401 (fixture)
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_admission_refuses_beyond_its_capacity_with_retry_after():
+    a = Admission(queue_length=1)
+    with a.slot(), a.slot():
+        with pytest.raises(ApiError) as refused, a.slot():
+            pass
+        assert refused.value.status == 503 and "overloaded" in refused.value.message
+        assert refused.value.headers["Retry-After"] == "2"  # two ahead, 1 s each by default
+        a.held(4.2)
+        with pytest.raises(ApiError) as refused, a.slot():
+            pass
+        assert refused.value.headers["Retry-After"] == "9"  # ceil(4.2 x 2)
+    assert a.stats() == {"in_flight": 0, "capacity": 2, "accepted": 2, "refused": 2}
+    with a.slot():  # places come back, also after an error inside
+        pass
+    with pytest.raises(RuntimeError), a.slot():
+        raise RuntimeError("boom")
+    assert a.stats()["in_flight"] == 0
+    with pytest.raises(ValueError):
+        Admission(-1)
+
+
+class BlockingChecker(FakeChecker):
+    """A check that waits until released: the models stay held."""
+
+    def __init__(self):
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def check(self, pixels, path, on_disk):
+        self.started.set()
+        self.release.wait(20)
+        return super().check(pixels, path, on_disk)
+
+
+def test_a_full_queue_answers_503_at_once_and_serves_again_after(serve):  # noqa: F811
+    config = ServiceConfig(queue_length=1, request_timeout=30.0)
+    app = _ready_app(config)
+    checker = app.state.aigc.checker = BlockingChecker()
+    base = f"http://127.0.0.1:{serve(config, app)}"
+    png = _png()
+    answers = []
+
+    def post():
+        answers.append(httpx.post(f"{base}/v1/check", content=png, timeout=30))
+
+    first = threading.Thread(target=post)
+    first.start()
+    assert checker.started.wait(10)
+    second = threading.Thread(target=post)  # waits for its turn: the one place in the queue
+    second.start()
+    deadline = time.time() + 10
+    while app.state.aigc.admission.stats()["in_flight"] < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    start = time.monotonic()
+    # a third, with a body that would take long to send: refused before it is read
+    r = httpx.post(f"{base}/v1/check", content=png + b"\0" * 2_000_000, timeout=30)
+    assert time.monotonic() - start < 1.5
+    assert r.status_code == 503 and "overloaded" in r.json()["error"]["message"], r.text
+    assert int(r.headers["Retry-After"]) >= 1
+    assert httpx.post(f"{base}/v1/similar", content=png, timeout=30).status_code == 503
+    ready = httpx.get(f"{base}/readyz").json()
+    assert ready["load"]["in_flight"] == 2 and ready["load"]["refused"] == 2
+    checker.release.set()
+    first.join(30)
+    second.join(30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert httpx.post(f"{base}/v1/check", content=png, timeout=30).status_code == 200
+
+
+def test_workers_and_queue_length_settings(tmp_path):
+    assert ServiceConfig().workers == 1 and ServiceConfig().queue_length == 4
+    assert ServiceConfig(queue_length=0).queue_length == 0
+    for bad in ({"workers": 0}, {"workers": True}, {"queue_length": -1}, {"queue_length": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ServiceConfig(**bad)
+    cfg = tmp_path / "service.toml"
+    cfg.write_text("[service]\nworkers = 3\nqueue_length = 0\n")
+    loaded = ServiceConfig.load(cfg)
+    assert (loaded.workers, loaded.queue_length) == (3, 0)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_prefork_runs_the_workers_restarts_one_that_dies_and_stops_them_all(tmp_path):
+    port = free_port()
+    script = tmp_path / "serve.py"
+    # the real supervisor and uvicorn workers, with the stand-in checker instead of models
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import contextlib, sys
+            sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+            import aigcguard.service.http.app as app_module
+            from aigcguard.service.http import ServiceConfig
+            from aigcguard.service.http.server import prefork
+            from tests.test_service_hostile import _ready_app
+
+            def create_app(config, device="auto"):
+                app = _ready_app(config)
+                @contextlib.asynccontextmanager
+                async def no_models(app):
+                    yield
+                app.router.lifespan_context = no_models
+                return app
+
+            app_module.create_app = create_app
+            prefork(ServiceConfig(workers=2), host="127.0.0.1", port={port})
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the workers did not start")
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            now = _children(proc.pid)
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the dead worker was not replaced: {_children(proc.pid)}")
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/check", content=_png(), timeout=30)
+        assert r.status_code == 200, r.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert _children(proc.pid) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
