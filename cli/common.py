@@ -10,14 +10,19 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
-from aigcguard.imageio import ImageLoadError, LoadedImage, iter_image_paths, load_image
-from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, list_descriptors
 from aigcguard.registry import Registry
 from aigcguard.results import FailedInput
+
+if TYPE_CHECKING:
+    from aigcguard.imageio import LoadedImage
+
+# imageio (torch) and the descriptors are imported where they are used: `aigc --version` and
+# `aigc --help` import this module and must start in a fraction of a second (issue 22)
 
 device_option = click.option(
     "--device",
@@ -59,7 +64,10 @@ def descriptor_option(func: Callable) -> Callable:
                 raise click.UsageError("give --descriptor only (--embedder is its old name)")
             click.echo("warning: --embedder is deprecated; use --descriptor", err=True)
             kwargs["descriptor"] = old_descriptor
-        kwargs["descriptor"] = kwargs.get("descriptor") or DEFAULT_DESCRIPTOR
+        if kwargs.get("descriptor") is None:
+            from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR
+
+            kwargs["descriptor"] = DEFAULT_DESCRIPTOR
         return func(*args, **kwargs)
 
     merged = click.option("--embedder", "old_descriptor", hidden=True)(merged)
@@ -70,6 +78,8 @@ class _DescriptorOption(click.Option):
     """Its help names the descriptors registered when the help is shown, not at import."""
 
     def get_help_record(self, ctx):
+        from aigcguard.provenance.similarity.descriptors import DEFAULT_DESCRIPTOR, list_descriptors
+
         self.help = (
             f"Descriptor spec: {', '.join(list_descriptors())} (clip:ARCH/PRETRAINED or a "
             f"checkpoint).  [default: {DEFAULT_DESCRIPTOR}]"
@@ -179,11 +189,15 @@ class Run:
 def input_paths(inputs, run: Run, **walk) -> list[Path]:
     """The files INPUTS name, folders walked (:func:`aigcguard.imageio.iter_image_paths`);
     each folder entry not taken gets its failure line through ``run``."""
+    from aigcguard.imageio import iter_image_paths
+
     return list(iter_image_paths(inputs, on_skip=run.skip, **walk))
 
 
 def load_one(path, run: Run) -> LoadedImage | None:
     """``load_image(path)``, or None with the failure reported through ``run``."""
+    from aigcguard.imageio import ImageLoadError, load_image
+
     try:
         return load_image(path)
     except ImageLoadError as exc:
@@ -227,8 +241,7 @@ BATCH_PIXELS = 64_000_000
 def batch_pixels(images) -> int:
     """Decoded pixels of loaded images or of 3 x H x W tensors."""
     return sum(
-        int(p.shape[-1]) * int(p.shape[-2])
-        for p in (getattr(im, "pixels", im) for im in images)
+        int(p.shape[-1]) * int(p.shape[-2]) for p in (getattr(im, "pixels", im) for im in images)
     )
 
 

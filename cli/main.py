@@ -1,19 +1,28 @@
+import importlib
 import sys
 
 import click
 
 from aigcguard import __version__
-from aigcguard.cli.batch import batch_group
-from aigcguard.cli.check import check_cmd
 from aigcguard.cli.common import EXIT_INTERNAL, EXIT_UNUSABLE, explain_crash
-from aigcguard.cli.detect import detect_cmd, detector_group
-from aigcguard.cli.evaluate import eval_group
-from aigcguard.cli.generate import generate_cmd
-from aigcguard.cli.provenance import provenance_group
-from aigcguard.cli.serve import serve_cmd
-from aigcguard.cli.similarity import audit_cmd, index_group, similar_cmd
-from aigcguard.cli.watermark import watermark_group
 from aigcguard.results import error_text, is_internal_error
+
+#: every command, as (module under aigcguard.cli, attribute): imported when it is run or its
+#: help is shown, so `aigc --version` does not import torch and the models (issue 22)
+COMMANDS = {
+    "watermark": ("watermark", "watermark_group"),
+    "index": ("similarity", "index_group"),
+    "similar": ("similarity", "similar_cmd"),
+    "eval": ("evaluate", "eval_group"),
+    "audit": ("similarity", "audit_cmd"),
+    "detect": ("detect", "detect_cmd"),
+    "detector": ("detect", "detector_group"),
+    "provenance": ("provenance", "provenance_group"),
+    "generate": ("generate", "generate_cmd"),
+    "check": ("check", "check_cmd"),
+    "serve": ("serve", "serve_cmd"),
+    "batch": ("batch", "batch_group"),
+}
 
 EXIT_CODES = """\b
 Exit codes:
@@ -29,7 +38,17 @@ class _Main(click.Group):
     traceback with AIGC_DEBUG=1), never a bare traceback. Unexpected (a bug: RuntimeError,
     KeyError, ...), it is named and the exit code is 3; a bad input or environment (ValueError,
     OSError, this package's own errors: the rule of :func:`error_text`) gives its message
-    and exit 1."""
+    and exit 1. Commands are imported on first use (:data:`COMMANDS`)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            module, attr = COMMANDS[name]
+            command = getattr(importlib.import_module(f"aigcguard.cli.{module}"), attr)
+            self.add_command(command, name)
+        return self.commands.get(name)
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:
@@ -50,17 +69,3 @@ class _Main(click.Group):
 @click.version_option(__version__, prog_name="aigc")
 def main() -> None:
     """aigc-guard: where did this image come from?"""
-
-
-main.add_command(watermark_group)
-main.add_command(index_group)
-main.add_command(similar_cmd)
-main.add_command(eval_group)
-main.add_command(audit_cmd)
-main.add_command(detect_cmd)
-main.add_command(detector_group)
-main.add_command(provenance_group)
-main.add_command(generate_cmd)
-main.add_command(check_cmd)
-main.add_command(serve_cmd)
-main.add_command(batch_group)

@@ -222,12 +222,13 @@ def test_bad_inputs_alone_still_exit_1(folder):
 
 
 def test_a_crash_outside_any_picture_is_one_line_and_exit_3(folder, monkeypatch):
-    import aigcguard.cli.common as common
+    import aigcguard.imageio as imageio
 
     def walk(*args, **kwargs):
         raise RuntimeError("the walk broke")
 
-    monkeypatch.setattr(common, "iter_image_paths", walk)
+    # cli.common imports the walk where it is used (a fast `aigc --version`)
+    monkeypatch.setattr(imageio, "iter_image_paths", walk)
     monkeypatch.delenv("AIGC_DEBUG", raising=False)
     result = CliRunner().invoke(main, ["watermark", "detect", str(folder)])
     assert result.exit_code == 3
@@ -240,12 +241,12 @@ def test_a_crash_outside_any_picture_is_one_line_and_exit_3(folder, monkeypatch)
 
 
 def test_an_environment_error_outside_any_picture_is_one_line_and_exit_1(folder, monkeypatch):
-    import aigcguard.cli.common as common
+    import aigcguard.imageio as imageio
 
     def walk(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(folder))
 
-    monkeypatch.setattr(common, "iter_image_paths", walk)
+    monkeypatch.setattr(imageio, "iter_image_paths", walk)
     monkeypatch.delenv("AIGC_DEBUG", raising=False)
     result = CliRunner().invoke(main, ["watermark", "detect", str(folder)])
     assert result.exit_code == 1
