@@ -40,7 +40,10 @@ from aigcguard.results import is_internal_error
     "--trust",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="PEM file of trusted C2PA roots (repeatable).",
+    envvar="AIGC_TRUST",
+    help="PEM bundle of trusted C2PA roots, e.g. the C2PA trust list (repeatable; or "
+    "AIGC_TRUST, files separated by the path separator; docs/provenance.md says where to get "
+    "them).",
 )
 @click.option(
     "--html",
@@ -60,8 +63,8 @@ from aigcguard.results import is_internal_error
 def check_cmd(inputs, index, ledger, key, detector, trust, html_path, fmt, device):
     """Check each picture with every available signal: Content Credentials, labels and
     generator metadata, known watermarks, our watermark and its ledger record, the detector,
-    and similarity (with --index). The summary (generated, likely_generated, unknown,
-    likely_real) names the evidence that decided it."""
+    and similarity (with --index). The summary (generated, partly_generated, captured,
+    likely_generated, no_evidence) names the evidence that decided it."""
     from aigcguard.provenance.similarity.descriptors import DescriptorError
     from aigcguard.provenance.similarity.stores import StoreError
     from aigcguard.service.check import Checker, write_html

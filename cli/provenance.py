@@ -149,13 +149,16 @@ def sign_cmd(
     "--trust",
     "trust_anchors",
     multiple=True,
+    envvar="AIGC_TRUST",  # credentials.c2pa.TRUST_ENV; kept literal so --help loads no c2pa
+    show_envvar=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="PEM file of trusted root certificates (repeatable).",
+    help="PEM file of trusted root certificates, such as the C2PA Trust List (repeatable; "
+    "without --trust, the files in AIGC_TRUST, separated by the path separator).",
 )
 def verify_cmd(inputs, trust_anchors):
-    """Check each picture's C2PA manifest: one JSON line with `state` trusted (signer chains
-    to a --trust anchor), valid (intact, signer not trusted), invalid (with failure `codes`)
-    or absent."""
+    """Check each picture's C2PA manifests: one JSON line with `integrity` (intact, altered,
+    unreadable), `standing` (trusted, untrusted, expired, revoked), the chain of `manifests`,
+    the `declarations` of how it was made, and `state` (trusted, valid, invalid, absent)."""
     from aigcguard.provenance.credentials.c2pa import verify
 
     run = Run()

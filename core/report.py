@@ -13,8 +13,9 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
 .v-exact,.v-copy,.v-generated{color:#b00020;font-weight:600}.v-near_duplicate{color:#c75b00}
-.v-likely_generated{color:#c75b00;font-weight:600}.v-similar{color:#8a6d00}
-.v-none,.v-unknown{color:#555}.v-likely_real{color:#1b6e20;font-weight:600}
+.v-likely_generated,.v-partly_generated{color:#c75b00;font-weight:600}
+.v-similar{color:#8a6d00}.v-none,.v-no_evidence{color:#555}
+.v-captured{color:#1b6e20;font-weight:600}
 img{max-width:100%;border:1px solid #ddd}
 section{border-top:1px solid #eee;margin-top:1.5em;padding-top:.5em}
 .bar{display:inline-block;width:200px;height:10px;background:#eee;position:relative}

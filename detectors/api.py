@@ -34,6 +34,9 @@ class Detection(JsonResult):
     model: str
     threshold: float
     reason: str | None = field(default=None, metadata=OMIT_NONE)
+    #: the share of real validation pictures at or above ``threshold`` the model was
+    #: calibrated to (None: unknown); a check lets the band decide only when it is small
+    target_fpr: float | None = None
 
 
 def load(model: str = DEFAULT_MODEL, *, device: str | torch.device | None = "auto") -> Detector:
@@ -72,8 +75,12 @@ def score(
         if too_small:
             h, w = im.shape[-2:]
             reason = f"too small: {w}x{h} px, the detector needs {detector.min_side} px a side"
-            out.append(Detection(p, None, TOO_SMALL, detector.spec, threshold, reason=reason))
+            out.append(
+                Detection(p, None, TOO_SMALL, detector.spec, threshold, reason, cal.target_fpr)
+            )
             continue
         s = float(next(probs))
-        out.append(Detection(p, round(s, 6), cal.band(s), detector.spec, threshold))
+        out.append(
+            Detection(p, round(s, 6), cal.band(s), detector.spec, threshold, None, cal.target_fpr)
+        )
     return out

@@ -24,38 +24,116 @@ from tests.helpers import to_tensor
 KEY = "check test key"
 
 
-def _det(band: str) -> Detection:
-    return Detection("x.jpg", {"likely_real": 0.1, "uncertain": 0.5}.get(band, 0.9), band, "m", 0.8)
+def _det(band: str, target_fpr: float | None = 0.01) -> Detection:
+    score = {"likely_real": 0.1, "uncertain": 0.5}.get(band, 0.9)
+    return Detection("x.jpg", score, band, "m", 0.8, target_fpr=target_fpr)
+
+
+def _cred(state="valid", integrity="intact", standing="untrusted", declarations=(), **kw):
+    return credentials.CredentialCheck(
+        "x.jpg",
+        state,
+        signer={"common_name": "Signer CA", "organisation": "Org"},
+        integrity=integrity,
+        standing=standing,
+        declarations=list(declarations),
+        codes=kw.pop("codes", []),
+        **kw,
+    )
+
+
+def _decl(source_type, finding, where="active", standing="untrusted", integrity="intact"):
+    return {
+        "source_type": source_type,
+        "finding": finding,
+        "where": where,
+        "relationship": None if where == "active" else "parentOf",
+        "manifest": "urn:c2pa:x",
+        "action": "c2pa.created",
+        "software_agent": None,
+        "signer": "Signer CA",
+        "organisation": "Org",
+        "integrity": integrity,
+        "standing": standing,
+    }
+
+
+GENERATED = _decl("trainedAlgorithmicMedia", "generated")
 
 
 def test_summary_rules():
-    assert summarise({}).verdict == "unknown"
-    assert summarise({"detector": _det("uncertain")}).verdict == "unknown"
+    assert summarise({}).verdict == "no_evidence"
+    assert summarise({"detector": _det("uncertain")}).verdict == "no_evidence"
     s = summarise({"detector": _det("likely_generated")})
     assert s.verdict == "likely_generated" and s.decided_by == ["detector"]
-    s = summarise({"detector": _det("likely_real")})
-    assert s.verdict == "likely_real" and s.decided_by == ["detector"]
-    tampered = credentials.CredentialCheck(
-        "x.jpg",
-        "invalid",
-        codes=["assertion.dataHash.mismatch"],
-        digital_source_types=[credentials.TRAINED_ALGORITHMIC_MEDIA],
+    tampered = _cred(
+        "invalid", "altered", codes=["assertion.dataHash.mismatch"], declarations=[GENERATED]
     )
-    s = summarise({"credentials": tampered, "detector": _det("likely_real")})
-    # a broken signature is reported, not taken as a declaration either way
-    assert s.verdict == "likely_real" and any("invalid" in r for r in s.reasons)
-    capture = credentials.CredentialCheck(
-        "x.jpg",
+    s = summarise({"credentials": tampered})
+    # a broken hash is reported, not taken as a declaration either way
+    assert s.verdict == "no_evidence" and any("integrity check" in r for r in s.reasons)
+    capture = _cred(
         "trusted",
-        signer={"common_name": "Cam"},
-        digital_source_types=[credentials.DIGITAL_CAPTURE],
+        standing="trusted",
+        declarations=[_decl("digitalCapture", "captured", standing="trusted")],
     )
     s = summarise({"credentials": capture, "detector": _det("likely_generated")})
-    assert s.verdict == "likely_real" and s.decided_by == ["credentials"]
-    untrusted_capture = credentials.CredentialCheck(
-        "x.jpg", "valid", digital_source_types=[credentials.DIGITAL_CAPTURE]
+    assert s.verdict == "captured" and s.decided_by == ["credentials"]
+    untrusted_capture = _cred(declarations=[_decl("digitalCapture", "captured")])
+    s = summarise({"credentials": untrusted_capture})
+    assert s.verdict == "no_evidence" and any("only from a trusted signer" in r for r in s.reasons)
+
+
+def test_a_low_detector_score_is_no_evidence_of_real():
+    """Issue 20: "likely_real" from a detector is a claim it cannot back."""
+    s = summarise({"detector": _det("likely_real")})
+    assert s.verdict == "no_evidence" and s.decided_by == []
+    assert any("no evidence that the picture is real" in r for r in s.reasons)
+    assert any("0.10" in r for r in s.reasons)  # the score is still shown
+
+
+def test_a_loose_detector_threshold_does_not_decide():
+    """likely_generated needs a threshold that at most 1% of real photos reach."""
+    for fpr in (0.05, None):
+        s = summarise({"detector": _det("likely_generated", target_fpr=fpr)})
+        assert s.verdict == "no_evidence" and s.decided_by == [], (fpr, s)
+        assert any("shown, not summed up" in r for r in s.reasons)
+
+
+def test_intact_credentials_with_an_expired_certificate_declare_generated():
+    """Issue 20: ChatGPT's and Google's expired certificates read as tampering."""
+    cred = _cred(
+        standing="expired",
+        declarations=[_decl("trainedAlgorithmicMedia", "generated", standing="expired")],
     )
-    assert summarise({"credentials": untrusted_capture}).verdict == "unknown"
+    s = summarise({"credentials": cred, "detector": _det("likely_real")})
+    assert s.verdict == "generated" and s.decided_by == ["credentials"]
+    assert any("certificate has expired" in r and "content matches" in r for r in s.reasons)
+    assert not any("altered" in r for r in s.reasons)
+
+
+def test_a_declaration_in_an_ingredient_counts():
+    cred = _cred(declarations=[_decl("trainedAlgorithmicMedia", "generated", where="ingredient")])
+    s = summarise({"credentials": cred})
+    assert s.verdict == "generated"
+    assert any("parentOf ingredient" in r for r in s.reasons)
+    broken = _decl("trainedAlgorithmicMedia", "generated", where="ingredient", integrity="altered")
+    s = summarise({"credentials": _cred(declarations=[broken])})
+    assert s.verdict == "no_evidence"
+
+
+def test_composites_revocation_and_labels():
+    composite = _cred(
+        declarations=[_decl("compositeWithTrainedAlgorithmicMedia", "partly_generated")]
+    )
+    s = summarise({"credentials": composite})
+    assert s.verdict == "partly_generated" and s.decided_by == ["credentials"]
+    # generated evidence outranks a composite
+    s = summarise({"credentials": composite, "watermark": _wm(public=True)})
+    assert s.verdict == "generated"
+    revoked = _cred("invalid", standing="revoked", declarations=[GENERATED])
+    s = summarise({"credentials": revoked})
+    assert s.verdict == "no_evidence" and any("revoked" in r for r in s.reasons)
 
 
 def _wm(*, public=False, fmt="keyed", payload="00" * 8) -> WatermarkDetection:
@@ -95,10 +173,10 @@ def test_a_binding_mismatch_is_no_evidence():
     for public in (False, True):
         found = {"watermark": _wm(public=public), "ledger": REC, "binding": MISMATCH}
         s = summarise(found)
-        assert s.verdict == "unknown" and s.decided_by == [], s
+        assert s.verdict == "no_evidence" and s.decided_by == [], s
         assert any(r.startswith(FORGERY) for r in s.reasons)
-        s = summarise({**found, "detector": _det("likely_real")})
-        assert s.verdict == "likely_real" and s.decided_by == ["detector"]
+        s = summarise({**found, "detector": _det("likely_generated")})
+        assert s.verdict == "likely_generated" and s.decided_by == ["detector"]
 
 
 def test_a_private_mark_the_ledger_cannot_place_is_weak():
@@ -210,7 +288,7 @@ def test_every_signal_on_a_pipeline_picture(generated):
     assert "watermark" not in photo.summary.decided_by and photo.ledger is None
     assert photo.binding is None
     assert photo.detector is not None and photo.detector.model == "spectral"
-    assert photo.summary.verdict in ("unknown", "likely_real", "likely_generated")
+    assert photo.summary.verdict in ("no_evidence", "likely_generated")
     d = signed.to_dict()
     assert d["summary"]["verdict"] == "generated" and d["watermark"]["detected"] is True
     assert d["binding"]["state"] == "match" and "binding" not in d["ledger"]
@@ -298,3 +376,19 @@ def test_readme_try_it_on_the_bundled_samples(tmp_path):
     assert len(marked) == len(originals) >= 2
     assert all(v["verdict"] == "generated" and v["decided_by"] == ["watermark"] for v in marked)
     assert all("watermark" not in v["decided_by"] for v in originals)
+
+
+def test_an_iptc_composite_label_is_partly_generated_and_a_captured_label_no_evidence():
+    from aigcguard.provenance.credentials.iptc import DIGITAL_SOURCE_TYPES
+    from aigcguard.provenance.credentials.labels import LabelReport
+
+    def labels(code):
+        return LabelReport("x.jpg", "JPEG", None, DIGITAL_SOURCE_TYPES[code], [], [], True)
+
+    s = summarise({"labels": labels("compositeWithTrainedAlgorithmicMedia")})
+    assert s.verdict == "partly_generated" and s.decided_by == ["labels"]
+    s = summarise({"labels": labels("trainedAlgorithmicMedia")})
+    assert s.verdict == "generated"
+    # anyone can write an unsigned "captured" label: reported, no evidence
+    s = summarise({"labels": labels("digitalCapture")})
+    assert s.verdict == "no_evidence" and any("unsigned label" in r for r in s.reasons)

@@ -4,12 +4,14 @@ failures reported at the end with exit 1."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
 
 from aigcguard.cli import main
 from aigcguard.imageio import save_image
+from aigcguard.provenance.credentials.c2pa import TRUST_ENV, make_dev_ca, sign
 from tests.helpers import SHARED, to_tensor
 
 
@@ -69,3 +71,25 @@ def test_verify_conformance_tampered_files_invalid():
     states = {x["path"]: x["state"] for x in _lines(r.stdout)}
     assert len(states) == len(tampered) >= 7
     assert set(states.values()) == {"invalid"}
+
+
+def test_verify_reads_trust_anchors_from_aigc_trust(tmp_path, photos):
+    """AIGC_TRUST holds PEM files (os.pathsep-separated) for when no --trust is given."""
+    ca, other = make_dev_ca(tmp_path / "ca"), make_dev_ca(tmp_path / "other")
+    picture = save_image(to_tensor(photos["coffee"]), tmp_path / "gen.jpg")
+    signed = tmp_path / "signed.jpg"
+    sign(picture, signed, cert_chain=ca.chain, key=ca.key)
+    runner = CliRunner(env={TRUST_ENV: os.pathsep.join([str(other.ca), str(ca.ca)])})
+    r = runner.invoke(main, ["provenance", "verify", str(signed)])
+    assert r.exit_code == 0, r.output
+    [line] = _lines(r.stdout)
+    assert (line["state"], line["integrity"], line["standing"]) == ("trusted", "intact", "trusted")
+    assert [m["where"] for m in line["manifests"]] == ["active"]
+    assert line["declarations"][0]["source_type"] == "trainedAlgorithmicMedia"
+    # --trust, when given, is what counts
+    r = runner.invoke(main, ["provenance", "verify", str(signed), "--trust", str(other.ca)])
+    assert _lines(r.stdout)[0]["standing"] == "untrusted"
+    r = CliRunner(env={TRUST_ENV: str(tmp_path / "missing.pem")}).invoke(
+        main, ["provenance", "verify", str(signed)]
+    )
+    assert r.exit_code != 0 and "missing.pem" in r.output

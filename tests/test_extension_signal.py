@@ -112,12 +112,12 @@ def test_a_signal_runs_only_with_what_it_needs(sidecar_signal, checker, pictures
 
 def test_the_signal_rule_takes_its_place_among_the_evidence(sidecar_signal):
     claim = SidecarClaim("toy-diffusion")
-    real = Detection("x.png", 0.1, "likely_real", "m", 0.8)
-    s = summarise({"sidecar": claim, "detector": real})
+    strict = Detection("x.png", 0.9, "likely_generated", "m", 0.8, target_fpr=0.01)
+    s = summarise({"sidecar": claim, "detector": strict})
     assert s.verdict == "generated" and s.decided_by == ["sidecar"]
     assert s.reasons[-1] == "a sidecar file names a generator: toy-diffusion"  # after built-ins
-    s = summarise({"sidecar": None, "detector": real})
-    assert s.verdict == "likely_real" and s.decided_by == ["detector"]
+    s = summarise({"sidecar": None, "detector": strict})
+    assert s.verdict == "likely_generated" and s.decided_by == ["detector"]
 
 
 def test_unknown_needs_are_refused_and_removal_restores_todays_json(checker, pictures):

@@ -46,7 +46,7 @@ class FakeChecker:
     def check(self, pixels, path, on_disk):
         if pixels.shape[1] == 13:
             raise RuntimeError("cannot reshape tensor of 0 elements")
-        return FakeResult(path, "unknown")
+        return FakeResult(path, "no_evidence")
 
     def close(self):
         pass
@@ -160,7 +160,7 @@ def test_any_key_header_gets_401_never_500_and_a_non_ascii_key_works():
         assert r.json()["error"]["status"] == 401
     for headers in ({"X-API-Key": KEY.encode()}, {"Authorization": b"Bearer " + KEY.encode()}):
         r = client.post("/v1/check", content=png, headers=headers)
-        assert r.status_code == 200 and r.json()["verdict"] == "unknown", r.text
+        assert r.status_code == 200 and r.json()["verdict"] == "no_evidence", r.text
 
 
 def test_non_latin1_key_bytes_over_a_real_socket_get_401(serve):
@@ -401,7 +401,7 @@ def test_a_picture_that_makes_the_work_raise_is_a_4xx_and_its_batch_goes_on():
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert [x["path"] for x in results] == ["good.png", "raises.png", "junk.png", "also-good.png"]
-    assert results[0]["verdict"] == "unknown" and results[3]["verdict"] == "unknown"
+    assert results[0]["verdict"] == "no_evidence" and results[3]["verdict"] == "no_evidence"
     assert results[1]["error"]["status"] == 422 and "RuntimeError" in results[1]["error"]["message"]
     assert 400 <= results[2]["error"]["status"] < 500
     assert client.get("/readyz").status_code == 200

@@ -213,7 +213,7 @@ def test_check_of_a_tiny_or_thin_picture_reports_no_error(checker, h, w):
     assert result.errors == {}
     assert result.watermark is None and result.known_watermark is None
     if min(h, w) < 16:
-        assert result.detector is None and result.summary.verdict == "unknown"
+        assert result.detector is None and result.summary.verdict == "no_evidence"
     else:
         assert result.detector is not None and result.detector.score is not None
     json.dumps(result.to_dict())

@@ -1,5 +1,6 @@
 """Declarations a picture carries about where it came from: C2PA Content Credentials
-(``c2pa``: sign and verify; ``dev_ca``: a development certificate authority), AI labels
+(``c2pa``: verify, and sign from ``signing``; ``status``, ``chain``, ``signers`` and
+``datahash`` behind verify; ``dev_ca``: a development certificate authority), AI labels
 (``labels``: GB 45438-2025 and the IPTC digital source type, over ``containers``, the byte
 surgery on JPEG, PNG and WebP files), and the ``ledger`` of generated pictures keyed by their
 watermark payload.
@@ -18,8 +19,8 @@ from aigcguard.lazy import lazy_exports
 _PKG = "aigcguard.provenance.credentials"
 _LAZY = {
     "CredentialCheck": f"{_PKG}.c2pa",
-    "SignResult": f"{_PKG}.c2pa",
-    "sign": f"{_PKG}.c2pa",
+    "SignResult": f"{_PKG}.signing",
+    "sign": f"{_PKG}.signing",
     "verify": f"{_PKG}.c2pa",
     "DevCa": f"{_PKG}.dev_ca",
     "make_dev_ca": f"{_PKG}.dev_ca",
@@ -33,7 +34,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from aigcguard.provenance.credentials.c2pa import CredentialCheck, SignResult, sign, verify
+    from aigcguard.provenance.credentials.c2pa import CredentialCheck, verify
     from aigcguard.provenance.credentials.dev_ca import DevCa, make_dev_ca
     from aigcguard.provenance.credentials.labels import (
         LabelReport,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         write_label,
     )
     from aigcguard.provenance.credentials.ledger import Ledger, LedgerError, LedgerRecord
+    from aigcguard.provenance.credentials.signing import SignResult, sign
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)

@@ -35,6 +35,7 @@ __all__ = [
     "WRITABLE_FORMATS",
     "Scan",
     "Unparsable",
+    "jpeg_segments",
     "put_xmp",
     "read_file",
     "scan_metadata",
@@ -75,7 +76,7 @@ class Scan:
     complete: bool = True  # the container walk reached its end (required for writing)
 
 
-def _jpeg_segments(data: bytes) -> tuple[list[tuple[int, int, int]], int | None]:
+def jpeg_segments(data: bytes) -> tuple[list[tuple[int, int, int]], int | None]:
     """(marker, start, end) of the marker segments before the first scan, and where that scan
     starts (None when the file ends or breaks first)."""
     segments: list[tuple[int, int, int]] = []
@@ -107,7 +108,7 @@ def _jpeg_segments(data: bytes) -> tuple[list[tuple[int, int, int]], int | None]
 
 def _scan_jpeg(data: bytes) -> Scan:
     scan = Scan("JPEG")
-    segments, sos = _jpeg_segments(data)
+    segments, sos = jpeg_segments(data)
     scan.complete = sos is not None
     for marker, start, end in segments:
         payload = data[start + 4 : end]
@@ -296,7 +297,7 @@ def _fix_mpf(new: bytes, at: int, delta: int) -> bytes:
     were inserted at ``at`` in its first image. The MP index gives the first image's size and
     the later images' offsets from its own TIFF header. So the size grows. The offsets grow
     only if the change lies after that header (before it, header and images move together)."""
-    segments, _ = _jpeg_segments(new)
+    segments, _ = jpeg_segments(new)
     mpf = next((s for m, s, _ in segments if m == 0xE2 and new[s + 4 : s + 8] == b"MPF\x00"), None)
     if mpf is None or delta == 0:
         return new
@@ -329,7 +330,7 @@ def _put_jpeg(data: bytes, scan: Scan, packet: bytes) -> bytes:
     else:
         # A new packet goes after JFIF (APP0) and Exif, where the XMP specification puts it.
         start = 2
-        for marker, s, e in _jpeg_segments(data)[0]:
+        for marker, s, e in jpeg_segments(data)[0]:
             if marker == 0xE0 or (marker == 0xE1 and data[s + 4 : s + 10].startswith(b"Exif")):
                 start = e
             else:

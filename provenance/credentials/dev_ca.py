@@ -40,6 +40,7 @@ def make_dev_ca(
     overwrite: bool = False,
     name: str = "aigc-guard development",
     days: int = 365,
+    not_before: datetime.datetime | None = None,
 ) -> DevCa:
     """Write a test root CA (``ca.pem``), a signing chain (``chain.pem``: leaf, then CA) and
     the leaf's key (``key.pem``) into ``out_dir``. For development and tests only: anyone who
@@ -49,7 +50,13 @@ def make_dev_ca(
     certificate profile: EC P-256 (ES256), digitalSignature only, extended key usages
     emailProtection and documentSigning, not a CA, subject and authority key identifiers.
     Without a time-stamp a signature is checked against the leaf's validity at verification
-    time, so files signed with it turn ``invalid`` after ``days``.
+    time, so files signed with it verify with standing ``expired`` after ``days``.
+
+    ``name`` is the organisation of both certificates (the CA is "<name> root CA", the leaf
+    "<name> signer"). ``not_before`` (timezone-aware) starts the leaf's validity, an hour ago
+    by default; the leaf is valid ``days`` from then, so a start far enough back makes a leaf
+    that expires soon. (c2pa refuses to sign with an expired leaf: the tests of expired
+    signers sign with one that expires seconds later, and wait.)
     """
     out_dir = Path(out_dir)
     paths = DevCa(ca=out_dir / "ca.pem", chain=out_dir / "chain.pem", key=out_dir / "key.pem")
@@ -59,10 +66,15 @@ def make_dev_ca(
             raise FileExistsError(f"refusing to overwrite {', '.join(existing)}")
     if days < 1:
         raise ValueError(f"days must be at least 1, not {days}")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # an hour back tolerates a verifier's clock running behind
+    start = now - datetime.timedelta(hours=1) if not_before is None else not_before
+    if start.tzinfo is None:
+        raise ValueError("not_before must be timezone-aware")
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert, leaf_cert = _certificates(ca_key, leaf_key, name, days)
+    ca_cert, leaf_cert = _certificates(ca_key, leaf_key, name, start, days)
     pem = serialization.Encoding.PEM
     contents = {
         paths.key: leaf_key.private_bytes(
@@ -77,11 +89,14 @@ def make_dev_ca(
 
 
 def _certificates(
-    ca_key: ec.EllipticCurvePrivateKey, leaf_key: ec.EllipticCurvePrivateKey, name: str, days: int
+    ca_key: ec.EllipticCurvePrivateKey,
+    leaf_key: ec.EllipticCurvePrivateKey,
+    name: str,
+    start: datetime.datetime,
+    days: int,
 ) -> tuple[x509.Certificate, x509.Certificate]:
-    """The self-signed root, and the signing leaf it issued, valid ``days`` from now."""
+    """The self-signed root, and the signing leaf it issued, valid ``days`` from ``start``."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    start = now - datetime.timedelta(hours=1)  # tolerate a verifier's clock running behind
     ca_name = _name(name, f"{name} root CA")
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
@@ -92,7 +107,8 @@ def _certificates(
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(now + datetime.timedelta(days=max(2 * days, 3650)))  # outlives leaves
+        # outlives its leaves, and is valid now even when the leaf has expired
+        .not_valid_after(max(now, start) + datetime.timedelta(days=max(2 * days, 3650)))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(ca_ski, critical=False)
@@ -106,7 +122,7 @@ def _certificates(
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_after(start + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(

@@ -9,9 +9,11 @@ __all__ = [
     "COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA",
     "DIGITAL_SOURCE_TYPES",
     "DIGITAL_SOURCE_TYPE_BASE",
+    "FINDINGS",
     "IPTC_EXT_NS",
     "TRAINED_ALGORITHMIC_MEDIA",
     "source_type_code",
+    "source_type_finding",
     "source_type_uri",
 ]
 
@@ -54,9 +56,43 @@ AI_DIGITAL_SOURCE_TYPES = frozenset(
 )
 
 
+#: What a digital source type says about how the picture was made: ``generated`` (an
+#: algorithm made all of it), ``partly_generated`` (a composite with generated parts),
+#: ``captured`` (a device recorded real life) or, for any other code, ``other``.
+#: ``captured`` is IPTC's "original media" group (digitalCapture, and film and prints
+#: digitised), computationalCapture (a capture processed on the device, e.g. multi-frame
+#: smartphone photos) and compositeCapture (a composite whose elements are all captures).
+#: Left out, as "other": minorHumanEdits and humanEdits (an edit: they say nothing of the
+#: source), algorithmicallyEnhanced, screenCapture (what was on the screen may be anything),
+#: virtualRecording, composite (its elements may or may not be generated), digitalCreation,
+#: digitalArt and dataDrivenMedia (made by a person, not recorded).
+FINDINGS: dict[str, str] = {
+    **dict.fromkeys(("trainedAlgorithmicMedia", "algorithmicMedia"), "generated"),
+    **dict.fromkeys(
+        ("compositeWithTrainedAlgorithmicMedia", "compositeSynthetic"), "partly_generated"
+    ),
+    **dict.fromkeys(
+        (
+            "digitalCapture",
+            "computationalCapture",
+            "negativeFilm",
+            "positiveFilm",
+            "print",
+            "compositeCapture",
+        ),
+        "captured",
+    ),
+}
+
+
 def source_type_code(value: str) -> str:
     """The code of a digital source type written as a URI or as a bare code."""
     return value.strip().rstrip("/").rsplit("/", 1)[-1]
+
+
+def source_type_finding(value: str) -> str:
+    """:data:`FINDINGS` for a digital source type written as a URI or a bare code."""
+    return FINDINGS.get(source_type_code(value), "other")
 
 
 def source_type_uri(value: str | None) -> str | None:

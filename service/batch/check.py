@@ -35,7 +35,12 @@ class CheckTask(BatchTask):
         ),
         KEY_OPTION,
         TaskOption("detector", "auto (default), default, spectral, or a file."),
-        TaskOption("trust", "PEM file of trusted C2PA roots (repeatable).", "files"),
+        TaskOption(
+            "trust",
+            "PEM bundle of trusted C2PA roots (repeatable; or AIGC_TRUST).",
+            "files",
+            "AIGC_TRUST",
+        ),
     )
 
     def __init__(

@@ -28,10 +28,13 @@ def render_html(results: Sequence[CheckResult], checker: Checker | None = None) 
         "<!doctype html><meta charset='utf-8'><title>aigc check</title>",
         f"<style>{STYLE}</style><h1>Where did these pictures come from?</h1>",
         counts_table(counts),
-        "<p>A declaration or a mark decides (<em>generated</em>); otherwise the detector's band "
-        "(a probability, not a fact); otherwise <em>unknown</em>. A missing label or mark "
-        "proves nothing: platforms strip metadata. A mark whose ledger record is of another "
-        "picture (binding <em>mismatch</em>) was copied: it decides nothing.</p>",
+        "<p>A declaration or a mark decides (<em>generated</em>, <em>partly_generated</em>); "
+        "intact Content Credentials of a trusted signer can say <em>captured</em>; a weak "
+        "label, an unbound mark or a strict detector say <em>likely_generated</em>; otherwise "
+        "<em>no_evidence</em>. A low detector score is not evidence that a picture is real, and "
+        "a missing label or mark proves nothing: platforms strip metadata. A mark whose ledger "
+        "record is of another picture (binding <em>mismatch</em>) was copied: it decides "
+        "nothing.</p>",
     ]
     for r in results:
         parts += _section(r, checker)
@@ -89,9 +92,7 @@ def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
     rows = []
     c = r.credentials
     if c is not None:
-        types = ", ".join(t.rsplit("/", 1)[-1] for t in c.digital_source_types or []) or "-"
-        codes = f"; codes {e(', '.join(c.codes))}" if c.codes else ""
-        rows.append(("Content Credentials", f"{e(c.state)}; source type {e(types)}{codes}"))
+        rows.append(("Content Credentials", _credentials_text(c)))
     lab = r.labels
     if lab is not None:
         gb = "none" if lab.gb45438 is None else f"label {lab.gb45438.label} ({lab.gb45438.source})"
@@ -117,12 +118,21 @@ def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
         state = f"<b>{e(b.state)}</b>" if b.state == "mismatch" else e(b.state)
         rows.append(("Binding", f"{state}: {e(b.reason)}"))
     d = r.detector
-    if d is not None:
+    if d is not None and d.score is None:
+        rows.append(("Detector", e(f"not scored: {d.reason} ({d.model})")))
+    elif d is not None:
         bar = (
             f"<span class='bar'><span style='width:{100 * d.score:.0f}%'></span>"
             f"<i style='left:{100 * d.threshold:.0f}%'></i></span>"
         )
-        rows.append(("Detector", f"{bar} {d.score:.2f} {e(d.band)} ({e(d.model)})"))
+        side = (
+            "above its threshold"
+            if d.band == "likely_generated"
+            else "below its threshold (not evidence that it is real)"
+        )
+        fpr = "" if d.target_fpr is None else f"; {d.target_fpr:.0%} of real photos pass it"
+        text = f"{d.score:.2f}, {side}: {d.threshold:.2f}{fpr} ({d.model})"
+        rows.append(("Detector", f"{bar} {e(text)}"))
     if r.similarity is not None:
         top = r.similarity.matches[0] if r.similarity.matches else None
         best = "no registered work" if top is None else f"{top.title or top.path} ({top.score:.2f})"
@@ -134,6 +144,40 @@ def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
     for name, err in r.errors.items():
         rows.append((name, f"<em>failed: {e(err)}</em>"))
     return rows
+
+
+def _credentials_text(c) -> str:
+    """Integrity and standing, then each declaration with where it was made and who signed."""
+    if c.state == "absent":
+        return "none" + (f" (points at {e(c.remote_manifest)})" if c.remote_manifest else "")
+    integrity = getattr(c, "integrity", None) or c.state
+    standing = getattr(c, "standing", None)
+    head = f"integrity <b>{e(integrity)}</b>" + (f", signer {e(standing)}" if standing else "")
+    signer = c.signer or {}
+    who = signer.get("common_name")
+    if who:
+        org = signer.get("organisation")
+        head += f", signed by {e(who)}" + (f" ({e(org)})" if org else "")
+    if c.signed_at:
+        head += f" at {e(c.signed_at)}"
+    if c.codes:
+        head += f"; codes {e(', '.join(c.codes))}"
+    items = []
+    for d in getattr(c, "declarations", None) or []:
+        where = (
+            "active manifest"
+            if d.get("where") == "active"
+            else (f"{d.get('relationship') or 'ingredient'} ingredient")
+        )
+        by = d.get("organisation") or d.get("signer") or "unknown signer"
+        items.append(
+            f"<li>{e(str(d.get('source_type')))} ({e(str(d.get('finding')))}): {e(where)}, "
+            f"{e(str(d.get('action') or 'action'))}, {e(str(by))}</li>"
+        )
+    if not items and c.digital_source_types:
+        types = ", ".join(t.rsplit("/", 1)[-1] for t in c.digital_source_types)
+        items.append(f"<li>{e(types)}</li>")
+    return head + (f"<ul>{''.join(items)}</ul>" if items else "; no source type declared")
 
 
 def write_html(path: str | Path, results: Sequence[CheckResult], checker: Checker | None = None):

@@ -16,16 +16,22 @@ from typing import Any
 from aigcguard.results import JsonResult
 from aigcguard.service.check.signals import SIGNALS, signal_names
 
-SUMMARY_VERDICTS = ("generated", "likely_generated", "unknown", "likely_real")
+SUMMARY_VERDICTS = ("generated", "partly_generated", "likely_generated", "captured", "no_evidence")
 #: evidence tiers, strongest first, and the verdict each gives: a verifiable declaration or a
-#: mark; trusted camera-capture credentials; a weak label; the detector's band
+#: mark; a declared composite; intact credentials of a trusted signer declaring a capture; a
+#: weak label or a mark that cannot be bound; a detector whose threshold lets at most
+#: DETECTOR_MAX_FPR of real photos through. Nothing says "real" but trusted credentials: a low
+#: detector score is absence of evidence, not evidence of absence.
 TIERS = (
     ("strong", "generated"),
-    ("real", "likely_real"),
+    ("partial", "partly_generated"),
+    ("captured", "captured"),
     ("weak", "likely_generated"),
     ("leans_generated", "likely_generated"),
-    ("leans_real", "likely_real"),
 )
+#: the largest share of real photos a detector's threshold may pass for its band to decide
+#: ``likely_generated``; a looser detector's score is shown, not summed up
+DETECTOR_MAX_FPR = 0.01
 NOTHING_SAID = "no signal says anything about this picture"
 
 
@@ -63,37 +69,127 @@ class Evidence:
             names = list(dict.fromkeys(self.tiers[tier]))
             if names:
                 return Summary(verdict, names, self.reasons)
-        return Summary("unknown", [], self.reasons or [NOTHING_SAID])
+        return Summary("no_evidence", [], self.reasons or [NOTHING_SAID])
 
 
 Rule = Callable[[Mapping[str, Any], Evidence], None]
 
 
-def credentials_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
-    """Verified credentials declaring a trained model: strong; trusted ones declaring a camera
-    capture: real. Invalid ones are reported (someone edited a signed file), not evidence."""
-    from aigcguard.provenance.credentials.iptc import AI_DIGITAL_SOURCE_TYPES
+def _finding(source_type: str) -> str:
+    from aigcguard.provenance.credentials.iptc import source_type_finding
 
+    return source_type_finding(source_type)
+
+
+def credentials_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
+    """What intact Content Credentials declare, anywhere in their chain (the active manifest
+    or an ingredient's): a trained model made it (strong, whatever the signer's standing but
+    revoked: an expired or untrusted certificate does not change what the file says, and the
+    reason says so); a composite with generated parts (partial); a capture, from a trusted
+    signer only (captured). Credentials that fail their integrity check are reported (the
+    file was changed after signing), not evidence either way."""
     cred = found.get("credentials")
     if cred is None or cred.state == "absent":
         return
-    if cred.state not in ("trusted", "valid"):
+    integrity = getattr(cred, "integrity", None) or ("intact" if cred.state != "invalid" else None)
+    if integrity != "intact":
         codes = ", ".join(cred.codes or []) or "unknown failure"
-        evidence.note(f"Content Credentials are invalid ({codes}): the file was altered")
+        what = (
+            "cannot be read"
+            if integrity == "unreadable"
+            else "fail their integrity check: the file was changed after it was signed"
+        )
+        evidence.note(f"Content Credentials {what} ({codes}); what they declare is no evidence")
         return
-    types = [t.rsplit("/", 1)[-1] for t in cred.digital_source_types or []]
-    ai = [t for t in types if t in AI_DIGITAL_SOURCE_TYPES]
-    who = f"signed by {(cred.signer or {}).get('common_name', 'an unknown signer')}"
-    if ai:
-        evidence.add(
-            "strong", "credentials", f"Content Credentials ({cred.state}, {who}) declare {ai[0]}"
+    if getattr(cred, "standing", None) == "revoked":
+        evidence.note(
+            f"Content Credentials {_signed_by(cred.signer)}: the signing certificate was "
+            "revoked, so what they declare is no evidence"
         )
-    elif cred.state == "trusted" and "digitalCapture" in types:
-        evidence.add(
-            "real", "credentials", f"trusted Content Credentials ({who}) declare a camera capture"
+        return
+    declarations = _declarations(cred)
+    if not declarations:
+        evidence.note(
+            f"Content Credentials ({_standing_words(cred.standing)}) {_signed_by(cred.signer)} "
+            "declare no digital source type"
         )
-    else:
-        evidence.note(f"Content Credentials ({cred.state}) declare {types or 'nothing'}")
+        return
+    tier_of = {"generated": "strong", "partly_generated": "partial"}
+    for d in declarations:
+        finding = d.get("finding")
+        if finding == "generated" and d.get("scope") == "component":
+            # a generated ingredient composited into the picture (Photoshop's generative
+            # fill lists its Firefly part so): the picture is partly generated
+            finding = "partly_generated"
+        if d.get("integrity", "intact") != "intact":
+            evidence.note(
+                f"an ingredient's Content Credentials declare {d.get('source_type')} but fail "
+                "their integrity check; not evidence"
+            )
+            continue
+        said = (
+            f"Content Credentials declare {d.get('source_type')} ({_where(d)}, "
+            f"{_signed_by(d)}; {_standing_words(d.get('standing'))})"
+        )
+        if finding in tier_of:
+            evidence.add(tier_of[finding], "credentials", said)
+        elif finding == "captured" and d.get("standing") == "trusted":
+            evidence.add("captured", "credentials", said)
+        elif finding == "captured":
+            evidence.note(f"{said}: a capture is believed only from a trusted signer")
+        else:
+            evidence.note(said)
+
+
+def _declarations(cred: Any) -> list[dict[str, Any]]:
+    """The chain's declarations; a result without them (an older reader, a test double) gives
+    one per active source type, judged with the active manifest's standing."""
+    if getattr(cred, "declarations", None) is not None:
+        return list(cred.declarations)
+    signer = cred.signer or {}
+    standing = getattr(cred, "standing", None) or (
+        "trusted" if cred.state == "trusted" else "untrusted"
+    )
+    return [
+        {
+            "source_type": t.rsplit("/", 1)[-1],
+            "finding": _finding(t),
+            "where": "active",
+            "signer": signer.get("common_name"),
+            "organisation": signer.get("organisation"),
+            "integrity": "intact",
+            "standing": standing,
+        }
+        for t in cred.digital_source_types or []
+    ]
+
+
+def _signed_by(who: Mapping[str, Any] | None) -> str:
+    who = who or {}
+    name = who.get("common_name") or who.get("signer") or "an unknown signer"
+    org = who.get("organisation")
+    return f"signed by {name}" + (f" ({org})" if org and org not in name else "")
+
+
+def _where(d: Mapping[str, Any]) -> str:
+    if d.get("where") == "ingredient":
+        part = " (a component)" if d.get("scope") == "component" else ""
+        return f"in the manifest of a {d.get('relationship') or 'listed'} ingredient{part}"
+    return "in the active manifest"
+
+
+#: what each standing means for a declaration, said in the reasons
+_STANDING_WORDS = {
+    "trusted": "the signer is on the trust list",
+    "untrusted": "the signer is not on the configured trust lists: it is the signer's own claim",
+    "expired": "the certificate has expired and no time-stamp proves it was valid at signing; "
+    "the content matches what was signed",
+    None: "the signer's standing is unknown",
+}
+
+
+def _standing_words(standing: str | None) -> str:
+    return _STANDING_WORDS.get(standing, f"signer {standing}")
 
 
 def watermark_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
@@ -194,10 +290,10 @@ def known_watermark_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
 
 
 def labels_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
-    """A GB 45438 Label 1, an IPTC AI source type or generator metadata: strong; a GB 45438
-    label of 2 or 3 ("possibly", "suspected"): weak."""
-    from aigcguard.provenance.credentials.iptc import AI_DIGITAL_SOURCE_TYPES
-
+    """A GB 45438 Label 1, an IPTC generated source type or generator metadata: strong; an
+    IPTC composite with generated parts: partial; a GB 45438 label of 2 or 3 ("possibly",
+    "suspected"): weak. An unsigned label saying "captured" is no evidence (anyone can write
+    it)."""
     lab = found.get("labels")
     if lab is None:
         return
@@ -208,26 +304,48 @@ def labels_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
         reason = f"a GB 45438 label ({gb.source}) says possibly or suspected AI"
         evidence.add("weak", "labels", reason)
     dst = (lab.digital_source_type or "").rsplit("/", 1)[-1]
-    if dst in AI_DIGITAL_SOURCE_TYPES:
+    finding = _finding(dst) if dst else None
+    if finding == "generated":
         evidence.add("strong", "labels", f"the IPTC digital source type in XMP is {dst}")
+    elif finding == "partly_generated":
+        reason = f"the IPTC digital source type in XMP is {dst}: partly generated"
+        evidence.add("partial", "labels", reason)
+    elif dst:
+        evidence.note(f"the IPTC digital source type in XMP is {dst} (an unsigned label)")
     for sig in lab.generator_signals or []:
         reason = f"metadata names a generator: {sig.generator} ({sig.key})"
         evidence.add("strong", "labels", reason)
 
 
 def detector_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
-    """The detector's band decides only when nothing above did: a probability, not a fact."""
+    """The detector decides only when nothing above did, only ``likely_generated`` and only
+    when its threshold passes at most :data:`DETECTOR_MAX_FPR` of real photos. A low score is
+    never called real: detectors miss many generators, so it is no evidence."""
     det = found.get("detector")
     if det is None:
         return
-    evidence.note(
-        f"the detector ({det.model}) gives {det.score:.2f} ({det.band}; threshold "
-        f"{det.threshold:.2f})"
-    )
-    if det.band == "likely_generated":
-        evidence.add("leans_generated", "detector")
-    elif det.band == "likely_real":
-        evidence.add("leans_real", "detector")
+    if det.score is None:
+        evidence.note(f"the detector ({det.model}) did not score it: {det.reason}")
+        return
+    said = f"the detector ({det.model}) gives {det.score:.2f} (threshold {det.threshold:.2f})"
+    fpr = getattr(det, "target_fpr", None)
+    if det.band != "likely_generated":
+        evidence.note(
+            f"{said}: below its threshold, which is no evidence that the picture is real "
+            "(detectors miss many generators)"
+        )
+    elif fpr is not None and fpr <= DETECTOR_MAX_FPR:
+        evidence.add(
+            "leans_generated",
+            "detector",
+            f"{said}: above a threshold that {fpr:.1%} of real photos reach",
+        )
+    else:
+        allows = "an unknown share" if fpr is None else f"{fpr:.0%}"
+        evidence.note(
+            f"{said}: above its threshold, but that threshold lets {allows} of real photos "
+            f"through (a verdict needs at most {DETECTOR_MAX_FPR:.0%}): shown, not summed up"
+        )
 
 
 def similarity_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
