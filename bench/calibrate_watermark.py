@@ -164,6 +164,8 @@ def soft_trials(
         pack(out_dir)  # what earlier runs left (a stopped run's files stay plain text)
         if not keys:  # --soft-keys 0: summarise what is kept, try nothing new
             return summarise_kept(out_dir)
+        pid_file = out_dir / f"{stamp}.pid"
+        write_atomic(pid_file, str(os.getpid()))
     jobs = [
         (name, img, keys, None if out_dir is None else str(out_dir / f"{stamp}-{i % workers}.tsv"))
         for i, (name, img) in enumerate(zip(names, images, strict=True))
@@ -176,20 +178,41 @@ def soft_trials(
                 print(f"  {method}: {i + 1}/{len(images)} images", file=sys.stderr)
     if out_dir is None:
         return summarise(torch.tensor(p, dtype=torch.float64), len(images), len(keys))
+    pid_file.unlink(missing_ok=True)
     pack(out_dir)
     return summarise_kept(out_dir)
 
 
 def pack(folder: Path) -> None:
     """Gzip every finished run's trials (about a third of the size); atomically, so a pack
-    that stops half way loses nothing."""
+    that stops half way loses nothing. A run still going (its ``STAMP.pid`` names a live
+    process) is left alone: it is still appending to its files."""
     for path in sorted(folder.glob("*.tsv")):
+        if _running(folder / (path.name.rsplit("-", 1)[0] + ".pid")):
+            continue
         packed = path.with_name(path.name + ".gz")
         tmp = packed.with_name("." + packed.name)
         with open(path, "rb") as src, gzip.open(tmp, "wb") as dst:
             dst.write(src.read())
         os.replace(tmp, packed)
         path.unlink()
+    for pid_file in folder.glob("*.pid"):  # left by runs that were stopped
+        if not _running(pid_file):
+            pid_file.unlink(missing_ok=True)
+
+
+def _running(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return pid != os.getpid()
 
 
 class _Serial:
@@ -205,21 +228,63 @@ class _Serial:
         return map(fn, jobs)
 
 
-def summarise_kept(folder: Path) -> dict:
-    """Every trial kept in ``folder`` (one detector version): name, key, p per line."""
-    names, keys, p = set(), set(), []
+def read_kept(folder: Path) -> list[tuple[str, str, float]]:
+    """Every complete (name, key, p) line kept in ``folder``."""
+    out = []
     for path in sorted([*folder.glob("*.tsv"), *folder.glob("*.tsv.gz")]):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt") as handle:
             text = handle.read()
         for line in text.splitlines():
             parts = line.split("\t")
-            if len(parts) != 3:  # a line cut short by a stopped run
-                continue
-            names.add(parts[0])
-            keys.add(parts[1])
-            p.append(float(parts[2]))
-    out = summarise(torch.tensor(p, dtype=torch.float64), len(names), len(keys))
+            if len(parts) == 3:  # else a line cut short by a stopped run
+                out.append((parts[0], parts[1], float(parts[2])))
+    return out
+
+
+def carry(
+    old: Path, new: Path, images: dict[str, torch.Tensor], n_verify: int, seed: int
+) -> list[str]:
+    """Carry the trials kept under an older detector version into ``new`` when a rerun of
+    ``n_verify`` of them, drawn at random, gives exactly the p-values kept (a refactor that
+    changed the code's fingerprint but not its results). Returns the mismatches (nothing is
+    carried then)."""
+    kept = read_kept(old)
+    if not kept:
+        return [f"{old}: no trials kept there"]
+    rng = np.random.default_rng(seed)
+    picks = [kept[i] for i in rng.choice(len(kept), min(n_verify, len(kept)), replace=False)]
+    bad = []
+    for name, key, p in picks:
+        if name not in images:
+            bad.append(f"{name}: not among this run's images (other --variants or photos?)")
+            continue
+        again = _tilemark_image((name, images[name], [key], None))[0]
+        if again != p:
+            bad.append(f"{name} key {key}: kept p {p!r}, now {again!r}")
+    if bad:
+        return bad
+    new.mkdir(parents=True, exist_ok=True)
+    for path in sorted(old.glob("*.tsv.gz")):
+        target = new / f"carried-{old.name}-{path.name}"
+        tmp = target.with_name("." + target.name)
+        tmp.write_bytes(path.read_bytes())
+        os.replace(tmp, target)
+    note = (
+        f"trials of detector version {old.name} carried here on "
+        f"{datetime.datetime.now().isoformat(timespec='seconds')}: {len(picks)} of "
+        f"{len(kept)} rerun with this version gave the same p-values exactly\n"
+    )
+    write_atomic(new / f"carried-{old.name}.txt", note)
+    return []
+
+
+def summarise_kept(folder: Path) -> dict:
+    """Every trial kept in ``folder`` (one detector version): name, key, p per line."""
+    kept = read_kept(folder)
+    names, keys = {k[0] for k in kept}, {k[1] for k in kept}
+    p = torch.tensor([k[2] for k in kept], dtype=torch.float64)
+    out = summarise(p, len(names), len(keys))
     out["detector_version"] = folder.name
     return out
 
@@ -293,6 +358,13 @@ def main() -> None:
         help="keep every tilemark trial in this folder (per detector version) and summarise all "
         "of them: runs with fresh keys add up",
     )
+    parser.add_argument(
+        "--carry",
+        metavar="VERSION",
+        help="with --accumulate: carry the trials kept under this older detector version into "
+        "the current one if --carry-verify of them, rerun, give exactly the same p-values",
+    )
+    parser.add_argument("--carry-verify", type=int, default=40)
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -302,6 +374,20 @@ def main() -> None:
             images.append(common.to_tensor(v))
             names.append(f"{name}#{j}")
     keys = [os.urandom(16).hex() for _ in range(args.keys)]
+    if args.carry:
+        if args.accumulate is None:
+            parser.error("--carry needs --accumulate")
+        bad = carry(
+            args.accumulate / args.carry,
+            args.accumulate / detector_version(),
+            dict(zip(names, images, strict=True)),
+            args.carry_verify,
+            args.seed,
+        )
+        if bad:
+            print("not carried: the rerun trials differ:\n  " + "\n  ".join(bad), file=sys.stderr)
+            raise SystemExit(1)
+        print(f"carried the trials of {args.carry} into {detector_version()}", file=sys.stderr)
     print(f"{len(images)} unmarked images x {len(keys)} keys", file=sys.stderr)
 
     # tilemark-legacy only writes the older format; reading is tilemark's detector, calibrated

@@ -66,3 +66,53 @@ def test_detector_version_ignores_comments_and_docstrings(tmp_path):
     assert cal.detector_version(tmp_path) == cal.detector_version()
     keyed.write_text(text.replace("SCREEN = 256", "SCREEN = 128"))
     assert cal.detector_version(tmp_path) != cal.detector_version()
+
+
+def test_trials_carry_over_only_when_a_rerun_reproduces_them(pictures, tmp_path):
+    names = ["camera#0", "coffee#0"]
+    images = dict(zip(names, pictures, strict=True))
+    cal.soft_trials(pictures, names, "tilemark", ["k1", "k2"], accumulate=tmp_path)
+    current = tmp_path / cal.detector_version()
+    old = tmp_path / "0ld0ld0ld0ld0ld0"
+    current.rename(old)
+    assert cal.carry(old, current, images, n_verify=3, seed=1) == []
+    assert cal.summarise_kept(current)["trials"] == 4
+    assert (current / f"carried-{old.name}.txt").read_text().startswith("trials of")
+    # trials the code does not reproduce (another version's results) are not carried
+    forged = tmp_path / "f0rged0000000000"
+    forged.mkdir()
+    with gzip.open(forged / "x-0.tsv.gz", "wt") as handle:
+        handle.write("camera#0\tk1\t0.123\ncoffee#0\tk2\t0.5\n")
+    elsewhere = tmp_path / "elsewhere"
+    bad = cal.carry(forged, elsewhere, images, n_verify=2, seed=1)
+    assert len(bad) == 2 and "kept p 0.123" in " ".join(bad) and not elsewhere.exists()
+    assert cal.carry(forged, elsewhere, {}, n_verify=1, seed=1)[0].endswith(
+        "not among this run's images (other --variants or photos?)"
+    )
+
+
+def test_a_run_still_going_is_not_packed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "20260101T000000-0.tsv").write_text("a#0\tk\t0.5\n")
+        (tmp_path / "20260101T000000.pid").write_text(str(live.pid))
+        (tmp_path / "20250101T000000-0.tsv").write_text("b#0\tk\t0.5\n")
+        (tmp_path / "20250101T000000.pid").write_text("999999999")  # a stopped run's
+        cal.pack(tmp_path)
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == [
+            "20250101T000000-0.tsv.gz",
+            "20260101T000000-0.tsv",
+            "20260101T000000.pid",
+        ]
+        assert cal.summarise_kept(tmp_path)["trials"] == 2
+    finally:
+        live.kill()
+        live.wait()
+    cal.pack(tmp_path)
+    assert not list(tmp_path.glob("*.tsv")) and not list(tmp_path.glob("*.pid"))
+    assert os.path.exists(tmp_path / "20260101T000000-0.tsv.gz")
