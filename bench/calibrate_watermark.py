@@ -96,14 +96,27 @@ def variants(arr: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarr
     return out
 
 
+#: tilemark modules that do not compute a p-value: embedding, its SSIM guard, the package's
+#: re-exports, and the quick look in front of the search (which can only skip a search,
+#: never add a detection, so trials of the search bound the detector with it too)
+_NOT_SEARCH = frozenset({"__init__.py", "embedding.py", "ssim_guard.py", "gate.py"})
+#: what of method.py does count: the budget shares and the function calibration calls
+_METHOD_PARTS = frozenset({"all_families", "FORMAT_SHARES"})
+
+
 def detector_version(root: Path = ROOT) -> str:
-    """A fingerprint of the code a tilemark p-value comes from (the tilemark package and the
-    payload bound), comments and docstrings left out: accumulated trials count only while
-    it is unchanged."""
+    """A fingerprint of the code a tilemark p-value comes from (the search modules of the
+    tilemark package, ``all_families`` and its shares, and the payload bound), comments and
+    docstrings left out: accumulated trials count only while it is unchanged (or carry over
+    when a rerun reproduces them, :func:`carry`)."""
     digest = hashlib.sha256()
     sources = sorted((root / "watermark" / "tilemark").glob("*.py"))
     for path in [*sources, root / "watermark" / "payload.py"]:
+        if path.name in _NOT_SEARCH:
+            continue
         tree = ast.parse(path.read_text())
+        if path.name == "method.py":
+            tree.body = [node for node in tree.body if _top_name(node) in _METHOD_PARTS]
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
             if (
@@ -116,6 +129,14 @@ def detector_version(root: Path = ROOT) -> str:
                 node.body = body[1:] or [ast.Pass()]
         digest.update(path.name.encode() + b"\0" + ast.dump(tree).encode())
     return digest.hexdigest()[:16]
+
+
+def _top_name(node: ast.stmt) -> str | None:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        return getattr(node.targets[0], "id", None)
+    return None
 
 
 def _tilemark_image(job: tuple[str, torch.Tensor, list[str], str | None]) -> list[float]:

@@ -116,3 +116,28 @@ def test_a_run_still_going_is_not_packed(tmp_path):
     cal.pack(tmp_path)
     assert not list(tmp_path.glob("*.tsv")) and not list(tmp_path.glob("*.pid"))
     assert os.path.exists(tmp_path / "20260101T000000-0.tsv.gz")
+
+
+def test_detector_version_covers_the_search_not_embedding_or_the_gate(tmp_path):
+    import shutil
+
+    root = cal.ROOT
+    (tmp_path / "watermark").mkdir()
+    shutil.copytree(root / "watermark" / "tilemark", tmp_path / "watermark" / "tilemark")
+    shutil.copy(root / "watermark" / "payload.py", tmp_path / "watermark" / "payload.py")
+    base = cal.detector_version(tmp_path)
+    folder = tmp_path / "watermark" / "tilemark"
+    (folder / "gate.py").write_text("THRESHOLD = 3.0\n")
+    embedding = folder / "embedding.py"
+    embedding.write_text(embedding.read_text() + "\nTARGET = 1\n")
+    method = folder / "method.py"
+    text = method.read_text()
+    method.write_text(text.replace("judged = min(", "judged = min(  # noqa\n    "))
+    method.write_text(text + "\n\ndef read_faster():\n    return None\n")
+    assert cal.detector_version(tmp_path) == base
+    method.write_text(text.replace('"legacy": 0.3', '"legacy": 0.31'))
+    assert cal.detector_version(tmp_path) != base
+    method.write_text(
+        text.replace("out = [", "out = list([", 1).replace("]\n    share", "])\n    share", 1)
+    )
+    assert cal.detector_version(tmp_path) != base
