@@ -6,7 +6,11 @@ measured with:
 - uint8 3 x H x W torch tensors: :data:`PERTURBATIONS` (read-only, in report order: clean,
   JPEG 90/75/50, resize x0.5), what ``aigc detector eval``, the detector benches and
   ``SpectralDetector.fit(views=...)`` apply; built from :func:`tensor_clean`,
-  :func:`tensor_jpeg` and :func:`tensor_resize_half`.
+  :func:`tensor_jpeg` and :func:`tensor_resize_half`. :data:`CONDITIONS` (``as stored``,
+  ``platform``, ``screenshot``, ``crop 50%``): what a picture found in the wild has been
+  through, the columns of the grouped evaluation (``aigc detector eval --manifest``,
+  bench/detector_wild.py); built from :func:`tensor_platform`, :func:`tensor_resize` and
+  :func:`tensor_centre_crop`.
 - uint8 H x W x 3 numpy arrays (the benches' images): :func:`jpeg`, :func:`resize_half`,
   :func:`crop_resize`, :func:`brightness`, :func:`contrast`, :func:`gaussian_blur`,
   :func:`gaussian_noise`, :func:`rotate`, :func:`combined`, and :data:`ATTACKS`, the watermark
@@ -59,19 +63,78 @@ def tensor_jpeg(quality: int) -> Callable[[torch.Tensor], torch.Tensor]:
     return perturb
 
 
-def tensor_resize_half(image: torch.Tensor) -> torch.Tensor:
-    """Half size (rounded down), bicubic, antialiased, not resized back: a detector sees
-    what was shared. No side drops below 8 px; a side already shorter keeps its length."""
-    _check_image(image)
-    h, w = image.shape[1:]
-    size = (max(h // 2, min(h, 8)), max(w // 2, min(w, 8)))
-    if size == (h, w):
+def _resized(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased (as Pillow and browsers shrink), rounded back to uint8."""
+    if size == tuple(image.shape[1:]):
         return image.clone()
     out = F.interpolate(
         image[None].float(), size=size, mode="bicubic", align_corners=False, antialias=True
     )
     # Bicubic overshoots at edges; clamp before the cast so it cannot wrap around.
     return out[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def tensor_resize_half(image: torch.Tensor) -> torch.Tensor:
+    """Half size (rounded down), bicubic, antialiased, not resized back: a detector sees
+    what was shared. No side drops below 8 px; a side already shorter keeps its length."""
+    _check_image(image)
+    h, w = image.shape[1:]
+    return _resized(image, (max(h // 2, min(h, 8)), max(w // 2, min(w, 8))))
+
+
+def tensor_resize(scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A perturbation that resizes by ``scale`` (each side rounded, at least 8 px, or its own
+    length when shorter), bicubic and antialiased, and keeps the pixels as they are: no
+    encoding, as a screenshot saved as PNG keeps them."""
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
+
+    def perturb(image: torch.Tensor) -> torch.Tensor:
+        _check_image(image)
+        h, w = image.shape[1:]
+        return _resized(image, (max(round(h * scale), min(h, 8)), max(round(w * scale), min(w, 8))))
+
+    perturb.__name__ = f"resize_{scale:g}"
+    return perturb
+
+
+#: the *platform* condition as issue 21 defines it: long side at most this many pixels...
+PLATFORM_LONG_SIDE = 1024
+#: ...then JPEG at this quality, whatever the file was (the wild set's own re-encoded crops
+#: are at 88 to 98, so this is the harsher encoding and overwrites theirs)
+PLATFORM_QUALITY = 75
+
+
+def tensor_platform(image: torch.Tensor) -> torch.Tensor:
+    """What a sharing platform does: the long side brought to at most
+    :data:`PLATFORM_LONG_SIDE` (never enlarged; bicubic, antialiased), then JPEG at
+    :data:`PLATFORM_QUALITY` with 4:2:0 chroma. Whatever each class's files were, both leave
+    with the same encoding."""
+    _check_image(image)
+    h, w = image.shape[1:]
+    s = PLATFORM_LONG_SIDE / max(h, w)
+    if s < 1:
+        image = _resized(image, (max(1, round(h * s)), max(1, round(w * s))))
+    return tensor_jpeg(PLATFORM_QUALITY)(image)
+
+
+def tensor_centre_crop(keep: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A perturbation that keeps the centre ``keep`` of each side (0.5: half the width and
+    half the height, a quarter of the area), at its own size: not resized back, not
+    re-encoded. The offsets are not moved onto the 8-px JPEG grid (a crop tool does not care;
+    on a 512-px picture they fall on it anyway)."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+
+    def perturb(image: torch.Tensor) -> torch.Tensor:
+        _check_image(image)
+        h, w = image.shape[1:]
+        ch, cw = max(1, round(h * keep)), max(1, round(w * keep))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return image[:, top : top + ch, left : left + cw].clone()
+
+    perturb.__name__ = f"centre_crop_{keep:g}"
+    return perturb
 
 
 #: name -> function(uint8 3 x H x W tensor) -> uint8 3 x H' x W' tensor, in report order.
@@ -82,6 +145,22 @@ PERTURBATIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = MappingPro
         "JPEG 75": tensor_jpeg(75),
         "JPEG 50": tensor_jpeg(50),
         "resize x0.5": tensor_resize_half,
+    }
+)
+
+#: name -> function(uint8 3 x H x W tensor) -> uint8 tensor: the conditions a picture from the
+#: wild is judged under, in report order. ``as stored``: the decoded file, whatever its
+#: encoding (which can give the class away: see docs/detectors.md); ``platform``: long side at
+#: most 1024, JPEG 75, both classes alike; ``screenshot``: x0.7, kept lossless (a screenshot
+#: of a picture shown scaled, saved as PNG); ``crop 50%``: the centre half of each side (a
+#: quarter of the area), not resized back. (Not the watermark table's ``crop 50%`` of
+#: :data:`ATTACKS`, which resizes the crop back to the original size.)
+CONDITIONS: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = MappingProxyType(
+    {
+        "as stored": tensor_clean,
+        "platform": tensor_platform,
+        "screenshot": tensor_resize(0.7),
+        "crop 50%": tensor_centre_crop(0.5),
     }
 )
 

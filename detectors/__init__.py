@@ -9,7 +9,9 @@ relationships (the default); ``spectral``, FFT and block-DCT statistics with a l
 classifier; ``clip-probe``, a linear probe on open_clip image features (needs CLIP weights).
 Training any kind: ``load_training_set`` then ``train_detector(kind, data, TrainOptions(...))``
 (each kind's ``Detector.train``; the NPR loop is ``detectors.npr.train_npr``);
-evaluation: ``detectors.metrics``; videos: ``detectors.video.score_video``.
+evaluation: ``detectors.metrics``; by generator family and source, with intervals, grouped
+cross-validation and the shortcut baseline: ``detectors.grouped``; videos:
+``detectors.video.score_video``.
 """
 
 from aigcguard.detectors import clip_probe as _clip_probe  # noqa: F401  (registers the kinds)

@@ -110,31 +110,8 @@ def sign(
         title if title is not None else out.name,
         mime,
     )
-    settings = {
-        "version": 1,
-        "builder": {"thumbnail": {"enabled": bool(thumbnail)}},
-        "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
-    }
-
-    try:
-        with c2pa.Settings.from_dict(settings) as cfg, c2pa.Context(settings=cfg) as context:
-            signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg, chain_pem, key_pem, tsa_url))
-            with signer, c2pa.Builder(manifest, context=context) as builder:
-                if parent is not None:
-                    parent = Path(parent)
-                    _add_parent(builder, parent)
-                with atomic_path(out) as tmp:
-                    with open(source, "rb") as src, open(tmp, "x+b") as dst:
-                        builder.sign(signer, mime, src, dst)
-                    label = _active_label(tmp, mime, context)
-    except c2pa.C2paError.Signature as e:  # the library's check of its own signature failed
-        raise ValueError(f"{source}: cannot sign with {chain_name}: {_message(e)}") from e
-    except c2pa.C2paError as e:
-        culprit = parent if parent is not None and "ingredient" in str(e).lower() else source
-        raise ValueError(f"{culprit}: cannot sign: {_message(e)}") from e
-    except OSError as e:
-        culprit = e.filename if e.filename in (str(source), str(parent)) else out
-        raise ValueError(f"{culprit}: cannot sign: {e.strerror or e}") from e
+    signer_info = c2pa.C2paSignerInfo(alg, chain_pem, key_pem, tsa_url)
+    label = _write_signed(source, out, mime, manifest, signer_info, parent, thumbnail, chain_name)
     return SignResult(
         path=str(source),
         out=str(out),
@@ -144,6 +121,44 @@ def sign(
         soft_binding=binding,
         action=action,
     )
+
+
+def _write_signed(
+    source: Path,
+    out: Path,
+    mime: str,
+    manifest: dict[str, Any],
+    signer_info: c2pa.C2paSignerInfo,
+    parent: os.PathLike | None,
+    thumbnail: bool,
+    chain_name: str,
+) -> str:
+    """Sign ``source`` into ``out`` (atomically) with c2pa's Builder; the new active label.
+    c2pa's and the file system's errors become ValueErrors naming the file at fault."""
+    settings = {
+        "version": 1,
+        "builder": {"thumbnail": {"enabled": bool(thumbnail)}},
+        "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
+    }
+    try:
+        with c2pa.Settings.from_dict(settings) as cfg, c2pa.Context(settings=cfg) as context:
+            signer = c2pa.Signer.from_info(signer_info)
+            with signer, c2pa.Builder(manifest, context=context) as builder:
+                if parent is not None:
+                    parent = Path(parent)
+                    _add_parent(builder, parent)
+                with atomic_path(out) as tmp:
+                    with open(source, "rb") as src, open(tmp, "x+b") as dst:
+                        builder.sign(signer, mime, src, dst)
+                    return _active_label(tmp, mime, context)
+    except c2pa.C2paError.Signature as e:  # the library's check of its own signature failed
+        raise ValueError(f"{source}: cannot sign with {chain_name}: {_message(e)}") from e
+    except c2pa.C2paError as e:
+        culprit = parent if parent is not None and "ingredient" in str(e).lower() else source
+        raise ValueError(f"{culprit}: cannot sign: {_message(e)}") from e
+    except OSError as e:
+        culprit = e.filename if e.filename in (str(source), str(parent)) else out
+        raise ValueError(f"{culprit}: cannot sign: {e.strerror or e}") from e
 
 
 def _check_action(action: str, source_type: str | None, parent: os.PathLike | None) -> None:
