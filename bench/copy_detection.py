@@ -11,8 +11,10 @@ and with geometric verification, and accuracy per edit.
 
 ``--calibrate`` writes the score levels where the pooled descriptor ranking reaches 90% and
 50% precision into ``data/similarity_calibration.json`` (the ``copy`` and ``similar``
-thresholds of ``aigc similar``). CLIP rows need weights: pass ``--descriptors
-clip:ViT-B-32/openai`` on a machine that has them cached (nothing is downloaded here).
+thresholds of ``aigc similar``), except for a descriptor whose levels were calibrated on
+false-match rates at scale by ``bench/near_duplicate_fmr.py`` (``vlad``), which are kept.
+CLIP rows need weights: pass ``--descriptors clip:ViT-B-32/openai`` on a machine that has them
+cached (nothing is downloaded here).
 """
 
 from __future__ import annotations
@@ -181,6 +183,11 @@ def write_calibration(reports: list[dict], n_queries: int) -> None:
                 "precision": None,
                 "data": f"PDQ's published match threshold, {PDQ_MATCH_BITS} of 256 bits",
             }
+            continue
+        if "false_match" in table["embedders"].get(key, {}):
+            # calibrated on false-match rates at scale (bench/near_duplicate_fmr.py): a level
+            # picked on 38 references must not replace it
+            print(f"kept {key}: levels from bench/near_duplicate_fmr.py", file=sys.stderr)
             continue
         table["embedders"][key] = {
             "copy": r["score_at_p90"],

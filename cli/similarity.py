@@ -235,7 +235,12 @@ def export_cmd(store, target):
 @click.argument("inputs", nargs=-1, required=True)
 @index_option
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
-@click.option("--no-verify", is_flag=True, help="Skip geometric verification (faster).")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Skip geometric verification (faster; no copy verdicts, and a near_duplicate rests on "
+    "the score alone: see its false_match_rate).",
+)
 @click.option(
     "--evidence",
     type=click.Path(file_okay=False, path_type=Path),

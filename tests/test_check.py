@@ -352,9 +352,10 @@ def test_similarity_is_reported_not_summed_up(generated, photos, tmp_path):
         copy, photo = checker.check_files([stripped, plain])
         assert copy.similarity.verdict == "copy" and copy.similarity.matches[0].title == "Coffee"
         assert "similarity" not in copy.summary.decided_by  # copying says nothing of origin
-        assert any("Coffee" in reason for reason in copy.summary.reasons)
+        assert any("Coffee" in r and "verification: verified" in r for r in copy.summary.reasons)
         page = write_html(tmp_path / "r.html", [copy, photo], checker).read_text()
     assert page.count("alt='match'") == 1 and "Coffee" in page
+    assert "verification: verified" in page
 
 
 def test_readme_try_it_on_the_bundled_samples(tmp_path):

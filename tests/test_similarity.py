@@ -199,3 +199,182 @@ def test_own_background_normalises_scores_and_persists(works_dir, photos, tmp_pa
         own = again.search([query])[0].matches[0]
     assert own.cosine == pytest.approx(shipped.cosine) and own.score != pytest.approx(shipped.score)
     assert own.score < own.cosine
+
+
+# ------------------------------------------------- verification outcome, false-match rates
+
+
+def test_failed_verification_is_reported_and_never_a_copy(index, photos, monkeypatch):
+    import dataclasses
+
+    import aigcguard.provenance.similarity.verify as V
+
+    # An unrelated photo: the best candidates are checked and fail; the rest are not checked.
+    [r] = index.search([to_tensor(photos["brick"])], k=5)
+    failed = [m for m in r.matches if m.verification == "failed"]
+    assert len(failed) >= S.VERIFY_TOP
+    assert all(m.verdict != "copy" and 0 <= m.inliers < V.MIN_INLIERS for m in failed)
+    assert all(m.inliers is None for m in r.matches if m.verification == "not_run")
+    d = failed[0].to_dict()
+    assert d["verification"] == "failed" and d["inliers"] == failed[0].inliers
+    assert failed[0].verification_note == f"verification: failed, {failed[0].inliers} inliers"
+
+    # A real copy whose check comes one inlier short: reported as failed, with its inliers,
+    # and not raised to copy whatever its score.
+    real = V.verify_features
+
+    def one_short(query, reference):
+        v = real(query, reference)
+        return dataclasses.replace(v, inliers=min(v.inliers, V.MIN_INLIERS - 1))
+
+    monkeypatch.setattr(V, "verify_features", one_short)
+    [r] = index.search([to_tensor(_jpeg(_crop(photos["chelsea"], 0.6)))], k=3)
+    top = next(m for m in r.matches if m.title == "Chelsea")
+    assert top.verification == "failed" and top.inliers == V.MIN_INLIERS - 1
+    assert top.verdict != "copy" and r.verdict != "copy"
+    assert top.score >= index.thresholds.copy_failed  # so it is a near_duplicate, no more
+    assert top.verdict == "near_duplicate"
+
+
+def test_verified_copy_says_verified_and_unchecked_ones_not_run(index, photos):
+    [r] = index.search([to_tensor(_jpeg(_crop(photos["chelsea"], 0.6)))], k=5)
+    top = r.matches[0]
+    assert top.verdict == "copy" and top.verification == "verified"
+    assert top.verification_note == f"verification: verified, {top.inliers} inliers"
+    [r] = index.search([to_tensor(_jpeg(_crop(photos["chelsea"], 0.6)))], k=5, verify=False)
+    assert all(m.verification == "not_run" and m.inliers is None for m in r.matches)
+    assert r.matches[0].verification_note == "verification: not run"
+
+
+def test_failed_verification_needs_the_higher_level():
+    t = S.Thresholds(copy=0.10, similar=0.05, copy_failed=0.18)
+    assert t.grade(0.12, "not_run") == "near_duplicate"  # no reference file, --no-verify
+    assert t.grade(0.12, "failed") == "similar"  # local features looked and found nothing
+    assert t.grade(0.20, "failed") == "near_duplicate"
+    assert t.grade(0.01, "verified") == "copy"
+    assert t.grade(0.01, "failed", same_bytes=True) == "exact"
+    assert S.Thresholds(copy=0.10, similar=0.05).grade(0.12, "failed") == "near_duplicate"
+    with pytest.raises(ValueError, match="verification must be one of"):
+        t.grade(0.5, "skipped")
+
+
+def test_reported_false_match_rate_comes_from_the_calibration_table(index, photos):
+    entry = S._shipped_calibration()["embedders"][S._calibration_key(index.descriptor)]
+    on, off = entry["false_match"], entry["false_match_unverified"]
+    assert index.thresholds.copy == entry["copy"]
+    assert index.thresholds.copy_failed == entry["copy_failed"]
+
+    def expect(m):
+        if m.verdict not in ("copy", "near_duplicate", "similar"):
+            return None
+        return (off if m.verification == "not_run" else on)[m.verdict]
+
+    seen = set()
+    for query, verify in [
+        (_jpeg(_crop(photos["chelsea"], 0.6)), True),  # a verified copy
+        (_jpeg(photos["rocket"], 80), False),  # near_duplicate by score alone
+        (photos["brick"], True),  # unrelated
+    ]:
+        [r] = index.search([to_tensor(query)], k=5, verify=verify)
+        for m in r.matches:
+            want = expect(m)
+            if want is None:
+                assert m.false_match_rate is None and m.false_match_ci95 is None
+                continue
+            seen.add((m.verdict, m.verification))
+            assert m.false_match_rate == want["rate"]
+            assert m.false_match_ci95 == [want["low"], want["high"]]
+            assert m.to_dict()["false_match_rate"] == want["rate"]
+    assert {("copy", "verified"), ("near_duplicate", "not_run")} <= seen
+
+
+def test_store_calibration_without_rates_reports_none(works_dir, photos, tmp_path):
+    idx = S.SimilarityIndex.create(tmp_path / "s", descriptor="vlad", device="cpu")
+    try:
+        idx.add([S.Reference(str(works_dir / "rocket.png"))])
+        S.save_calibration(tmp_path / "s", S.Thresholds(0.05, 0.01, precision=0.9))
+        with S.SimilarityIndex.open(tmp_path / "s", device="cpu") as own:
+            [r] = own.search([to_tensor(_jpeg(photos["rocket"], 80))], verify=False)
+            assert r.matches[0].verdict == "near_duplicate"
+            assert r.matches[0].false_match_rate is None
+    finally:
+        idx.close()
+
+
+#: Held-out generated pictures (bench/near_duplicate_fmr.py's held-out half) that the levels
+#: shipped before this calibration (near_duplicate at score 0.081) called near_duplicate of
+#: an unrelated Kodak photo (01, a red door) with 0 to 3 inliers: issue 20's case. Their
+#: scores against it are in the comments; the levels now shipped were chosen on the other
+#: half of the sources.
+ISSUE_20_QUERIES = (
+    "ai/PicoTrex__Awesome-Nano-Banana-images/8a910801a8df64a0.jpg",  # 0.154
+    "ai/SupaGruen__StableDiffusion-CheatSheet/22049c839848c3e0.jpg",  # 0.108
+    "ai/PicoTrex__Awesome-Nano-Banana-images/b1048f20ef763e43.jpg",  # 0.106
+    "ai/PicoTrex__Awesome-Nano-Banana-images/bd9e08249ad76a0c.jpg",  # 0.095
+)
+ISSUE_20_REFERENCES = ("01",)
+
+
+def test_unrelated_wild_pictures_stay_within_the_calibrated_rate(tmp_path):
+    from scipy.stats import binom
+
+    from tests.helpers import SHARED
+
+    wild, kodak = SHARED / "wild", SHARED / "photos" / "kodak"
+    if not (wild / "manifest.csv").is_file() or not kodak.is_dir():
+        pytest.skip(f"shared data not found at {SHARED} (wild/ and photos/kodak/)")
+    idx = S.SimilarityIndex.create(tmp_path / "k", descriptor="vlad", device="cpu")
+    try:
+        report = idx.add(
+            [S.Reference(str(kodak / f"{n}.png"), title=n) for n in ISSUE_20_REFERENCES]
+        )
+        assert len(report.added) == len(ISSUE_20_REFERENCES)
+        results = idx.search_files([wild / q for q in ISSUE_20_QUERIES], k=len(ISSUE_20_REFERENCES))
+        pairs = [m for r in results for m in r.matches]
+        assert len(pairs) == len(ISSUE_20_QUERIES) * len(ISSUE_20_REFERENCES)
+        rate = idx.thresholds.false_match["near_duplicate"]
+        # the most near_duplicates the calibrated rate (its upper 95% bound) allows among
+        # these pairs, but for a one-in-a-thousand chance
+        allowed = int(binom.ppf(0.999, len(pairs), rate.high))
+        strong = [m for m in pairs if m.verdict in ("exact", "copy", "near_duplicate")]
+        assert len(strong) <= allowed, [(m.title, m.score, m.inliers) for m in strong]
+        checked = [m for m in pairs if m.verification == "failed"]
+        assert checked and all(m.inliers < 12 for m in checked)
+    finally:
+        idx.close()
+
+
+def test_audit_html_says_what_verification_found():
+    from aigcguard.provenance.similarity.audit import AuditReport, render_html
+
+    m = S.Match(
+        7,
+        "w.png",
+        "Dawn",
+        "Ann",
+        None,
+        0.12,
+        0.2,
+        "similar",
+        3,
+        False,
+        None,
+        verification="failed",
+        false_match_rate=8.7e-3,
+        false_match_ci95=[8.5e-3, 9.0e-3],
+    )
+    report = AuditReport(
+        index="refs",
+        embedder="vlad",
+        images=1,
+        counts={v: int(v == "similar") for v in S.VERDICTS},
+        errors=[],
+        results=[S.QueryResult("q.jpg", "similar", [m])],
+        creators=[],
+        pool=None,
+        platform_share=None,
+        unattributed=0.0,
+    )
+    page = render_html(report, index=None)
+    assert "verification: failed, 3 inliers" in page
+    assert "8.7e-03 (95%: 8.5e-03 to 9.0e-03)" in page

@@ -190,14 +190,14 @@ def render_html(report: AuditReport, index: SimilarityIndex, *, pictures: int = 
         parts.append(f"<section><h3 class='v-{r.verdict}'>{e(r.path)}: {r.verdict}</h3>")
         parts.append(
             "<table><tr><th>work</th><th>title</th><th>creator</th><th>score</th>"
-            "<th>verdict</th><th>inliers</th></tr>"
+            "<th>verdict</th><th>false-match rate</th><th>evidence</th></tr>"
         )
         for m in r.matches:
-            inl = "" if m.inliers is None else m.inliers
             parts.append(
                 f"<tr><td>{m.id}</td><td>{e(m.title or Path(m.path).name)}</td>"
                 f"<td>{e(m.creator or '')}</td><td>{m.score:.3f}</td>"
-                f"<td class='v-{m.verdict}'>{m.verdict}</td><td>{inl}</td></tr>"
+                f"<td class='v-{m.verdict}'>{m.verdict}</td><td>{_rate(m)}</td>"
+                f"<td>{e(m.verification_note)}</td></tr>"
             )
         parts.append("</table>")
         best = r.matches[0] if r.matches else None
@@ -211,6 +211,17 @@ def render_html(report: AuditReport, index: SimilarityIndex, *, pictures: int = 
                 parts.append(f"<p>(no picture: {e(str(exc))})</p>")
         parts.append("</section>")
     return "".join(parts)
+
+
+def _rate(m) -> str:
+    """A match's measured false-match rate and its 95% interval, as a table cell."""
+    if m.false_match_rate is None:
+        return ""
+    text = f"{m.false_match_rate:.1e}"
+    if m.false_match_ci95:
+        low, high = m.false_match_ci95
+        text += f" (95%: {low:.1e} to {high:.1e})"
+    return html.escape(text)
 
 
 def write_report(report: AuditReport, index: SimilarityIndex, path: str | os.PathLike) -> Path:

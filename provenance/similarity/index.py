@@ -19,10 +19,14 @@ for hashes, ``score`` is the cosine.
 Verdicts, from strongest: ``exact`` (the same file bytes), ``copy`` (local features of the
 reference are found in the query by RANSAC: the copied region is reported), ``near_duplicate``
 (score at or above the calibrated copy threshold, without geometric confirmation),
-``similar`` (score at or above the similar threshold), ``none``. Thresholds come from the
-store's own calibration (``calibration.json``, written by ``aigc eval copy --calibrate``),
-else the table shipped for the descriptor; without either, only ``exact``, ``copy`` and
-``none`` are given.
+``similar`` (score at or above the similar threshold), ``none``. Each match says what
+geometric verification found (``verification``: ``verified``, ``failed`` with its
+``inliers``, or ``not_run``); a failed one is never a ``copy``, and it may need a higher score
+to be a ``near_duplicate`` (``Thresholds.copy_failed``). Thresholds come from the store's own
+calibration (``calibration.json``, written by ``aigc eval copy --calibrate``), else the table
+shipped for the descriptor, which also gives each level's false-match rate measured on
+unrelated pairs held out of its calibration (``Match.false_match_rate``); without either, only
+``exact``, ``copy`` and ``none`` are given.
 """
 
 from __future__ import annotations
@@ -68,16 +72,77 @@ BACKGROUND_K = 10
 VERIFY_TOP = 3
 
 
+#: What geometric verification said about a match: ``verified`` (enough inliers on a
+#: well-formed model: a copy), ``failed`` (it ran and found too few), ``not_run`` (switched
+#: off, the reference file unreadable, or a candidate below both the best VERIFY_TOP and the
+#: near_duplicate level).
+VERIFICATION = ("verified", "failed", "not_run")
+
+
+@dataclass(frozen=True)
+class LevelRate(JsonResult):
+    """How often unrelated pairs reach a verdict level (or a stronger one): ``false_matches``
+    of ``pairs`` held out of the calibration, the rate and its 95% Clopper-Pearson interval."""
+
+    rate: float
+    low: float
+    high: float
+    pairs: int
+    false_matches: int
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LevelRate:
+        rate, low, high = (float(d[k]) for k in ("rate", "low", "high"))
+        return cls(rate, low, high, int(d["pairs"]), int(d["false_matches"]))
+
+
 @dataclass(frozen=True)
 class Thresholds(JsonResult):
     """Score levels for the verdicts: ``copy`` (near_duplicate without geometric evidence)
-    and ``similar``; ``precision`` is what ``copy`` was calibrated to, ``source`` where it
-    came from."""
+    and ``similar``; ``copy_failed``, the near_duplicate level when verification ran and
+    failed (None: the same as ``copy``); ``precision`` is what ``copy`` was calibrated to
+    (a store's own calibration), ``source`` where the levels came from.
+
+    The shipped table also says how often unrelated pairs reach each level (``copy``,
+    ``near_duplicate``, ``similar``), measured on pairs held out of the calibration:
+    ``false_match`` as ``search`` grades them with verification on, and
+    ``false_match_unverified`` by score alone (verification off, or no reference file)."""
 
     copy: float | None
     similar: float | None
     precision: float | None = None
     source: str = "none"
+    copy_failed: float | None = None
+    false_match: dict[str, LevelRate] = field(default_factory=dict, compare=False)
+    false_match_unverified: dict[str, LevelRate] = field(default_factory=dict, compare=False)
+
+    def grade(self, score: float, verification: str, *, same_bytes: bool = False) -> str:
+        """The verdict of one candidate: the same bytes are ``exact``; geometric evidence
+        alone makes a ``copy``; a failed verification is never raised to ``copy`` and needs
+        ``copy_failed`` (when set) for ``near_duplicate``; then the ``similar`` level."""
+        if verification not in VERIFICATION:
+            raise ValueError(f"verification must be one of {VERIFICATION}, not {verification!r}")
+        if same_bytes:
+            return "exact"
+        if verification == "verified":
+            return "copy"
+        level = self.copy
+        if verification == "failed" and self.copy_failed is not None:
+            level = self.copy_failed
+        if level is not None and score >= level:
+            return "near_duplicate"
+        if self.similar is not None and score >= self.similar:
+            return "similar"
+        return "none"
+
+    def rate_of(self, verdict: str, verification: str) -> LevelRate | None:
+        """The measured false-match rate of the level a match reached: by score alone when
+        verification did not run; None for ``exact``, ``none`` and levels not measured."""
+        if verdict not in ("copy", "near_duplicate", "similar"):
+            return None
+        if verification == "not_run" and verdict in self.false_match_unverified:
+            return self.false_match_unverified[verdict]
+        return self.false_match.get(verdict)
 
 
 @dataclass(frozen=True)
@@ -90,13 +155,27 @@ class Match(JsonResult):
     score: float
     cosine: float
     verdict: str
-    inliers: int | None  # None: not checked (beyond the best VERIFY_TOP, or reference unreadable)
+    inliers: int | None  # None: not checked (see VERIFICATION)
     flipped: bool
     region: list[list[float]] | None  # the work's outline in the query, when verified
+    verification: str = "not_run"  # one of VERIFICATION; "failed" comes with its inliers
+    # share of unrelated pairs that reach this verdict, measured on pairs held out of the
+    # calibration (the shipped table), and its 95% interval; None for exact, none, or a
+    # store calibrated without such a measurement
+    false_match_rate: float | None = None
+    false_match_ci95: list[float] | None = None
     # the local-feature check behind the verdict, for evidence pictures; not in the JSON
     evidence: V.Verification | None = field(
         default=None, repr=False, compare=False, metadata=NOT_JSON
     )
+
+    @property
+    def verification_note(self) -> str:
+        """What the local-feature check found, for renderers: ``verification: failed, 3
+        inliers``, ``verification: verified, 212 inliers``, ``verification: not run``."""
+        if self.verification == "not_run" or self.inliers is None:
+            return "verification: not run"
+        return f"verification: {self.verification}, {self.inliers} inliers"
 
 
 @dataclass(frozen=True)
@@ -193,9 +272,19 @@ def _thresholds_for(store_path: Path | None, descriptor: Descriptor) -> Threshol
     entry = _shipped_calibration().get("embedders", {}).get(_calibration_key(descriptor))
     if entry:
         return Thresholds(
-            entry["copy"], entry["similar"], entry.get("precision"), source=CALIBRATION_FILE
+            entry["copy"],
+            entry["similar"],
+            entry.get("precision"),
+            source=CALIBRATION_FILE,
+            copy_failed=entry.get("copy_failed"),
+            false_match=_rates(entry.get("false_match")),
+            false_match_unverified=_rates(entry.get("false_match_unverified")),
         )
     return Thresholds(None, None)
+
+
+def _rates(table: dict | None) -> dict[str, LevelRate]:
+    return {level: LevelRate.from_dict(rate) for level, rate in (table or {}).items()}
 
 
 def _calibration_key(descriptor: Descriptor) -> str:
@@ -421,24 +510,22 @@ class SimilarityIndex:
             score = float(cosine - offset)
             evidence = None
             # The best few are checked whatever their score: a picture pasted into another
-            # scores low globally, and only local features show the copied region.
-            if verify and rank < VERIFY_TOP:
+            # scores low globally, and only local features show the copied region. So is any
+            # candidate at the near_duplicate level, so that a near_duplicate is always one
+            # the local features did not confirm, or could not check (no reference file,
+            # verification off): never one they were not asked about.
+            if verify and (rank < VERIFY_TOP or (t.copy is not None and score >= t.copy)):
                 if query_features is None:
                     query_features = V.extract(image)
                 ref = self._reference_features(work)
                 if ref is not None:
                     evidence = V.verify_features(query_features, ref)
             verified = evidence is not None and evidence.verified
-            if digest is not None and digest == work.sha256:
-                verdict = "exact"
-            elif verified:
-                verdict = "copy"
-            elif t.copy is not None and score >= t.copy:
-                verdict = "near_duplicate"
-            elif t.similar is not None and score >= t.similar:
-                verdict = "similar"
-            else:
-                verdict = "none"
+            checked = "not_run" if evidence is None else "verified" if verified else "failed"
+            verdict = t.grade(
+                score, checked, same_bytes=digest is not None and digest == work.sha256
+            )
+            rate = t.rate_of(verdict, checked)
             matches.append(
                 Match(
                     id=work.id,
@@ -452,6 +539,9 @@ class SimilarityIndex:
                     inliers=None if evidence is None else evidence.inliers,
                     flipped=bool(evidence.flipped if verified else flipped),
                     region=evidence.query_region if verified else None,
+                    verification=checked,
+                    false_match_rate=None if rate is None else rate.rate,
+                    false_match_ci95=None if rate is None else [rate.low, rate.high],
                     evidence=evidence,
                 )
             )

@@ -135,7 +135,11 @@ def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
         rows.append(("Detector", f"{bar} {e(text)}"))
     if r.similarity is not None:
         top = r.similarity.matches[0] if r.similarity.matches else None
-        best = "no registered work" if top is None else f"{top.title or top.path} ({top.score:.2f})"
+        best = (
+            "no registered work"
+            if top is None
+            else f"{top.title or top.path} ({top.score:.2f}; {top.verification_note})"
+        )
         rows.append(("Similarity", e(f"{r.similarity.verdict}: {best}")))
     for name, value in r.extra.items():  # a signal without a row of its own: its JSON
         if value is not None:

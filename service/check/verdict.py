@@ -353,7 +353,10 @@ def similarity_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
     sim = found.get("similarity")
     if sim is not None and sim.verdict != "none" and sim.matches:
         top = sim.matches[0]
-        evidence.note(f"similarity: {sim.verdict} of registered work {top.title or top.path}")
+        evidence.note(
+            f"similarity: {sim.verdict} of registered work {top.title or top.path} "
+            f"({top.verification_note})"
+        )
 
 
 #: the built-in rules, in the order of the module docstring of :mod:`aigcguard.service.check`
