@@ -270,6 +270,7 @@ def carry(
     ``n_verify`` of them, drawn at random, gives exactly the p-values kept (a refactor that
     changed the code's fingerprint but not its results). Returns the mismatches (nothing is
     carried then)."""
+    pack(old)  # a stopped run's plain files: what is copied is the packed ones
     kept = read_kept(old)
     if not kept:
         return [f"{old}: no trials kept there"]
@@ -303,6 +304,8 @@ def carry(
 def summarise_kept(folder: Path) -> dict:
     """Every trial kept in ``folder`` (one detector version): name, key, p per line."""
     kept = read_kept(folder)
+    if not kept:
+        raise SystemExit(f"{folder}: no trials kept for this detector version yet")
     names, keys = {k[0] for k in kept}, {k[1] for k in kept}
     p = torch.tensor([k[2] for k in kept], dtype=torch.float64)
     out = summarise(p, len(names), len(keys))
