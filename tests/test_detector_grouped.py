@@ -344,6 +344,43 @@ def test_cross_validation_never_fits_on_a_test_fold():
     assert ev.row("all").auc.value > 0.8
 
 
+def test_cross_validation_chooses_and_calibrates_on_the_view_asked():
+    # trained on view "a" (informative), chosen and calibrated on view "b", where the sign is
+    # reversed: the inner CV must then pick the flipped model, and the threshold keeps the
+    # target share of inner real pictures of view "b"
+    recs = _records()
+    rng = np.random.default_rng(1)
+    labels = np.array([r.label for r in recs])
+    a = np.c_[np.arange(len(recs)), labels + rng.normal(0, 0.5, len(recs))]
+    b = np.c_[np.arange(len(recs)), -(labels + rng.normal(0, 0.5, len(recs)))]
+    spy = Trainable("spy", _Spy, ({"flip": False}, {"flip": True}))
+    folds = family_folds(recs)
+    cv = cross_validated_scores(spy, {"a": a, "b": b}, recs, folds, choose_view="b",
+                                target_fpr=0.01)  # fmt: skip
+    assert all(f.setting == {"flip": True} for f in cv.fits)
+    assert all(f.calibration.target_fpr == 0.01 for f in cv.fits)
+    with pytest.raises(ValueError, match="choose_view 'c'"):
+        cross_validated_scores(spy, {"a": a}, recs, folds, choose_view="c")
+
+
+def test_residual_features_shape_symmetry_and_invariance():
+    from aigcguard.detectors.residual import FEATURE_DIM, FOLDED, residual_features
+
+    rng = np.random.default_rng(0)
+    im = torch.from_numpy(rng.integers(0, 256, (3, 96, 80), dtype=np.uint8))
+    f = residual_features([im, im.flip(-1), 255 - im])
+    assert f.shape == (3, FEATURE_DIM) and np.isfinite(f).all()
+    # folded by sign and order of the triples: mirroring, or negating, the picture changes
+    # no histogram cell (the variances neither)
+    np.testing.assert_allclose(f[0], f[1], atol=1e-6)
+    np.testing.assert_allclose(f[0, : 7 * FOLDED], f[2, : 7 * FOLDED], atol=1e-6)
+    # each group's cells are log-probabilities summing to 1
+    groups = np.exp(f[0, : 11 * FOLDED].reshape(11, FOLDED)) - 1e-5
+    np.testing.assert_allclose(groups.sum(1), 1.0, atol=1e-3)
+    with pytest.raises(ValueError, match="too small"):
+        residual_features([im[:, :4]])
+
+
 def test_cross_validation_refuses_leaky_folds():
     recs = _records()
     x = np.c_[np.arange(len(recs)), np.zeros(len(recs))]

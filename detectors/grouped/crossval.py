@@ -116,16 +116,16 @@ def _fit(trainable: Trainable, setting, views, train_views, idx, labels):
     return trainable.make(**setting).fit(x, y)
 
 
-def _calibrate(raw: np.ndarray, labels: np.ndarray) -> Calibration:
+def _calibrate(raw: np.ndarray, labels: np.ndarray, target_fpr: float = TARGET_FPR) -> Calibration:
     try:
-        return fit_calibration(raw, labels, target_fpr=TARGET_FPR)
+        return fit_calibration(raw, labels, target_fpr=target_fpr)
     except ValueError:
         # inner scores that do not separate the classes: no temperature can be fitted, so the
-        # raw score goes through a plain sigmoid and the threshold still keeps TARGET_FPR
+        # raw score goes through a plain sigmoid and the threshold still keeps target_fpr
         p = np.sort(Calibration().probability(raw[labels == 0]))
-        k = min(int(np.floor(len(p) * (1 - TARGET_FPR))), len(p) - 1)
+        k = min(int(np.floor(len(p) * (1 - target_fpr))), len(p) - 1)
         thr = float(np.nextafter(p[k], 1.0))
-        return Calibration(threshold=thr, target_fpr=TARGET_FPR, uncertain_below=min(0.5, thr))
+        return Calibration(threshold=thr, target_fpr=target_fpr, uncertain_below=min(0.5, thr))
 
 
 def _inner_splits(
@@ -144,7 +144,7 @@ def _inner_splits(
     return [(idx[a], idx[b]) for a, b in split]
 
 
-def _choose(trainable, views, train_views, records, idx, labels):
+def _choose(trainable, views, train_views, records, idx, labels, choose_view=None):
     """The grid setting with the best pooled inner out-of-fold AUC, and its inner scores
     (NaN for pictures no inner model could score: an inner training set of one class is
     passed over)."""
@@ -157,7 +157,7 @@ def _choose(trainable, views, train_views, records, idx, labels):
     scored = scored[idx]
     if len(set(labels[idx][scored].tolist())) < 2:
         raise ValueError("no inner split could score both classes: too few sources")
-    first = train_views[0]
+    first = choose_view or train_views[0]
     best, aucs = None, []
     for setting in trainable.grid:
         raw = np.full(len(labels), np.nan)
@@ -179,25 +179,45 @@ def cross_validated_scores(
     folds: Sequence[Fold],
     *,
     train_views: Sequence[str] | None = None,
+    choose_view: str | None = None,
+    target_fpr: float = TARGET_FPR,
     log: Callable[[str], None] | None = None,
 ) -> CrossValidated:
     """Out-of-fold calibrated scores of ``trainable`` under every view (see the module
     docstring). ``views``: name -> N x D features of the N records; ``train_views``: which
-    of them it trains on (default: the first)."""
+    of them it trains on (default: the first); ``choose_view``: the view whose inner
+    out-of-fold scores choose the setting and calibrate (default: the first training view;
+    a model trained on random re-encodings is best calibrated on the condition it will be
+    read under); ``target_fpr``: the share of inner real pictures a fold's threshold lets
+    through."""
     names = list(views)
     train_views = list(train_views or names[:1])
     labels = np.array([r.label for r in records], np.int64)
     for v in names:
         if len(views[v]) != len(records):
             raise ValueError(f"view {v!r} has {len(views[v])} rows for {len(records)} records")
+    if choose_view is not None and choose_view not in views:
+        raise ValueError(f"choose_view {choose_view!r} is not one of the views {names}")
     check_folds(records, folds)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=FIT_THREADS):
-        return _cross_validate(trainable, views, records, folds, labels, train_views, log)
+        return _cross_validate(
+            trainable, views, records, folds, labels, train_views, log, choose_view, target_fpr
+        )
 
 
-def _cross_validate(trainable, views, records, folds, labels, train_views, log) -> CrossValidated:
+def _cross_validate(
+    trainable,
+    views,
+    records,
+    folds,
+    labels,
+    train_views,
+    log,
+    choose_view=None,
+    target_fpr=TARGET_FPR,
+) -> CrossValidated:
     names = list(views)
     total = {v: np.zeros(len(records)) for v in names}
     hits = {v: np.zeros(len(records)) for v in names}
@@ -205,10 +225,10 @@ def _cross_validate(trainable, views, records, folds, labels, train_views, log) 
     fits = []
     for n, fold in enumerate(folds, 1):
         setting, inner_raw, aucs = _choose(
-            trainable, views, train_views, records, fold.train, labels
+            trainable, views, train_views, records, fold.train, labels, choose_view
         )
         ok = np.isfinite(inner_raw)
-        cal = _calibrate(inner_raw[ok], labels[fold.train][ok])
+        cal = _calibrate(inner_raw[ok], labels[fold.train][ok], target_fpr)
         model = _fit(trainable, setting, views, train_views, fold.train, labels)
         for v in names:
             p = cal.probability(_raw(model, views[v][fold.test]))
