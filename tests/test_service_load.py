@@ -88,7 +88,7 @@ def test_a_full_queue_answers_503_at_once_and_serves_again_after(serve):  # noqa
     while app.state.aigc.admission.stats()["in_flight"] < 2 and time.time() < deadline:
         time.sleep(0.02)
     start = time.monotonic()
-    # a third, with a body that would take long to send: refused before it is read
+    # a third, with a 2 MB body: refused at once (the body drained, nothing decoded)
     r = httpx.post(f"{base}/v1/check", content=png + b"\0" * 2_000_000, timeout=30)
     assert time.monotonic() - start < 1.5
     assert r.status_code == 503 and "overloaded" in r.json()["error"]["message"], r.text

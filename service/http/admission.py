@@ -1,7 +1,7 @@
 """Load shedding: each worker process admits at most one request being served and
 ``queue_length`` waiting on its heavy routes; the next is refused at once with 503 and a
-``Retry-After``, before its body is read, instead of queueing without bound (50 clients on
-one unbounded worker waited 25 s at p50, 34 s at p99: docs/service.md)."""
+``Retry-After``, without decoding or queueing it, instead of queueing without bound (50
+clients on one unbounded worker waited 25 s at p50, 34 s at p99: docs/service.md)."""
 
 from __future__ import annotations
 
@@ -40,14 +40,13 @@ class Admission:
             m = self._mean_hold
             self._mean_hold = seconds if m is None else (1 - _SMOOTHING) * m + _SMOOTHING * seconds
 
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold a place for one request; 503 with Retry-After when every place is taken."""
+    def enter(self) -> ApiError | None:
+        """Take a place (None), or the 503 to answer when every place is taken."""
         with self._lock:
             if self.in_flight >= self.capacity:
                 self.refused += 1
                 wait = self.retry_after()
-                raise ApiError(
+                return ApiError(
                     503,
                     f"overloaded: {self.in_flight} requests are being served or waiting on this "
                     f"worker (at most {self.capacity}); retry in {wait} s",
@@ -55,11 +54,22 @@ class Admission:
                 )
             self.in_flight += 1
             self.accepted += 1
+            return None
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a place for one request; 503 with Retry-After when every place is taken."""
+        refused = self.enter()
+        if refused is not None:
+            raise refused
         try:
             yield
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            self.leave()
 
     def stats(self) -> dict[str, int]:
         with self._lock:
