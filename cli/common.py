@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from aigcguard.registry import Registry
 from aigcguard.results import FailedInput
+from aigcguard.watermark.defaults import DEFAULT_KEY, DEFAULT_METHOD
 
 if TYPE_CHECKING:
     from aigcguard.imageio import LoadedImage
@@ -41,15 +43,40 @@ batch_size_option = click.option(
 
 class RegistryChoice(click.Choice):
     """The names in a registry (:class:`aigcguard.registry.Registry`), read when the command
-    runs, so a kind registered after the CLI was imported is a valid choice too."""
+    runs, so a kind registered after the CLI was imported is a valid choice too. ``registry``
+    may be the dotted path ``"module:NAME"`` of one, imported only then (so that defining the
+    option does not import the registry's module and what it needs)."""
 
-    def __init__(self, registry: Registry):
-        self.registry = registry
+    def __init__(self, registry: Registry | str):
+        self._registry = registry
         self.case_sensitive = True
+
+    @property
+    def registry(self) -> Registry:
+        if isinstance(self._registry, str):
+            module, _, name = self._registry.partition(":")
+            self._registry = getattr(importlib.import_module(module), name)
+        return self._registry
 
     @property
     def choices(self) -> tuple[str, ...]:
         return tuple(self.registry.list())
+
+
+key_option = click.option(
+    "--key",
+    default=DEFAULT_KEY,
+    show_default=True,
+    envvar="AIGC_WATERMARK_KEY",
+    help="Secret the mark is keyed with (or set AIGC_WATERMARK_KEY). The default key is public.",
+)
+method_option = click.option(
+    "--method",
+    type=RegistryChoice("aigcguard.watermark.registry:METHODS"),
+    default=DEFAULT_METHOD,
+    show_default=True,
+    help="Watermark method (see `aigc watermark methods`).",
+)
 
 
 def descriptor_option(func: Callable) -> Callable:
@@ -170,8 +197,9 @@ class Run:
         if self.failures:
             total = self.done + len(self.failures)
             click.echo(f"{len(self.failures)} of {total} inputs failed:", err=True)
-            for source, reason in self.failures:
-                click.echo(f"  {source}: {reason}", err=True)
+            for source, reason in self.failures:  # most reasons already name their file
+                named = reason.startswith(f"{source}:")
+                click.echo(f"  {reason if named else f'{source}: {reason}'}", err=True)
         if self.internal:
             click.echo(
                 f"{len(self.internal)} internal error(s), a bug: please report it "

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from aigcguard.cli.common import Run, device_option
-from aigcguard.cli.watermark import key_option
+from aigcguard.cli.common import Run, device_option, key_option
 
 
 @click.command("generate")

@@ -7,21 +7,56 @@ from aigcguard import __version__
 from aigcguard.cli.common import EXIT_INTERNAL, EXIT_UNUSABLE, explain_crash
 from aigcguard.results import error_text, is_internal_error
 
-#: every command, as (module under aigcguard.cli, attribute): imported when it is run or its
-#: help is shown, so `aigc --version` does not import torch and the models (issue 22)
+#: every command, as (module under aigcguard.cli, attribute, the first sentence of its help):
+#: imported when it is run or its own help is shown, so `aigc --version` and `aigc --help` do
+#: not import torch and the models (issue 22); a test keeps the sentences equal to the help
 COMMANDS = {
-    "watermark": ("watermark", "watermark_group"),
-    "index": ("similarity", "index_group"),
-    "similar": ("similarity", "similar_cmd"),
-    "eval": ("evaluate", "eval_group"),
-    "audit": ("similarity", "audit_cmd"),
-    "detect": ("detect", "detect_cmd"),
-    "detector": ("detect", "detector_group"),
-    "provenance": ("provenance", "provenance_group"),
-    "generate": ("generate", "generate_cmd"),
-    "check": ("check", "check_cmd"),
-    "serve": ("serve", "serve_cmd"),
-    "batch": ("batch", "batch_group"),
+    "watermark": ("watermark", "watermark_group", "Embed and detect invisible watermarks."),
+    "index": (
+        "similarity",
+        "index_group",
+        "Register reference works and manage the similarity index.",
+    ),
+    "similar": ("similarity", "similar_cmd", "Which registered works does each image copy?"),
+    "eval": ("evaluate", "eval_group", "Benchmarks on your own data."),
+    "audit": (
+        "similarity",
+        "audit_cmd",
+        "Audit a batch: verdict counts, worst offenders first, creator shares (and payouts).",
+    ),
+    "detect": ("detect", "detect_cmd", "Is each picture (or video) generated?"),
+    "detector": (
+        "detect",
+        "detector_group",
+        "Train and evaluate real-versus-generated detectors.",
+    ),
+    "provenance": (
+        "provenance",
+        "provenance_group",
+        "Content Credentials, AI labels and the ledger of generated pictures.",
+    ),
+    "generate": (
+        "generate",
+        "generate_cmd",
+        "Generate pictures with the pipeline named in the config; each is watermarked on the "
+        "generator's device, labelled, signed (when the config names a certificate) and "
+        "recorded in the ledger.",
+    ),
+    "check": (
+        "check",
+        "check_cmd",
+        "Check each picture with every available signal: Content Credentials, labels and "
+        "generator metadata, known watermarks, our watermark and its ledger record, the "
+        "detector, and similarity (with --index).",
+    ),
+    "serve": ("serve", "serve_cmd", "Serve the checks over HTTP (OpenAPI docs at /docs)."),
+    "batch": (
+        "batch",
+        "batch_group",
+        "Run a job over many files (folders, files, or .txt/.csv/.parquet listings with a "
+        "`path` column) on Ray Data, and write Parquet: one row per file with the fields the "
+        "matching command prints as JSON, or its error.",
+    ),
 }
 
 EXIT_CODES = """\b
@@ -45,10 +80,25 @@ class _Main(click.Group):
 
     def get_command(self, ctx, name: str) -> click.Command | None:
         if name not in self.commands and name in COMMANDS:
-            module, attr = COMMANDS[name]
+            module, attr, _ = COMMANDS[name]
             command = getattr(importlib.import_module(f"aigcguard.cli.{module}"), attr)
             self.add_command(command, name)
         return self.commands.get(name)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """The command list from :data:`COMMANDS`' sentences: listing imports nothing."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            if name in COMMANDS and name not in self.commands:
+                sentence = click.Command(name, help=COMMANDS[name][2])
+                rows.append((name, sentence.get_short_help_str(limit)))
+            elif not (command := self.commands[name]).hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:

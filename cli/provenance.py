@@ -13,9 +13,10 @@ from aigcguard.cli.common import (
     device_option,
     image_batches,
     input_paths,
+    key_option,
+    method_option,
     per_item,
 )
-from aigcguard.cli.watermark import key_option, method_option
 
 ledger_option = click.option(
     "--ledger",

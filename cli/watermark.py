@@ -8,21 +8,19 @@ from pathlib import Path
 import click
 
 from aigcguard.cli.common import (
-    RegistryChoice,
     Run,
     batch_size_option,
     device_option,
     image_batches,
+    key_option,
+    method_option,
     per_item,
     unique_output,
 )
 from aigcguard.imageio import save_image
 from aigcguard.watermark import (
-    DEFAULT_KEY,
-    DEFAULT_METHOD,
     DEFAULT_P_THRESHOLD,
     KNOWN_MARKS,
-    METHODS,
     PAYLOAD_BYTES,
     detect,
     detect_known,
@@ -37,24 +35,10 @@ from aigcguard.watermark.files import FileDetection, MarkedFile, psnr
 
 _SUFFIX = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
-key_option = click.option(
-    "--key",
-    default=DEFAULT_KEY,
-    show_default=True,
-    envvar="AIGC_WATERMARK_KEY",
-    help="Secret the mark is keyed with (or set AIGC_WATERMARK_KEY). The default key is public.",
-)
 unkeyed_option = click.option(
     "--unkeyed",
     is_flag=True,
     help="Bare invisible-watermark layout: the message bits alone, no key, no sync bits.",
-)
-method_option = click.option(
-    "--method",
-    type=RegistryChoice(METHODS),
-    default=DEFAULT_METHOD,
-    show_default=True,
-    help="Watermark method (see `aigc watermark methods`).",
 )
 message_options = [
     click.option("--message", help="Message as text (UTF-8)."),

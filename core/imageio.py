@@ -19,13 +19,16 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aigcguard.budget import DEFAULT_MAX_ASPECT, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, WorkBudget
 from aigcguard.fileio import atomic_write
+
+if TYPE_CHECKING:  # torch is imported where pixels are made, so reading metadata starts fast
+    import torch
 
 # The work budget's defaults (aigcguard.budget), re-exported: larger inputs are refused unless
 # the caller raises a limit (``AIGC_MAX_PIXELS`` / ``AIGC_MAX_SIDE`` / ``AIGC_MAX_ASPECT``, or
@@ -259,6 +262,8 @@ def load_image(
     del im  # Pillow's decoded copy, freed before the tensor's is made
     # Always a fresh, writable copy: np.ascontiguousarray would hand back a view of Pillow's
     # read-only buffer whenever the transpose is already contiguous (a 1 x 1 image).
+    import torch
+
     pixels = torch.from_numpy(np.array(arr.transpose(2, 0, 1), dtype=np.uint8, order="C"))
     return LoadedImage(source=label, pixels=pixels, format=fmt, mode=mode)
 
@@ -456,6 +461,8 @@ def save_image(
     fmt_key = (format or path.suffix.lstrip(".") or "png").lower()
     if fmt_key not in _SAVE_FORMATS:
         raise ValueError(f"{path}: cannot save as {fmt_key!r}; use png, jpeg or webp")
+    import torch
+
     if not isinstance(pixels, torch.Tensor):
         raise ValueError(f"{path}: expected a uint8 torch tensor, got {type(pixels).__name__}")
     if (

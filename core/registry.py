@@ -17,6 +17,7 @@ kind is its own module plus one ``@registry.register(...)`` line.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -32,12 +33,27 @@ class Registry(Generic[T]):
 
     Names are case-insensitive and stored lower case. ``meta`` keeps what a caller needs to
     know about an entry without creating it (a description, a training entry point).
+    ``builtins`` names the module whose import registers the built-in entries: it is imported
+    the first time the registry is read, so a package can expose its registry (and a CLI its
+    choices) without importing torch and the models behind them until they are used.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, builtins: str | None = None):
         self.kind = kind
         self._entries: dict[str, Callable[..., T]] = {}
         self._meta: dict[str, dict[str, Any]] = {}
+        self._builtins = builtins
+        self._loading = False
+
+    def _load(self) -> None:
+        if self._builtins is None or self._loading:  # loaded, or being read while it loads
+            return
+        self._loading = True
+        try:  # a failed import raises here and again on the next read, never an empty list
+            importlib.import_module(self._builtins)
+            self._builtins = None
+        finally:
+            self._loading = False
 
     def register(self, name: str, **meta: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator: put a factory under ``name``; ``meta`` is kept beside it."""
@@ -62,16 +78,19 @@ class Registry(Generic[T]):
         self._meta.pop(key, None)
 
     def is_registered(self, name: str) -> bool:
+        self._load()
         return self._key(name) in self._entries
 
     def list(self, pattern: str = "*", *, ordered: bool = False) -> list[str]:
         """Registered names matching a shell-style ``pattern``: sorted, or in registration
         order with ``ordered`` (for kinds that run in sequence, such as check signals)."""
+        self._load()
         names = [n for n in self._entries if fnmatch.fnmatch(n, pattern.lower())]
         return names if ordered else sorted(names)
 
     def get(self, name: str) -> Callable[..., T]:
         """The factory registered under ``name``; an unknown name lists the known ones."""
+        self._load()
         key = self._key(name)
         if key not in self._entries:
             known = ", ".join(self.list()) or "none"
@@ -93,6 +112,7 @@ class Registry(Generic[T]):
         return iter(self.list())
 
     def __len__(self) -> int:
+        self._load()
         return len(self._entries)
 
     @staticmethod

@@ -4,6 +4,8 @@ one registry helper behind every pluggable kind, and the layer contract's folder
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 
 import pytest
 import tomllib
@@ -83,3 +85,37 @@ def test_registry_helper():
         reg.create("beta")
     reg.remove("alpha")
     assert not reg.is_registered("alpha") and len(reg) == 0
+
+
+def test_registry_loads_its_builtins_on_first_read(tmp_path, monkeypatch):
+    """A registry names the module that registers its built-ins and imports it the first time
+    it is read (so exposing the registry imports nothing heavy); a failing import is an
+    error on every read, never an empty list."""
+    reg: Registry = Registry("toy", builtins="toy_builtins")
+    monkeypatch.setattr(sys.modules[__name__], "TOY_REGISTRY", reg, raising=False)
+    (tmp_path / "toy_builtins.py").write_text(
+        f"import {__name__} as t\nt.TOY_REGISTRY.add('beta', lambda: 'b')\n"
+        "assert t.TOY_REGISTRY.list() == ['beta']  # read while loading: no recursion\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "toy_builtins" not in sys.modules
+    assert reg.list() == ["beta"] and "toy_builtins" in sys.modules
+    assert reg.create("beta") == "b" and len(reg) == 1
+    broken: Registry = Registry("toy", builtins="no_such_module_anywhere")
+    for _ in range(2):
+        with pytest.raises(ModuleNotFoundError):
+            broken.list()
+
+
+def test_watermark_package_names_load_lazily():
+    """Naming the watermark defaults imports no torch; the methods register on first read."""
+    probe = (
+        "import sys\n"
+        "from aigcguard.watermark import DEFAULT_KEY, DEFAULT_METHOD\n"
+        "from aigcguard.cli.common import method_option\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "from aigcguard.watermark import list_methods\n"
+        "assert DEFAULT_METHOD in list_methods() and 'dwtdct' in list_methods()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

@@ -10,9 +10,8 @@ import torch
 from aigcguard.device import pick_device
 from aigcguard.results import OMIT_NONE, JsonResult
 from aigcguard.watermark import dwt
+from aigcguard.watermark.defaults import DEFAULT_KEY, DEFAULT_METHOD, DEFAULT_P_THRESHOLD
 from aigcguard.watermark.payload import (
-    DEFAULT_KEY,
-    DEFAULT_P_THRESHOLD,
     PAYLOAD_BYTES,
     SYNC_BITS,
     binomial_sf,
@@ -24,7 +23,7 @@ from aigcguard.watermark.payload import (
     signed_sum_sf,
     split_frames,
 )
-from aigcguard.watermark.registry import DEFAULT_METHOD, SoftReading, WatermarkMethod, get_method
+from aigcguard.watermark.registry import SoftReading, WatermarkMethod, get_method
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 Message = bytes | str

@@ -31,8 +31,8 @@ from aigcguard.watermark.api import (
     _work_device,
     too_small,
 )
+from aigcguard.watermark.defaults import DEFAULT_P_THRESHOLD
 from aigcguard.watermark.payload import (
-    DEFAULT_P_THRESHOLD,
     binomial_sf,
     bits_to_bytes,
     bytes_to_bits,

@@ -29,14 +29,6 @@ SYNC_BITS = 64
 PAYLOAD_BITS = 64
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
 
-#: Anyone can detect marks made with the default key; use your own key for marks that only
-#: you can find (and that nobody can forge without it).
-DEFAULT_KEY = "aigc-guard-public"
-
-#: Default decision threshold: a p-value at or below this is a detection. Aimed at one false
-#: positive per million unmarked images per key; the measured rate ships in data/.
-DEFAULT_P_THRESHOLD = 1e-6
-
 _DOMAIN = b"aigcguard/watermark-frame/v1\x00"
 
 

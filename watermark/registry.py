@@ -79,13 +79,11 @@ class WatermarkMethod(ABC):
         raise NotImplementedError(f"{self.name} is a hard-decision method: use read_votes")
 
 
-#: What ``embed``, ``detect`` and the ``aigc watermark`` commands use unless told otherwise:
-#: the mark that survives JPEG, resizing, crops and rotation.
-DEFAULT_METHOD = "tilemark"
-
 #: Watermark methods by name. ``register_method``, ``get_method`` and ``list_methods`` are this
-#: domain's spelling of its register, create and list.
-METHODS: Registry[WatermarkMethod] = Registry("watermark method")
+#: domain's spelling of its register, create and list; the built-ins register on first read.
+METHODS: Registry[WatermarkMethod] = Registry(
+    "watermark method", builtins="aigcguard.watermark.methods"
+)
 # Methods hold no state, so one instance per class serves every caller (keyed by class, so a
 # name removed and registered again gets its new class).
 _INSTANCES: dict[Callable[[], WatermarkMethod], WatermarkMethod] = {}
