@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from aigcguard.service.http import ROUTERS, ServiceConfig, create_app
 from aigcguard.service.http.deps import Settings, Upload
 
-SHIPPED = ["check", "health", "similarity", "watermark"]
+SHIPPED = ["check", "health", "page", "similarity", "watermark"]
 
 
 @pytest.fixture

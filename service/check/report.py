@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aigcguard.results import JsonResult
 from aigcguard.service.check.verdict import SUMMARY_VERDICTS
@@ -17,10 +17,15 @@ if TYPE_CHECKING:
 e = html.escape
 
 
-def render_html(results: Sequence[CheckResult], checker: Checker | None = None) -> str:
+def render_html(
+    results: Sequence[CheckResult],
+    checker: Checker | None = None,
+    pictures: Mapping[str, Any] | None = None,
+) -> str:
     """A self-contained page: per picture, the picture, the summary and its reasons, each
     signal's result, the detector's score against its bands, and side-by-side pictures of
-    copied works (when ``checker`` has an index)."""
+    copied works (when ``checker`` has an index). ``pictures``: the uint8 3 x H x W pixels of
+    results whose ``path`` is no file to read (an upload to the service), by path."""
     from aigcguard.report import STYLE, counts_table
 
     counts = {v: sum(r.summary.verdict == v for r in results) for v in SUMMARY_VERDICTS}
@@ -37,11 +42,11 @@ def render_html(results: Sequence[CheckResult], checker: Checker | None = None) 
         "nothing.</p>",
     ]
     for r in results:
-        parts += _section(r, checker)
+        parts += _section(r, checker, (pictures or {}).get(r.path))
     return "".join(parts)
 
 
-def _section(r: CheckResult, checker: Checker | None) -> list[str]:
+def _section(r: CheckResult, checker: Checker | None, query=None) -> list[str]:
     """One picture: its verdict, the picture, the reasons, the signals, copied works."""
     from aigcguard.imageio import ImageLoadError, load_image
     from aigcguard.report import data_uri
@@ -49,7 +54,8 @@ def _section(r: CheckResult, checker: Checker | None) -> list[str]:
     s = r.summary
     parts = [f"<section><h2 class='v-{s.verdict}'>{e(r.path)}: {s.verdict}</h2>"]
     try:
-        query = load_image(r.path).pixels
+        if query is None:
+            query = load_image(r.path).pixels
         parts.append(
             f"<img alt='picture' style='max-width:360px' "
             f"src='{data_uri(query.permute(1, 2, 0).numpy(), 720)}'>"

@@ -17,13 +17,18 @@ from aigcguard.service.http.deps import key_matches
 from aigcguard.service.http.errors import ApiError
 from aigcguard.service.http.limits import DEADLINE, Body, Message, Reply, header_value
 
-#: paths that never need a key: the probes
+#: paths that never need a key: the probes, and the page (``GET /``), which holds no data
 PROBES = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = PROBES | {"/"}
+#: path prefixes that never need a key: the page's own files (script, style, strings). A path
+#: under one is routed only to those files (or a 404), never to a ``/v1`` route
+OPEN_PREFIXES = ("/static/",)
 
 
 class Guard:
     """The middleware; ``docs`` are the documentation paths, open without a key only when the
-    config says ``public_docs``. Every other path needs a key when keys are configured."""
+    config says ``public_docs``. Every other path but :data:`OPEN_PATHS` and those under
+    :data:`OPEN_PREFIXES` needs a key when keys are configured."""
 
     def __init__(self, app, docs: frozenset[str] = frozenset()):
         self.app, self.docs = app, docs
@@ -47,7 +52,12 @@ class Guard:
 
     def refusal(self, scope: Message, config) -> tuple[int, str] | None:
         """The status and message for a request refused on its headers alone, or None."""
-        is_open = scope["path"] in PROBES or (config.public_docs and scope["path"] in self.docs)
+        path = scope["path"]
+        is_open = (
+            path in OPEN_PATHS
+            or path.startswith(OPEN_PREFIXES)
+            or (config.public_docs and path in self.docs)
+        )
         if config.api_keys and not is_open:
             keys = [k.encode("utf-8") for k in config.api_keys]
             if not key_matches(scope["headers"], keys):

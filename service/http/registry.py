@@ -10,8 +10,8 @@ registration (and, for an area shipped here, its import in ``routers/__init__.py
 
     ROUTERS.add("toy", lambda: router)
 
-The factory is called once per app. Every path but the probes needs the API key when keys
-are configured (see ``middleware``).
+The factory is called once per app. Every path but the probes and the page (``/`` and
+``/static/...``) needs the API key when keys are configured (see ``middleware``).
 """
 
 from __future__ import annotations
