@@ -96,12 +96,16 @@ def variants(arr: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarr
     return out
 
 
-#: tilemark modules that do not compute a p-value: embedding, its SSIM guard, the package's
-#: re-exports, and the quick look in front of the search (which can only skip a search,
-#: never add a detection, so trials of the search bound the detector with it too)
-_NOT_SEARCH = frozenset({"__init__.py", "embedding.py", "ssim_guard.py", "gate.py"})
-#: what of method.py does count: the budget shares and the function calibration calls
-_METHOD_PARTS = frozenset({"all_families", "FORMAT_SHARES"})
+#: tilemark modules that do not compute a p-value: embedding, its SSIM guard and the
+#: package's re-exports (the gate does: it decides which families are judged)
+_NOT_SEARCH = frozenset({"__init__.py", "embedding.py", "ssim_guard.py"})
+#: what of method.py does count: the budget shares and the functions calibration calls
+_METHOD_PARTS = frozenset({"all_families", "judged_families", "FORMAT_SHARES"})
+#: how a kept trial's p-value was made (its fourth column): ``gated``, by the detector as it
+#: ships (the searched families only where the gate finds the template); ``full``, by every
+#: family whatever the gate says (trials made before the gate, three columns), which can
+#: only detect more, so they bound the shipped detector's rate too
+KINDS = ("gated", "full")
 
 
 def detector_version(root: Path = ROOT) -> str:
@@ -139,19 +143,22 @@ def _top_name(node: ast.stmt) -> str | None:
     return None
 
 
-def _tilemark_image(job: tuple[str, torch.Tensor, list[str], str | None]) -> list[float]:
+def _tilemark_image(
+    job: tuple[str, torch.Tensor, list[str], str | None], kind: str = "gated"
+) -> list[float]:
     """One image's trials (every key on one PictureMemo), appended to ``out`` as they come
-    (name, key, p per line) so that a run cut short keeps what it measured."""
+    (name, key, p, kind per line) so that a run cut short keeps what it measured."""
     name, img, keys, out = job
     torch.set_num_threads(1)
     w = tilemark.working_whitened(img[None])[0]
     memo = tilemark.PictureMemo(w)
+    families = tilemark.judged_families if kind == "gated" else tilemark.all_families
     p = []
     for key in keys:
-        p.append(min(1.0, min(f.p_value for f in tilemark.all_families(w, key, memo=memo))))
+        p.append(min(1.0, min(f.p_value for f in families(w, key, memo=memo))))
         if out is not None:
             with open(out, "a") as handle:
-                handle.write(f"{name}\t{key}\t{p[-1]!r}\n")
+                handle.write(f"{name}\t{key}\t{p[-1]!r}\t{kind}\n")
     return p
 
 
@@ -249,8 +256,9 @@ class _Serial:
         return map(fn, jobs)
 
 
-def read_kept(folder: Path) -> list[tuple[str, str, float]]:
-    """Every complete (name, key, p) line kept in ``folder``."""
+def read_kept(folder: Path) -> list[tuple[str, str, float, str]]:
+    """Every complete (name, key, p, kind) line kept in ``folder`` (:data:`KINDS`; a line of
+    three columns was made before the gate: ``full``)."""
     out = []
     for path in sorted([*folder.glob("*.tsv"), *folder.glob("*.tsv.gz")]):
         opener = gzip.open if path.suffix == ".gz" else open
@@ -258,8 +266,10 @@ def read_kept(folder: Path) -> list[tuple[str, str, float]]:
             text = handle.read()
         for line in text.splitlines():
             parts = line.split("\t")
-            if len(parts) == 3:  # else a line cut short by a stopped run
-                out.append((parts[0], parts[1], float(parts[2])))
+            if len(parts) == 3:
+                parts.append("full")
+            if len(parts) == 4 and parts[3] in KINDS:  # else cut short by a stopped run
+                out.append((parts[0], parts[1], float(parts[2]), parts[3]))
     return out
 
 
@@ -277,11 +287,11 @@ def carry(
     rng = np.random.default_rng(seed)
     picks = [kept[i] for i in rng.choice(len(kept), min(n_verify, len(kept)), replace=False)]
     bad = []
-    for name, key, p in picks:
+    for name, key, p, kind in picks:
         if name not in images:
             bad.append(f"{name}: not among this run's images (other --variants or photos?)")
             continue
-        again = _tilemark_image((name, images[name], [key], None))[0]
+        again = _tilemark_image((name, images[name], [key], None), kind)[0]
         if again != p:
             bad.append(f"{name} key {key}: kept p {p!r}, now {again!r}")
     if bad:
@@ -310,6 +320,7 @@ def summarise_kept(folder: Path) -> dict:
     p = torch.tensor([k[2] for k in kept], dtype=torch.float64)
     out = summarise(p, len(names), len(keys))
     out["detector_version"] = folder.name
+    out["trials_by_kind"] = {kind: sum(k[3] == kind for k in kept) for kind in KINDS}
     return out
 
 

@@ -31,7 +31,8 @@ def test_runs_add_up_and_keep_detects_p_values(pictures, tmp_path):
     assert not list(folder.glob("*.tsv"))  # finished runs are packed
     for path in folder.glob("*.tsv.gz"):
         for line in gzip.decompress(path.read_bytes()).decode().splitlines():
-            name, key, p = line.split("\t")
+            name, key, p, kind = line.split("\t")
+            assert kind == "gated"  # the detector as it ships
             kept[(name, key)] = float(p)
     assert len(kept) == 6
     for name, img in zip(names, pictures, strict=True):
@@ -118,7 +119,7 @@ def test_a_run_still_going_is_not_packed(tmp_path):
     assert os.path.exists(tmp_path / "20260101T000000-0.tsv.gz")
 
 
-def test_detector_version_covers_the_search_not_embedding_or_the_gate(tmp_path):
+def test_detector_version_covers_the_search_and_the_gate_not_embedding(tmp_path):
     import shutil
 
     root = cal.ROOT
@@ -127,7 +128,6 @@ def test_detector_version_covers_the_search_not_embedding_or_the_gate(tmp_path):
     shutil.copy(root / "watermark" / "payload.py", tmp_path / "watermark" / "payload.py")
     base = cal.detector_version(tmp_path)
     folder = tmp_path / "watermark" / "tilemark"
-    (folder / "gate.py").write_text("THRESHOLD = 3.0\n")
     embedding = folder / "embedding.py"
     embedding.write_text(embedding.read_text() + "\nTARGET = 1\n")
     method = folder / "method.py"
@@ -135,9 +135,35 @@ def test_detector_version_covers_the_search_not_embedding_or_the_gate(tmp_path):
     method.write_text(text.replace("judged = min(", "judged = min(  # noqa\n    "))
     method.write_text(text + "\n\ndef read_faster():\n    return None\n")
     assert cal.detector_version(tmp_path) == base
+    gate = folder / "gate.py"  # the gate decides which families are judged: it counts
+    gate_text = gate.read_text()
+    gate.write_text(gate_text.replace("GATE_LEVEL = 9.0", "GATE_LEVEL = 8.0"))
+    assert cal.detector_version(tmp_path) != base
+    gate.write_text(gate_text)
+    gated = "search = worth_searching(w) if"
+    method.write_text(text.replace(gated, "search = True or worth_searching(w) if"))
+    assert cal.detector_version(tmp_path) != base
     method.write_text(text.replace('"legacy": 0.3', '"legacy": 0.31'))
     assert cal.detector_version(tmp_path) != base
     method.write_text(
         text.replace("out = [", "out = list([", 1).replace("]\n    share", "])\n    share", 1)
     )
     assert cal.detector_version(tmp_path) != base
+
+
+def test_trials_of_the_full_search_are_kept_apart_and_carry_as_such(pictures, tmp_path):
+    """Trials made before the gate (three columns) are the full search's: they carry when the
+    full search reproduces them, and the summary counts them apart from the gated ones."""
+    names = ["camera#0", "coffee#0"]
+    images = dict(zip(names, pictures, strict=True))
+    old = tmp_path / "0ld0ld0ld0ld0ld0"
+    old.mkdir()
+    with gzip.open(old / "x-0.tsv.gz", "wt") as handle:
+        for name in names:
+            p = cal._tilemark_image((name, images[name], ["k1"], None), "full")[0]
+            handle.write(f"{name}\tk1\t{p!r}\n")
+    current = tmp_path / cal.detector_version()
+    assert cal.carry(old, current, images, n_verify=2, seed=1) == []
+    cal.soft_trials(pictures, names, "tilemark", ["k2"], accumulate=tmp_path)
+    summary = cal.summarise_kept(current)
+    assert summary["trials"] == 4 and summary["trials_by_kind"] == {"gated": 2, "full": 2}

@@ -34,7 +34,9 @@ Detection needs only the key:
 That is the legacy format's search (``search``); the keyed one (``keyed_search``) takes its
 geometry and grid offset from the template alone and scores every nonce and tile offset at the
 few placements the template gives. Detection runs both, each on its share of the
-false-positive budget (``method.FORMAT_SHARES``), and says which format it read.
+false-positive budget (``method.FORMAT_SHARES``), and says which format it read. The searched
+families run only where a key-free first look finds the template (``gate``); the skipped ones
+keep their share of the budget, so the gate can cost a detection, never add one.
 
 For a picture without this mark the known chips' signs are fair coins given the picture, so
 each hypothesis's strength t obeys P <= min(exp(-t^2 / 2), 3.18 P(N(0,1) >= t)) (Hoeffding;
@@ -63,6 +65,7 @@ from aigcguard.watermark.tilemark.embedding import (
     embed_tilemark,
     informed_values,
 )
+from aigcguard.watermark.tilemark.gate import GATE_LEVEL, template_amplitude, worth_searching
 from aigcguard.watermark.tilemark.keyed import (
     NONCES,
     SUPER,
@@ -93,6 +96,7 @@ from aigcguard.watermark.tilemark.method import (
     LegacyTileMark,
     TileMark,
     all_families,
+    judged_families,
 )
 from aigcguard.watermark.tilemark.picture import (
     FLATTEN_EXP,
@@ -165,6 +169,7 @@ __all__ = [
     "FLATTEN_FLOOR",
     "FORMATS",
     "FORMAT_SHARES",
+    "GATE_LEVEL",
     "INFORMED",
     "INFORMED_BORDER",
     "INFORMED_BOX",
@@ -214,6 +219,7 @@ __all__ = [
     "fold",
     "frame_values",
     "informed_values",
+    "judged_families",
     "keyed_readings",
     "local_variance",
     "locate",
@@ -231,6 +237,7 @@ __all__ = [
     "spectral_candidates",
     "ssim",
     "template",
+    "template_amplitude",
     "template_power",
     "texture_mask",
     "tile_layout",
@@ -240,4 +247,5 @@ __all__ = [
     "whiten",
     "working_size",
     "working_whitened",
+    "worth_searching",
 ]

@@ -11,6 +11,7 @@ from aigcguard.watermark import ecc
 from aigcguard.watermark.payload import PAYLOAD_BITS, SYNC_BITS, split_frames
 from aigcguard.watermark.registry import SoftReading, WatermarkMethod, register_method
 from aigcguard.watermark.tilemark.embedding import embed_tilemark
+from aigcguard.watermark.tilemark.gate import worth_searching
 from aigcguard.watermark.tilemark.keyed_search import keyed_readings, placements
 from aigcguard.watermark.tilemark.picture import working_whitened
 from aigcguard.watermark.tilemark.readout import PictureMemo
@@ -22,12 +23,23 @@ FORMAT_SHARES = {"keyed": 0.7, "legacy": 0.3}
 
 
 def all_families(
-    w: torch.Tensor, key, code: torch.Tensor | None = None, memo: PictureMemo | None = None
+    w: torch.Tensor,
+    key,
+    code: torch.Tensor | None = None,
+    memo: PictureMemo | None = None,
+    *,
+    search: bool = True,
 ) -> list[FamilyReading]:
     """Every family of both formats for one whitened working image, read and judged, with
     the costs scaled by each format's share of the budget. ``memo`` keeps the key-free work
-    for the next key (calibration tries many keys on one picture)."""
-    places = None if memo is None else memo.get("keyed", lambda: placements(w, shared=True))
+    for the next key (calibration tries many keys on one picture). ``search=False``: the
+    as-embedded families alone, at their usual costs (the searched ones skipped)."""
+    if not search:
+        places = placements(w, search=False)
+    elif memo is None:
+        places = None
+    else:
+        places = memo.get("keyed", lambda: placements(w, shared=True))
     out = [
         FamilyReading(
             fam,
@@ -42,9 +54,18 @@ def all_families(
         for fam, hyp, cost, known, coded, ev, p in keyed_readings(w, key, code, places)
     ]
     share = FORMAT_SHARES["legacy"]
-    for r in read_families(w, key, code, memo):
+    for r in read_families(w, key, code, memo, search=search):
         out.append(replace(r, cost=r.cost / share, p_value=r.p_value / share))
     return out
+
+
+def judged_families(
+    w: torch.Tensor, key, code: torch.Tensor | None = None, memo: PictureMemo | None = None
+) -> list[FamilyReading]:
+    """The families detection judges: all of them when the key-free gate finds the template
+    (``gate``), else the as-embedded ones; the gate's answer is kept in ``memo``."""
+    search = worth_searching(w) if memo is None else memo.get("gate", lambda: worth_searching(w))
+    return all_families(w, key, code, memo, search=search)
 
 
 @register_method("tilemark")
@@ -78,8 +99,13 @@ class TileMark(WatermarkMethod):
             # The p-value is the smallest over the families' best hypotheses; the payload is
             # read where the mark reads strongest (a searched placement may fit better than
             # the as-embedded one that needs less evidence).
-            families = all_families(whitened[i], key, code)
+            families = judged_families(whitened[i], key, code)
             judged = min(families, key=lambda r: r.p_value)
+            if judged.p_value >= 1:  # no evidence at all: no payload to read (saves ~12 ms)
+                unread = torch.zeros(PAYLOAD_BITS, dtype=torch.bool)
+                reading = SoftReading(judged.evidence, unread, judged.cost, None, judged.format)
+                readings.append(reading)
+                continue
             strongest = max(families, key=lambda r: r.geometry.strength)
             decoded = ecc.read(strongest.coded, strongest.known)
             readings.append(

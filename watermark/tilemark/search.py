@@ -58,21 +58,17 @@ def locate(
     strongest upright ones (and the strongest turned one) are refined on a FINE x FINE grid
     of scale and angle around them, coarse to fine. Every point of that grid, around every
     candidate there could have been, is counted. ``memo`` (a ``PictureMemo``) keeps the
-    key-free work for the next key."""
-    if search:
-        cands = _candidates(w) if memo is None else memo.get("legacy", lambda: _candidates(w))
-    else:
-        cands = [(1.0, 0.0)]
-    searched = (1 + TOP_TEMPLATE + TOP_LATTICE if search else 1) * FINE * FINE * SHIFTS * SHIFTS
+    key-free work for the next key. ``search=False``: the as-embedded family alone."""
+    cost_as_embedded = len(_NEAR) ** 2 / SHARE_AS_EMBEDDED
+    if not search:
+        return [(_as_embedded(_strength_maps(w, key, 1.0, 0.0, (0,), memo)[0]), cost_as_embedded)]
+    cands = _candidates(w) if memo is None else memo.get("legacy", lambda: _candidates(w))
+    searched = (1 + TOP_TEMPLATE + TOP_LATTICE) * FINE * FINE * SHIFTS * SHIFTS
     upright, turned = [], []
     for i, (s, a) in enumerate(cands):
         strengths = _strength_maps(w, key, s, a, memo=memo)
         if i == 0:
-            near = strengths[0][_NEAR, :][:, _NEAR]
-            value, idx = near.flatten().max(0)
-            r, c = divmod(int(idx), len(_NEAR))
-            shift = (_NEAR[r] % SHIFTS, _NEAR[c] % SHIFTS)
-            as_embedded = Geometry(s, a, 0, shift, float(value))
+            as_embedded = _as_embedded(strengths[0])
         upright.append(_best({0: strengths[0]}, s, a))
         turned.append(_best(strengths, s, a))
     refined: dict[tuple[float, float, int], Geometry] = {}
@@ -87,12 +83,20 @@ def locate(
         return best
 
     return [
-        (as_embedded, len(_NEAR) ** 2 / SHARE_AS_EMBEDDED),
+        (as_embedded, cost_as_embedded),
         (best_refined(upright, refine), searched / SHARE_UPRIGHT),
         # a quarter-turned mark is nearly always the strongest candidate: refining one keeps
         # unmarked pictures (where the best is turned three times in four) from paying twice
         (best_refined(turned, 1), 4 * searched / SHARE_TURNED),
     ]
+
+
+def _as_embedded(strengths: torch.Tensor) -> Geometry:
+    """The as-embedded family's best: the unmoved grid, within half a working pixel."""
+    near = strengths[_NEAR, :][:, _NEAR]
+    value, idx = near.flatten().max(0)
+    r, c = divmod(int(idx), len(_NEAR))
+    return Geometry(1.0, 0.0, 0, (_NEAR[r] % SHIFTS, _NEAR[c] % SHIFTS), float(value))
 
 
 def _candidates(w: torch.Tensor) -> list[tuple[float, float]]:
@@ -150,14 +154,21 @@ class FamilyReading:
 
 
 def read_families(
-    w: torch.Tensor, key: str | bytes, code: torch.Tensor | None = None, memo=None
+    w: torch.Tensor,
+    key: str | bytes,
+    code: torch.Tensor | None = None,
+    memo=None,
+    *,
+    search: bool = True,
 ) -> list[FamilyReading]:
     """Every legacy-format family's best hypothesis for one whitened working image, read and
-    judged; ``code`` (+-1 per coded chip) adds the expected message's chips to the evidence."""
+    judged; ``code`` (+-1 per coded chip) adds the expected message's chips to the evidence.
+    ``search=False``: the as-embedded family alone, at its usual cost (the others skipped)."""
     layout = tile_layout(key)
     chips_at: dict[Geometry, torch.Tensor] = {}  # families often agree: fold once
     out = []
-    for family, (geom, cost) in zip(FAMILIES, locate(w, key, memo=memo), strict=True):
+    located = locate(w, key, memo=memo, search=search)
+    for family, (geom, cost) in zip(FAMILIES, located, strict=False):
         if geom not in chips_at:
             chips_at[geom] = read_geometry(w, geom, memo)
         chips = chips_at[geom]
