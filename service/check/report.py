@@ -111,9 +111,9 @@ def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
     if r.watermark is not None:
         w = r.watermark
         found = f"present, p = {w.p_value:.1e}, payload {w.payload}" if w.detected else "absent"
-        if w.detected and getattr(w, "public_key", None):
+        if w.detected and w.public_key:
             found += " (public key: anyone can add it)"
-        elif w.detected and getattr(w, "format", None):
+        elif w.detected and w.format:
             found += f" ({w.format} format)"
         rows.append(("Our watermark", e(found)))
     if r.ledger is not None:
@@ -160,8 +160,8 @@ def _credentials_text(c) -> str:
     """Integrity and standing, then each declaration with where it was made and who signed."""
     if c.state == "absent":
         return "none" + (f" (points at {e(c.remote_manifest)})" if c.remote_manifest else "")
-    integrity = getattr(c, "integrity", None) or c.state
-    standing = getattr(c, "standing", None)
+    integrity = c.integrity or c.state
+    standing = c.standing
     head = f"integrity <b>{e(integrity)}</b>" + (f", signer {e(standing)}" if standing else "")
     signer = c.signer or {}
     who = signer.get("common_name")
@@ -173,7 +173,7 @@ def _credentials_text(c) -> str:
     if c.codes:
         head += f"; codes {e(', '.join(c.codes))}"
     items = []
-    for d in getattr(c, "declarations", None) or []:
+    for d in c.declarations or []:
         where = (
             "active manifest"
             if d.get("where") == "active"

@@ -91,7 +91,7 @@ def credentials_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
     cred = found.get("credentials")
     if cred is None or cred.state == "absent":
         return
-    integrity = getattr(cred, "integrity", None) or ("intact" if cred.state != "invalid" else None)
+    integrity = cred.integrity
     if integrity != "intact":
         codes = ", ".join(cred.codes or []) or "unknown failure"
         what = (
@@ -101,13 +101,13 @@ def credentials_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
         )
         evidence.note(f"Content Credentials {what} ({codes}); what they declare is no evidence")
         return
-    if getattr(cred, "standing", None) == "revoked":
+    if cred.standing == "revoked":
         evidence.note(
             f"Content Credentials {_signed_by(cred.signer)}: the signing certificate was "
             "revoked, so what they declare is no evidence"
         )
         return
-    declarations = _declarations(cred)
+    declarations = cred.declarations or []
     if not declarations:
         evidence.note(
             f"Content Credentials ({_standing_words(cred.standing)}) {_signed_by(cred.signer)} "
@@ -139,29 +139,6 @@ def credentials_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
             evidence.note(f"{said}: a capture is believed only from a trusted signer")
         else:
             evidence.note(said)
-
-
-def _declarations(cred: Any) -> list[dict[str, Any]]:
-    """The chain's declarations; a result without them (an older reader, a test double) gives
-    one per active source type, judged with the active manifest's standing."""
-    if getattr(cred, "declarations", None) is not None:
-        return list(cred.declarations)
-    signer = cred.signer or {}
-    standing = getattr(cred, "standing", None) or (
-        "trusted" if cred.state == "trusted" else "untrusted"
-    )
-    return [
-        {
-            "source_type": t.rsplit("/", 1)[-1],
-            "finding": _finding(t),
-            "where": "active",
-            "signer": signer.get("common_name"),
-            "organisation": signer.get("organisation"),
-            "integrity": "intact",
-            "standing": standing,
-        }
-        for t in cred.digital_source_types or []
-    ]
 
 
 def _signed_by(who: Mapping[str, Any] | None) -> str:
@@ -328,7 +305,7 @@ def detector_rule(found: Mapping[str, Any], evidence: Evidence) -> None:
         evidence.note(f"the detector ({det.model}) did not score it: {det.reason}")
         return
     said = f"the detector ({det.model}) gives {det.score:.2f} (threshold {det.threshold:.2f})"
-    fpr = getattr(det, "target_fpr", None)
+    fpr = det.target_fpr
     if det.band != "likely_generated":
         evidence.note(
             f"{said}: below its threshold, which is no evidence that the picture is real "
