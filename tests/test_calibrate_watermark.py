@@ -167,3 +167,16 @@ def test_trials_of_the_full_search_are_kept_apart_and_carry_as_such(pictures, tm
     cal.soft_trials(pictures, names, "tilemark", ["k2"], accumulate=tmp_path)
     summary = cal.summarise_kept(current)
     assert summary["trials"] == 4 and summary["trials_by_kind"] == {"gated": 2, "full": 2}
+
+
+def test_the_shipped_tilemark_rate_is_of_this_code_and_holds_its_claim():
+    """data/watermark_calibration.json measures the detector as it is: its fingerprint is the
+    code's (a change to the search or the gate needs a new calibration or a verified carry),
+    on at least 100,000 unmarked trials (issue 19), none detected at the default threshold."""
+    from aigcguard.watermark.calibration import load_calibration
+
+    entry = load_calibration()["methods"]["tilemark"]
+    assert entry["detector_version"] == cal.detector_version()
+    assert entry["trials"] >= 100_000 and entry["false_positives"] == 0
+    assert entry["fpr_upper95"] < 1e-4
+    assert sum(entry["trials_by_kind"].values()) == entry["trials"]
