@@ -188,7 +188,8 @@ def soft_trials(
     if accumulate is not None:
         out_dir = accumulate / detector_version()
         out_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+        # to the microsecond: two runs in one second (fast when gates stay shut) never share
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S%f")
         pack(out_dir)  # what earlier runs left (a stopped run's files stay plain text)
         if not keys:  # --soft-keys 0: summarise what is kept, try nothing new
             return summarise_kept(out_dir)
@@ -220,8 +221,11 @@ def pack(folder: Path) -> None:
             continue
         packed = path.with_name(path.name + ".gz")
         tmp = packed.with_name("." + packed.name)
-        with open(path, "rb") as src, gzip.open(tmp, "wb") as dst:
-            dst.write(src.read())
+        with open(tmp, "wb") as raw:
+            if packed.exists():  # never overwrite kept trials: gzip members concatenate
+                raw.write(packed.read_bytes())
+            with open(path, "rb") as src, gzip.open(raw, "wb") as dst:
+                dst.write(src.read())
         os.replace(tmp, packed)
         path.unlink()
     for pid_file in folder.glob("*.pid"):  # left by runs that were stopped

@@ -117,6 +117,10 @@ def test_a_run_still_going_is_not_packed(tmp_path):
     cal.pack(tmp_path)
     assert not list(tmp_path.glob("*.tsv")) and not list(tmp_path.glob("*.pid"))
     assert os.path.exists(tmp_path / "20260101T000000-0.tsv.gz")
+    # a file whose packed name is taken (two runs in one stamp) adds to it, never replaces
+    (tmp_path / "20260101T000000-0.tsv").write_text("c#0\tk\t0.25\tgated\n")
+    cal.pack(tmp_path)
+    assert cal.summarise_kept(tmp_path)["trials"] == 3
 
 
 def test_detector_version_covers_the_search_and_the_gate_not_embedding(tmp_path):
