@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib.util
 import socket
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +33,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_ready(base: str, seconds: float) -> bool:
+    """Whether a test server at ``base`` answered ``GET /readyz`` with 200 within ``seconds``."""
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+@contextmanager
+def serving(settings, ready_s: float) -> Iterator[str]:
+    """A uvicorn server (``settings``: its ``uvicorn.Config``) in a thread, ready; yields its
+    base URL and stops it afterwards."""
+    import uvicorn
+
+    server = uvicorn.Server(settings)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        if not wait_ready(base, ready_s):
+            raise RuntimeError("the service did not become ready")
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def bench_module(name: str) -> ModuleType:

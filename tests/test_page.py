@@ -11,13 +11,11 @@ import io
 import json
 import os
 import re
-import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -25,7 +23,7 @@ from PIL import Image
 
 from aigcguard.service.http import ServiceConfig, create_app
 from aigcguard.service.http.routers import page as page_router
-from tests.helpers import ROOT, free_port, to_array, to_tensor
+from tests.helpers import ROOT, free_port, serving, to_array, to_tensor
 
 STATIC = ROOT / "service" / "http" / "static"
 KEY = "page test watermark key"
@@ -321,28 +319,10 @@ def service(pictures):
         max_body_bytes=4_000_000,
         request_timeout=600.0,  # a check beside a busy background job can take a while
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config, device="cpu"), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    else:
-        raise RuntimeError("the service did not become ready")
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+    app = create_app(config, device="cpu")
+    settings = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    with serving(settings, ready_s=300) as base:
+        yield base
 
 
 def _card(page, name: str):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-import threading
-import time
 
 import httpx
 import numpy as np
@@ -15,7 +14,7 @@ pytest.importorskip("fastapi", reason="the service needs fastapi")
 import uvicorn
 
 from aigcguard.service.http import ServiceConfig, create_app
-from tests.helpers import free_port
+from tests.helpers import free_port, serving
 
 KEY = "service test key"
 
@@ -23,33 +22,14 @@ KEY = "service test key"
 @pytest.fixture(scope="module")
 def serve():
     """Start services on loopback; yields a function config -> base URL."""
-    servers = []
+    with contextlib.ExitStack() as servers:
 
-    def start(config: ServiceConfig) -> str:
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(config, device="cpu"), host="127.0.0.1", port=port, log_level="warning"
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the service did not become ready")
+        def start(config: ServiceConfig) -> str:
+            app = create_app(config, device="cpu")
+            settings = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+            return servers.enter_context(serving(settings, ready_s=60))
 
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield start
 
 
 def _png(arr) -> bytes:

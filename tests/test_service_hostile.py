@@ -6,6 +6,7 @@ loaded: a stand-in checker) where the socket matters, TestClient elsewhere."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -18,7 +19,6 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the service needs fastapi")
-import uvicorn
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
@@ -26,7 +26,7 @@ from aigcguard.results import JsonResult
 from aigcguard.service.http import ROUTERS, ServiceConfig, create_app
 from aigcguard.service.http.deps import AppState
 from aigcguard.service.http.server import server_config
-from tests.helpers import free_port
+from tests.helpers import free_port, serving
 
 KEY = "clé-☂-secret"  # a non-ASCII key: sent as its UTF-8 bytes
 
@@ -70,30 +70,17 @@ def _png(h: int, w: int) -> bytes:
 def serve():
     """Start the app as ``aigc serve`` does (its uvicorn settings), with the stand-in
     checker; yields config -> port."""
-    servers = []
+    with contextlib.ExitStack() as servers:
 
-    def start(config: ServiceConfig, app=None) -> int:
-        port = free_port()
-        app = app or _ready_app(config)
-        settings = server_config(app, config, host="127.0.0.1", port=port, log_level="warning")
-        settings.lifespan = "off"  # no model loading: the stand-in is ready
-        server = uvicorn.Server(settings)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    return port
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("the service did not start")
+        def start(config: ServiceConfig, app=None) -> int:
+            port = free_port()
+            app = app or _ready_app(config)
+            settings = server_config(app, config, host="127.0.0.1", port=port, log_level="warning")
+            settings.lifespan = "off"  # no model loading: the stand-in is ready
+            servers.enter_context(serving(settings, ready_s=30))
+            return port
 
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield start
 
 
 # -- API keys ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ pytest.importorskip("fastapi", reason="the service needs fastapi")
 from aigcguard.service.http import ServiceConfig
 from aigcguard.service.http.admission import Admission
 from aigcguard.service.http.errors import ApiError
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_ready
 from tests.test_service_hostile import FakeChecker, _ready_app, serve  # noqa: F401 (fixture)
 
 
@@ -150,14 +150,7 @@ def test_prefork_runs_the_workers_restarts_one_that_dies_and_stops_them_all(tmp_
     )
     proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
+        if not wait_ready(f"http://127.0.0.1:{port}", 60):
             pytest.fail("the workers did not start")
         workers = _children(proc.pid)
         assert len(workers) == 2

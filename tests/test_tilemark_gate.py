@@ -49,6 +49,7 @@ def test_a_shut_gate_skips_the_search_and_keeps_the_as_embedded_costs(photos, mo
     for r in shut:
         kept = as_embedded[r.format, r.family]
         assert r.cost == kept.cost and r.p_value == pytest.approx(kept.p_value, rel=1e-12)
+
     # detection on an unmarked photo never enters the search when the gate is shut
     def no_search(*args, **kwargs):
         raise AssertionError("the search ran behind a shut gate")

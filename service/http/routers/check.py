@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 
@@ -27,6 +29,11 @@ from aigcguard.service.http.deps import ready as require_ready
 from aigcguard.service.http.errors import ApiError, ErrorInfo
 from aigcguard.service.http.registry import ROUTERS
 
+if TYPE_CHECKING:
+    import torch
+
+    from aigcguard.service.check import CheckResult
+
 router = APIRouter(tags=["check"])
 
 
@@ -43,8 +50,10 @@ class BatchResult(JsonResult):
     results: list[dict[str, Any]]
 
 
-def check_picture(state: State, picture: Picture) -> dict[str, Any]:
-    """The check of one uploaded picture, as ``aigc check`` prints it for a file."""
+@contextmanager
+def checked(state: State, picture: Picture) -> Iterator[tuple[CheckResult, torch.Tensor]]:
+    """The check of one uploaded picture (named as uploaded) and its pixels, inside the
+    checker's lock, so that what uses the checker's index next (a report) runs there too."""
     name, data = picture
     pixels = decode(picture, state.config)
     # metadata signals read files: the bytes go to a private temporary file
@@ -53,10 +62,15 @@ def check_picture(state: State, picture: Picture) -> dict[str, Any]:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         with state.exclusive(), picture_errors(name):  # the index and detectors are shared
-            result = state.checker.check(pixels, tmp, on_disk=True)
+            yield replace(state.checker.check(pixels, tmp, on_disk=True), path=name), pixels
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return replace(result, path=name).to_dict()
+
+
+def check_picture(state: State, picture: Picture) -> dict[str, Any]:
+    """The check of one uploaded picture, as ``aigc check`` prints it for a file."""
+    with checked(state, picture) as (result, _):
+        return result.to_dict()
 
 
 @router.post("/v1/check")

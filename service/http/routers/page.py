@@ -11,10 +11,8 @@ needs it, and the page asks for it when keys are configured.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,11 +25,10 @@ from aigcguard.service.http.deps import (
     AppState,
     Ready,
     Upload,
-    decode,
-    picture_errors,
 )
 from aigcguard.service.http.errors import ApiError
 from aigcguard.service.http.registry import ROUTERS
+from aigcguard.service.http.routers.check import checked
 
 router = APIRouter(tags=["page"])
 
@@ -154,18 +151,9 @@ def check_report(slot: Admitted, picture: Upload, state: Ready) -> Response:
     picture, the verdict and its reasons, every signal, copied works side by side."""
     from aigcguard.service.check import render_html
 
-    name, data = picture
-    pixels = decode(picture, state.config)
-    # as POST /v1/check: the metadata signals read a private temporary file
-    fd, tmp = tempfile.mkstemp(prefix="aigc-report-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        with state.exclusive(), picture_errors(name):  # the index and detectors are shared
-            result = replace(state.checker.check(pixels, tmp, on_disk=True), path=name)
-            html = render_html([result], state.checker, pictures={name: pixels})
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    name = picture[0]
+    with checked(state, picture) as (result, pixels):  # the report reads the index too
+        html = render_html([result], state.checker, pictures={name: pixels})
     headers = _headers(REPORT_CSP)
     headers["Content-Disposition"] = f'attachment; filename="{_report_name(name)}"'
     return Response(html, media_type=TYPES[".html"], headers=headers)
