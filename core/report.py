@@ -24,13 +24,19 @@ section{border-top:1px solid #eee;margin-top:1.5em;padding-top:.5em}
 """
 
 
-def data_uri(picture: np.ndarray, max_side: int = 900) -> str:
-    """An H x W x 3 uint8 picture as an inline JPEG, at most ``max_side`` pixels a side."""
+def jpeg(picture: np.ndarray, max_side: int = 900, quality: int = 82) -> bytes:
+    """An H x W x 3 uint8 picture as JPEG bytes, shrunk to at most ``max_side`` pixels a side
+    (never enlarged)."""
     im = Image.fromarray(picture)
     im.thumbnail((max_side, max_side))
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=82)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    im.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def data_uri(picture: np.ndarray, max_side: int = 900) -> str:
+    """An H x W x 3 uint8 picture as an inline JPEG, at most ``max_side`` pixels a side."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg(picture, max_side)).decode()
 
 
 def counts_table(counts: dict[str, int]) -> str:

@@ -11,7 +11,8 @@ Training any kind: ``load_training_set`` then ``train_detector(kind, data, Train
 (each kind's ``Detector.train``; the NPR loop is ``detectors.npr.train_npr``);
 evaluation: ``detectors.metrics``; by generator family and source, with intervals, grouped
 cross-validation and the shortcut baseline: ``detectors.grouped``; videos:
-``detectors.video.score_video``.
+``detectors.video.score_video``; a shipped checkpoint's model card in one line:
+``model_card(detector)`` (``detectors.cards``, from data/model_cards.json).
 """
 
 from aigcguard.detectors import clip_probe as _clip_probe  # noqa: F401  (registers the kinds)
@@ -30,6 +31,7 @@ from aigcguard.detectors.base import (
     list_detectors,
     load_detector,
 )
+from aigcguard.detectors.cards import model_card
 from aigcguard.detectors.data import TrainingSet, load_training_set
 from aigcguard.detectors.metrics import (
     PERTURBATIONS,
@@ -73,6 +75,7 @@ __all__ = [
     "load",
     "load_detector",
     "load_training_set",
+    "model_card",
     "score",
     "score_video",
     "train_detector",

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from aigcguard.detectors.data import TrainingError, TrainingSet
-from aigcguard.fileio import atomic_write
+from aigcguard.fileio import atomic_write, file_sha256
 from aigcguard.registry import Registry
 from aigcguard.results import JsonResult
 
@@ -128,6 +128,9 @@ class Detector(ABC):
     def __init__(self, calibration: Calibration | None = None):
         self.calibration = calibration or Calibration()
         self.spec = self.kind
+        #: the sha256 of the file it was loaded from (None: not loaded from a file); what ties
+        #: a detector to its model card (:mod:`.cards`) whatever the file is called
+        self.sha256: str | None = None
 
     @abstractmethod
     def raw_scores(self, images: Sequence[torch.Tensor]) -> np.ndarray:
@@ -195,4 +198,5 @@ def load_detector(path: str | Path) -> Detector:
     det = DETECTORS.get(kind).from_state(blob["state"], Calibration(**blob["calibration"]))
     det.spec = str(path)
     det.training = blob.get("training")
+    det.sha256 = file_sha256(path)
     return det

@@ -227,6 +227,8 @@ def test_soft_binding_parent_and_options(tmp_path: Path, ca: DevCa):
             "relationship": "parentOf",
             "format": "image/png",
             "manifest_label": parent_label,
+            "thumbnail": None,  # signed without thumbnails: none to show, none left out
+            "thumbnail_omitted": None,
         }
     ]
     # The assertion has the C2PA soft-binding-map shape; no thumbnails unless asked for.
@@ -241,6 +243,68 @@ def test_soft_binding_parent_and_options(tmp_path: Path, ca: DevCa):
     sign(out, tmp_path / "thumb.png", cert_chain=ca.chain, key=ca.key, thumbnail=True)
     with c2pa.Reader(str(tmp_path / "thumb.png")) as reader:
         assert "thumbnail" in reader.get_active_manifest()
+
+
+def test_ingredient_thumbnails_inline_small_pictures_only(tmp_path: Path, ca: DevCa, monkeypatch):
+    import base64
+    import io
+
+    from aigcguard.provenance.credentials import c2pa as credentials
+    from aigcguard.provenance.credentials.signing import THUMBNAIL_LONG_EDGE
+
+    by = {"cert_chain": ca.chain, "key": ca.key}
+    y, x = np.mgrid[0:96, 0:128]
+    smooth = np.stack([x * 2, y * 2, x + y], axis=-1).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "smooth.jpg", quality=90)
+    parent = tmp_path / "smooth.jpg"
+    sign(parent, parent, **by, digital_source_type="digitalCapture")
+    out = tmp_path / "edit.jpg"
+    made = {"parent": parent, "thumbnail": True}
+    sign(image(tmp_path / "gen.jpg"), out, **by, **made, digital_source_type=DIGITAL_CREATION)
+    check = verify(out, trust_anchors=[ca.ca])
+    assert check.state == "trusted"
+    [ingredient] = check.ingredients
+    assert ingredient["title"] == "smooth.jpg" and ingredient["thumbnail_omitted"] is None
+    head, data = ingredient["thumbnail"].split(",", 1)
+    assert head == "data:image/jpeg;base64"
+    assert len(base64.b64decode(data)) <= credentials.THUMBNAIL_MAX_BYTES
+    with Image.open(io.BytesIO(base64.b64decode(data))) as preview:
+        assert preview.format == "JPEG"
+        assert preview.width / preview.height == pytest.approx(4 / 3, abs=0.01)
+        assert preview.width == THUMBNAIL_LONG_EDGE  # sign's size, not c2pa-rs's 1024 px
+    assert json.loads(check.to_json())["ingredients"][0]["thumbnail"] == ingredient["thumbnail"]
+
+    # a noisy parent's preview is too large to carry inline: left out, saying why
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 600, 3), np.uint8)).save(noisy)
+    sign(image(tmp_path / "gen2.jpg"), tmp_path / "big.jpg", **by, parent=noisy, thumbnail=True)
+    [big] = verify(tmp_path / "big.jpg").ingredients
+    assert big["thumbnail"] is None
+    assert "more than the 65,536 shown inline" in big["thumbnail_omitted"]
+
+    # what the bytes are decides, not the manifest's word; without a reader nothing is read
+    with c2pa.Reader(str(out)) as reader:
+        store = json.loads(reader.json())
+    [taken] = store["manifests"][store["active_manifest"]]["ingredients"]
+    ident = taken["thumbnail"]["identifier"]
+    svg = check_store(out, store, thumbnails={ident: b"<svg onload='alert(1)'/>"})
+    assert svg.ingredients[0]["thumbnail"] is None
+    omitted = svg.ingredients[0]["thumbnail_omitted"]
+    assert omitted == "not a JPEG, PNG or WebP picture (declared image/jpeg)"
+    assert check_store(out, store).ingredients[0]["thumbnail_omitted"] == "not read"
+    png = io.BytesIO()
+    Image.fromarray(smooth).save(png, format="PNG")
+    as_png = check_store(out, store, thumbnails={ident: png.getvalue()}).ingredients[0]
+    assert as_png["thumbnail"].startswith("data:image/png;base64,")
+
+    # a thumbnail that cannot be read never fails the check
+    def broken(self, uri, stream):
+        raise c2pa.C2paError("resource gone")
+
+    monkeypatch.setattr(c2pa.Reader, "resource_to_stream", broken)
+    again = verify(out, trust_anchors=[ca.ca])
+    assert again.state == "trusted" and again.ingredients[0]["thumbnail"] is None
+    assert again.ingredients[0]["thumbnail_omitted"].startswith("cannot be read (")
 
 
 @pytest.mark.parametrize(

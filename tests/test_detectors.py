@@ -277,3 +277,64 @@ def test_npr_net_may_see_the_picture_too():
     assert NprDetector.from_state(old, det.calibration).net.inputs == "npr"
     with pytest.raises(ValueError, match="inputs"):
         NprNet(inputs="rgb")
+
+
+def test_every_shipped_checkpoint_has_its_one_line_model_card(tmp_path):
+    """data/model_cards.json has a line for each detector checkpoint in data/, made for that
+    file's bytes: a retrained checkpoint fails here until its line is reviewed and its new
+    sha256 recorded; and the file is package data, so an installed service has it."""
+    import fnmatch
+    import shutil
+
+    import tomllib
+
+    from aigcguard.detectors.cards import CARDS_FILE, LANGUAGES, model_card, model_cards
+    from aigcguard.fileio import file_sha256
+    from tests.helpers import ROOT
+
+    data = ROOT / "data"
+    checkpoints = sorted(p.name for p in data.glob("*.pt"))
+    assert set(api.SHIPPED.values()) <= set(checkpoints)
+    cards = model_cards()
+    missing = [name for name in checkpoints if name not in cards]
+    assert not missing, f"no one-line model card in data/{CARDS_FILE} for {missing}"
+    assert sorted(cards) == checkpoints, f"data/{CARDS_FILE} describes files not shipped"
+    for name in checkpoints:
+        assert cards[name]["sha256"] == file_sha256(data / name), (
+            f"data/{name} is not the checkpoint its line in data/{CARDS_FILE} was written "
+            "for: review the line (and the card in data/README.md), then record its sha256"
+        )
+    for model, name in api.SHIPPED.items():
+        card = model_card(api.load(model, device="cpu"))
+        assert card == {lang: cards[name][lang] for lang in LANGUAGES}, model
+        assert card["en"] != card["zh"], model
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = config["tool"]["setuptools"]["package-data"]["aigcguard.data"]
+    assert any(fnmatch.fnmatch(CARDS_FILE, pattern) for pattern in shipped)
+    # the line follows the bytes, not the name: a copy keeps it, a changed file has none
+    copy = shutil.copy(data / api.SHIPPED["spectral"], tmp_path / "my-detector.pt")
+    assert model_card(load_detector(copy)) == model_card(api.load("spectral"))
+
+
+def test_a_detector_not_shipped_has_no_model_card(tmp_path, monkeypatch):
+    from aigcguard.detectors import cards
+
+    det = api.load("spectral", device="cpu")
+    assert cards.model_card(det) is not None
+    det.calibration = Calibration(threshold=0.5)
+    det.save(tmp_path / "retrained.pt")
+    assert cards.model_card(load_detector(tmp_path / "retrained.pt")) is None
+    assert cards.model_card(NprDetector(NprNet(widths=(4, 8, 8)))) is None  # never saved
+    # a malformed file is refused with its entry named
+    (tmp_path / cards.CARDS_FILE).write_text(
+        json.dumps({"version": 1, "cards": {"detector_x.pt": {"sha256": "ab", "en": "x"}}}),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(cards.resources, "files", lambda package: tmp_path)
+    cards.model_cards.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"model_cards\.json: entry 'detector_x\.pt' lacks zh"):
+            cards.model_card(det)
+    finally:
+        monkeypatch.undo()
+        cards.model_cards.cache_clear()

@@ -105,6 +105,7 @@ def test_only_the_shipped_files_are_open(keyed):
         ("POST", "/v1/check"),
         ("POST", "/v1/check/report"),
         ("POST", "/v1/check/batch"),
+        ("GET", "/v1/similar/works/0/picture"),
     ]:
         r = keyed.request(method, path, content=picture)
         assert r.status_code == 401, (path, r.text)
@@ -208,6 +209,16 @@ def test_info_and_the_report_of_one_upload(keyed, photos):
     assert info["public_watermark_key"] is False
     spectral = info["detectors"]["spectral"]
     assert 0 < spectral["uncertain_below"] <= spectral["threshold"] < 1
+    # each shipped detector's model card in one line, from data/model_cards.json
+    from aigcguard.detectors.cards import model_cards
+
+    cards = model_cards()
+    for name, file in (("default", "detector_npr.pt"), ("spectral", "detector_spectral.pt")):
+        card = info["detectors"][name]["card"]
+        assert card == {"en": cards[file]["en"], "zh": cards[file]["zh"]}, name
+    # without an index there is no registered work to show
+    none = keyed.get("/v1/similar/works/0/picture", headers=HEADERS)
+    assert none.status_code == 404 and "no similarity index" in none.json()["error"]["message"]
     picture = _jpeg(_small(photos["chelsea"], 96))
     r = keyed.post(
         "/v1/check/report",
@@ -226,6 +237,111 @@ def test_info_and_the_report_of_one_upload(keyed, photos):
     assert not re.search(r"(src|href)=['\"]https?:", r.text)
     bad = keyed.post("/v1/check/report", content=picture[:300], headers=HEADERS)
     assert bad.status_code == 422 and bad.json()["error"]["status"] == 422
+
+
+def _exif_rotated_jpeg(arr: np.ndarray) -> bytes:
+    """A JPEG stored sideways whose EXIF says to turn it a quarter clockwise to show it."""
+    stored = np.ascontiguousarray(np.rot90(arr, 1))  # what a camera held upright stores
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="JPEG", quality=92, exif=exif)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def works(tmp_path_factory, photos):
+    """A service with an index of three registered works (a large one, one stored sideways
+    with its EXIF orientation, one whose file is gone since), and their ids and pictures."""
+    from aigcguard.provenance.similarity.index import Reference, SimilarityIndex
+
+    folder = tmp_path_factory.mktemp("works")
+    large, portrait = photos["coffee"], _small(photos["astronaut"], 240)[:, 40:200]  # 160x240
+    Image.fromarray(large).save(folder / "coffee.png")
+    (folder / "portrait.jpg").write_bytes(_exif_rotated_jpeg(portrait))
+    Image.fromarray(photos["rocket"]).save(folder / "gone.png")
+    refs = [
+        Reference(str(folder / "coffee.png"), "Coffee"),
+        Reference(str(folder / "portrait.jpg"), "Portrait"),
+        Reference(str(folder / "gone.png"), "Rocket"),
+    ]
+    with SimilarityIndex.create(folder / "refs", descriptor="pdq", device="cpu") as index:
+        report = index.add(refs)
+    assert not report.errors, report.errors
+    (folder / "gone.png").unlink()
+    ids = dict(zip(("coffee", "portrait", "gone"), report.added, strict=True))
+    config = ServiceConfig(api_keys=(API_KEY,), watermark_key=KEY, index=str(folder / "refs"))
+    with TestClient(create_app(config, device="cpu")) as client:
+        deadline = time.time() + 300
+        while client.get("/readyz").status_code != 200 and time.time() < deadline:
+            time.sleep(0.5)
+        yield client, ids, {"coffee": large, "portrait": portrait}, folder
+
+
+def test_a_registered_works_picture_by_its_id(works):
+    client, ids, arrays, folder = works
+
+    def picture(work_id, **kw):
+        return client.get(f"/v1/similar/works/{work_id}/picture", **kw)
+
+    r = picture(ids["coffee"], headers=HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.format == "JPEG" and im.size == (512, 341)  # 600 x 400, long side 512
+        got = np.asarray(im.convert("RGB"), np.float32)
+    want = np.asarray(Image.fromarray(arrays["coffee"]).resize((512, 341)), np.float32)
+    other = np.asarray(Image.fromarray(arrays["portrait"]).resize((512, 341)), np.float32)
+    assert np.abs(got - want).mean() < 6 < np.abs(got - other).mean()  # that very work
+    # stored sideways, shown upright as its EXIF orientation says (load_image's rule), and
+    # never enlarged
+    r = picture(ids["portrait"], headers=HEADERS)
+    with Image.open(io.BytesIO(r.content)) as im:
+        assert im.size == (160, 240)
+        got = np.asarray(im.convert("RGB"), np.float32)
+    assert np.abs(got - arrays["portrait"].astype(np.float32)).mean() < 8
+    # the key like every /v1 route
+    assert picture(ids["coffee"]).status_code == 401
+    assert picture(ids["coffee"], headers={"X-API-Key": "nope"}).status_code == 401
+    # an id not in the index, and a work whose file is gone: 404s that name the work only
+    unknown = picture(987654, headers=HEADERS)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "no registered work with id 987654 in the index"
+    gone = picture(ids["gone"], headers=HEADERS)
+    assert gone.status_code == 404
+    message = gone.json()["error"]["message"]
+    assert message == f"registered work {ids['gone']} ('Rocket'): its file can no longer be read"
+    for r in (unknown, gone):
+        assert str(folder) not in r.text and "gone.png" not in r.text
+    # ids only, never a path or anything else
+    for bad in ("-1", "abc", "..%2Fcoffee.png", str(2**64)):
+        assert picture(bad, headers=HEADERS).status_code in (404, 422), bad
+
+
+def test_the_report_shows_ingredient_thumbnails_as_pictures_only():
+    from aigcguard.provenance.credentials.c2pa import CredentialCheck
+    from aigcguard.service.check.report import _credentials_text
+
+    jpeg = "data:image/jpeg;base64,/9j/AAAA"
+
+    def ingredient(title, thumbnail):
+        return {"title": title, "relationship": "parentOf", "thumbnail": thumbnail}
+
+    check = CredentialCheck(
+        path="edit.jpg",
+        state="valid",
+        integrity="intact",
+        ingredients=[
+            ingredient("cam <b>.jpg", jpeg),
+            ingredient("script", "data:image/svg+xml;base64,PHN2Zz4="),
+            ingredient("none", None),
+        ],
+    )
+    text = _credentials_text(check)
+    assert text.count("<img") == 1 and f"src='{jpeg}'" in text
+    assert "alt='ingredient: cam &lt;b&gt;.jpg'" in text and "svg" not in text
+    assert "<img" not in _credentials_text(CredentialCheck(path="x.jpg", state="valid"))
 
 
 def test_report_file_names_are_safe():
@@ -252,8 +368,8 @@ def _browser_or_skip():
 def pictures(tmp_path_factory, photos) -> dict[str, Path]:
     """A picture marked with the service's key; a signed capture, and an edit of it with a
     registered work pasted in, labelled (GB 45438) and signed with the capture as its
-    parent (a chain of two manifests); the index the work is registered in; a JPEG cut
-    short."""
+    parent (a chain of two manifests, the capture's thumbnail in the edit's); the index the
+    work is registered in; a JPEG cut short."""
     from aigcguard.provenance.credentials import make_dev_ca, sign, write_label
     from aigcguard.provenance.credentials.iptc import (
         COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
@@ -294,6 +410,7 @@ def pictures(tmp_path_factory, photos) -> dict[str, Path]:
         **by,
         parent=out / "camera.jpg",
         digital_source_type=composite,
+        thumbnail=True,
     )
     full = _jpeg(_small(photos["rocket"], 256))
     (out / "broken.jpg").write_bytes(full[: len(full) // 3])
@@ -367,6 +484,10 @@ def test_the_page_in_a_browser_with_the_network_cut(service, pictures):
             browser.close()
     assert requests and all(u.startswith(origin + "/") for u in requests), requests
     assert not blocked, blocked
+    # the registered work's picture was fetched once, then kept for every later rendering
+    # of its card (the language switched twice, v1/info's answer)
+    works = [u for u in requests if "/v1/similar/works/" in u]
+    assert len(works) == 1 and works[0].endswith("/picture"), works
     # the only errors are the refusals the page was asked to show
     assert all(re.search(r"\b(401|413|415|422|503)\b", e) for e in errors), errors
 
@@ -434,8 +555,29 @@ def _upload_and_read_cards(page, pictures):
     assert "Cat portrait" in text and "a copy" in text and "Ann Example" in text
     outline = signed.locator(".side canvas.outline")
     assert outline.get_attribute("width") == "320" and outline.get_attribute("height") == "320"
+    # beside it, the registered work's own picture, fetched with the key
+    work = signed.locator('.side img[alt="registered work: Cat portrait"]')
+    _loaded(page, work)
+    assert work.evaluate("(img) => img.src").startswith("blob:")
+    # the capture's thumbnail, from the edit's credentials, on its node of the chain
+    thumb = signed.locator('.tree img.thumb[alt="Ingredient: camera.jpg"]')
+    _loaded(page, thumb)
+    assert thumb.evaluate("(img) => img.src").startswith("data:image/jpeg;base64,")
+    # the detector's model card in one line, from data/model_cards.json through v1/info
+    cards = json.loads((ROOT / "data" / "model_cards.json").read_text(encoding="utf-8"))
+    assert cards["cards"]["detector_spectral.pt"]["en"] in text
+    prefixes = ("The picture you checked", "registered work: ", "Ingredient: ")
     for img in page.locator("article.card img").all():
-        assert img.get_attribute("alt").startswith("The picture you checked")
+        assert img.get_attribute("alt").startswith(prefixes), img.get_attribute("alt")
+
+
+def _loaded(page, img):
+    """Wait until ``img`` (a locator on a card already done) has a picture decoded: its
+    natural width above 0."""
+    handle = img.element_handle(timeout=10_000)
+    page.wait_for_function(
+        "(img) => img.complete && img.naturalWidth > 0", arg=handle, timeout=60_000
+    )
 
 
 def _refusals_in_plain_words(page, pictures):
@@ -506,6 +648,7 @@ def _download(page):
     report = Path(got.value.path()).read_text(encoding="utf-8")
     assert "partly_generated" in report and "data:image/jpeg;base64," in report
     assert "alt='match'" in report and "Cat portrait" in report  # the work side by side
+    assert "alt='ingredient: camera.jpg'" in report  # the capture's thumbnail
 
 
 def _switch_to_chinese(page):
@@ -515,6 +658,10 @@ def _switch_to_chinese(page):
     text = _card(page, "ai-illustration.png").inner_text()
     assert _strings("zh")["verdict_generated"] in text and "我们的水印" in text
     assert "无法读取这张图片" in _card(page, "broken.jpg").inner_text()
+    signed = _card(page, "agency-edit.jpg")
+    _loaded(page, signed.locator('img[alt="已登记作品：Cat portrait"]'))
+    cards = json.loads((ROOT / "data" / "model_cards.json").read_text(encoding="utf-8"))
+    assert cards["cards"]["detector_spectral.pt"]["zh"] in signed.inner_text()
     page.get_by_role("button", name="English").click()
     page.wait_for_function("() => document.documentElement.lang == 'en'")
 
@@ -530,7 +677,7 @@ def _screenshots(page):
     """docs/img/page-desktop.png (1280 wide) and page-phone.png (390 wide)."""
     out = ROOT / "docs" / "img"
     out.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size({"width": 1280, "height": 1500})  # the top card with its evidence
+    page.set_viewport_size({"width": 1280, "height": 1650})  # the top card with its evidence
     page.screenshot(path=str(out / "page-desktop.png"))
     page.set_viewport_size({"width": 390, "height": 844})
     top = _card(page, "ai-illustration.png").bounding_box()["y"]  # the marked picture's card

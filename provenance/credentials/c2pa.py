@@ -20,7 +20,9 @@ fetched, so verifying an untrusted upload makes no network request.
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import json
 import os
 import re
@@ -71,6 +73,7 @@ __all__ = [
     "SOFT_BINDING_ALG_PREFIX",
     "STANDINGS",
     "STATES",
+    "THUMBNAIL_MAX_BYTES",
     "TRAINED_ALGORITHMIC_MEDIA",
     "TRUST_ENV",
     "CredentialCheck",
@@ -104,6 +107,13 @@ _PEM_CERT = "-----BEGIN CERTIFICATE-----"
 _DATA_HASH_MISMATCH = "assertion.dataHash.mismatch"
 _UNTRUSTED = "signingCredential.untrusted"  # every signer without anchors: standing says it
 _HARD_BINDING = re.compile(r"/c2pa\.assertions/(c2pa\.hash\.data(?:__\d+)?)$")
+#: The largest ingredient thumbnail a result carries inline (as a data: URI): enough for a
+#: preview (c2pa-rs makes them at most 1024 px, tens of KB for a photo), while a check's JSON
+#: stays small whatever a manifest holds.
+THUMBNAIL_MAX_BYTES = 64 * 1024
+#: The picture types a thumbnail may be shown as, told by its first bytes, never by the
+#: manifest's word alone (a data: URI of another type could be anything, SVG script included).
+_THUMBNAIL_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,14 @@ class CredentialCheck(JsonResult):
     ``standing``.
     ``digital_source_types``: every declared URI, the active manifest's first.
 
+    ``ingredients``: one dict per ingredient of the active manifest: ``title``,
+    ``relationship``, ``format``, ``manifest_label`` (its own active manifest, when it came
+    with credentials), and ``thumbnail``, the preview the manifest carries for it as a
+    ``data:image/jpeg;base64,...`` URI (or PNG, WebP), when it is one of those types and at
+    most :data:`THUMBNAIL_MAX_BYTES`; else None, with ``thumbnail_omitted`` saying why (too
+    large, not such a picture, unreadable; None when the ingredient has no thumbnail or it
+    is given). A thumbnail never fails the check.
+
     ``signer``: the active manifest's ``common_name``, ``issuer`` (the certificate's
     organisation, as c2pa-rs names it), ``alg``, ``cert_serial_number`` and, for a known
     signer, ``organisation`` (:mod:`.signers`; display only, never trust). ``codes``: the
@@ -161,7 +179,9 @@ class CredentialCheck(JsonResult):
     signed_at: str | None = None  # RFC 3339, from the signature's time-stamp, if it has one
     digital_source_types: list[str] | None = None  # every one in the chain, active first
     soft_bindings: list[dict[str, str]] | None = None  # [{"alg": ..., "value": ...}]
-    # [{"title", "relationship" (parentOf, componentOf, inputTo), "format", "manifest_label"}]
+    # the active manifest's ingredients: [{"title", "relationship" (parentOf, componentOf,
+    # inputTo), "format", "manifest_label", "thumbnail", "thumbnail_omitted"}]: see the class
+    # docstring for the two thumbnail fields
     ingredients: list[dict[str, str | None]] | None = None
     codes: list[str] | None = None  # see the class docstring; None if absent
     error: str | None = None  # the library's message when it could not read the manifest
@@ -221,6 +241,7 @@ def verify(
             with reader:
                 store = json.loads(reader.json())
                 certificates = _certificates(reader)
+                thumbnails = _ingredient_thumbnails(reader, store)
                 label = _exclusion_to_recheck(store)
                 if label is not None:
                     detailed = json.loads(reader.detailed_json())
@@ -252,7 +273,7 @@ def verify(
             manifests=[],
             declarations=[],
         )
-    return check_store(path, store, certificates)
+    return check_store(path, store, certificates, thumbnails)
 
 
 def _anchor_bundle(anchors: Iterable[str | os.PathLike]) -> str:
@@ -303,6 +324,31 @@ def _certificates(reader: c2pa.Reader) -> dict[str, Certificate]:
                 bool(signature.get("timeStampInfo")),
             )
     return found
+
+
+def _ingredient_thumbnails(reader: c2pa.Reader, store: Mapping[str, Any]) -> dict[str, bytes | str]:
+    """The thumbnails the active manifest's ingredients point at, by resource identifier:
+    their bytes, or why they cannot be read. Never raises: a thumbnail is decoration."""
+    active = (store.get("manifests") or {}).get(store.get("active_manifest")) or {}
+    found: dict[str, bytes | str] = {}
+    for ingredient in active.get("ingredients") or []:
+        ident = _thumbnail_id(ingredient)
+        if ident is None or ident in found:
+            continue
+        buf = io.BytesIO()
+        try:
+            reader.resource_to_stream(ident, buf)
+            found[ident] = buf.getvalue()
+        except Exception as e:  # the library's errors, or anything a crafted store provokes
+            found[ident] = f"cannot be read ({_message(e)})"
+    return found
+
+
+def _thumbnail_id(ingredient: Any) -> str | None:
+    """The resource identifier of an ingredient's thumbnail, None when it has none."""
+    thumb = ingredient.get("thumbnail") if isinstance(ingredient, Mapping) else None
+    ident = thumb.get("identifier") if isinstance(thumb, Mapping) else None
+    return ident if isinstance(ident, str) and ident else None
 
 
 def _time(value: Any) -> datetime | None:
@@ -374,9 +420,12 @@ def check_store(
     path: str | os.PathLike,
     store: Mapping[str, Any],
     certificates: Mapping[str, Certificate] | None = None,
+    thumbnails: Mapping[str, bytes | str] | None = None,
 ) -> CredentialCheck:
     """The :class:`CredentialCheck` of a manifest store as a c2pa Reader gives it (its
-    ``json()``); ``certificates`` as :func:`verify` reads them (label -> certificate)."""
+    ``json()``); ``certificates`` and ``thumbnails`` as :func:`verify` reads them (label ->
+    certificate; an ingredient thumbnail's identifier -> its bytes or why it cannot be read).
+    Without ``thumbnails``, an ingredient's thumbnail is omitted as not read."""
     chain: Chain = walk(store, certificates or {})
     active = chain.manifests[0]
     manifest = (store.get("manifests") or {}).get(active["label"]) or {}
@@ -394,12 +443,7 @@ def check_store(
         digital_source_types=list(dict.fromkeys(d["uri"] for d in chain.declarations)),
         soft_bindings=_soft_bindings(manifest),
         ingredients=[
-            {
-                "title": i.get("title"),
-                "relationship": i.get("relationship"),
-                "format": i.get("format"),
-                "manifest_label": i.get("active_manifest"),  # its own credentials, if any
-            }
+            _ingredient(i, thumbnails or {})
             for i in manifest.get("ingredients") or []
             if isinstance(i, dict)
         ],
@@ -409,6 +453,40 @@ def check_store(
         manifests=chain.manifests,
         declarations=chain.declarations,
     )
+
+
+def _ingredient(i: Mapping[str, Any], thumbnails: Mapping[str, bytes | str]) -> dict[str, Any]:
+    thumbnail, omitted = _thumbnail(i, thumbnails)
+    return {
+        "title": i.get("title"),
+        "relationship": i.get("relationship"),
+        "format": i.get("format"),
+        "manifest_label": i.get("active_manifest"),  # its own credentials, if any
+        "thumbnail": thumbnail,
+        "thumbnail_omitted": omitted,
+    }
+
+
+def _thumbnail(
+    ingredient: Mapping[str, Any], thumbnails: Mapping[str, bytes | str]
+) -> tuple[str | None, str | None]:
+    """An ingredient's thumbnail as a data: URI, or None and why it is left out (None, None:
+    it has none)."""
+    ident = _thumbnail_id(ingredient)
+    if ident is None:
+        return None, None
+    data = thumbnails.get(ident, "not read")
+    if isinstance(data, str):
+        return None, data
+    declared = (ingredient.get("thumbnail") or {}).get("format") or "no type"
+    mime = next((m for magic, m in _THUMBNAIL_MAGIC if data.startswith(magic)), None)
+    if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        mime = "image/webp"
+    if mime is None:
+        return None, f"not a JPEG, PNG or WebP picture (declared {declared})"
+    if len(data) > THUMBNAIL_MAX_BYTES:
+        return None, f"{len(data):,} bytes: more than the {THUMBNAIL_MAX_BYTES:,} shown inline"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", None
 
 
 def _soft_bindings(manifest: Mapping[str, Any]) -> list[dict[str, str]]:

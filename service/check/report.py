@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from aigcguard.service.check.checker import Checker, CheckResult
 
 e = html.escape
+#: the only pictures the report puts inline from a result (ingredient thumbnails)
+INLINE_PICTURES = ("data:image/jpeg;base64,", "data:image/png;base64,", "data:image/webp;base64,")
 
 
 def render_html(
@@ -157,7 +159,8 @@ def _signal_rows(r: CheckResult) -> list[tuple[str, str]]:
 
 
 def _credentials_text(c) -> str:
-    """Integrity and standing, then each declaration with where it was made and who signed."""
+    """Integrity and standing, then each declaration with where it was made and who signed,
+    then the ingredients' thumbnails that the credentials carry."""
     if c.state == "absent":
         return "none" + (f" (points at {e(c.remote_manifest)})" if c.remote_manifest else "")
     integrity = c.integrity or c.state
@@ -187,7 +190,23 @@ def _credentials_text(c) -> str:
     if not items and c.digital_source_types:
         types = ", ".join(t.rsplit("/", 1)[-1] for t in c.digital_source_types)
         items.append(f"<li>{e(types)}</li>")
-    return head + (f"<ul>{''.join(items)}</ul>" if items else "; no source type declared")
+    text = head + (f"<ul>{''.join(items)}</ul>" if items else "; no source type declared")
+    return text + _ingredient_thumbnails(c.ingredients or [])
+
+
+def _ingredient_thumbnails(ingredients) -> str:
+    """The ingredients' thumbnails (data: URIs the check made), each titled."""
+    shown = []
+    for i in ingredients:
+        thumb = i.get("thumbnail")
+        if isinstance(thumb, str) and thumb.startswith(INLINE_PICTURES):
+            title = e(str(i.get("title") or "untitled"))
+            shown.append(
+                f"<figure style='display:inline-block;margin:0 8px 0 0'><img alt='ingredient: "
+                f"{title}' style='max-height:96px' src='{e(thumb)}'>"
+                f"<figcaption>{title}</figcaption></figure>"
+            )
+    return f"<p>Made from:</p>{''.join(shown)}" if shown else ""
 
 
 def write_html(path: str | Path, results: Sequence[CheckResult], checker: Checker | None = None):

@@ -97,12 +97,15 @@ async def static(name: str) -> Response:
 class DetectorInfo(JsonResult):
     """One loaded detector's calibrated bands: ``likely_real`` below ``uncertain_below``,
     ``uncertain`` up to ``threshold``, ``likely_generated`` from it; ``target_fpr``: the
-    share of real validation pictures at or above the threshold (None: unknown)."""
+    share of real validation pictures at or above the threshold (None: unknown); ``card``:
+    its model card in one line by language (``{"en": ..., "zh": ...}``, from
+    data/model_cards.json), None when it is not a shipped checkpoint."""
 
     kind: str
     threshold: float
     uncertain_below: float
     target_fpr: float | None
+    card: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,9 @@ class ServiceInfo(JsonResult):
 
 @router.get("/v1/info")
 def info(state: Ready) -> dict[str, Any]:
-    """What this service checks with (the page shows the detector's bands from it)."""
+    """What this service checks with (the page shows each detector's bands and one-line
+    model card from it)."""
+    from aigcguard.detectors import model_card
     from aigcguard.watermark import DEFAULT_KEY
 
     checker = state.checker
@@ -132,6 +137,7 @@ def info(state: Ready) -> dict[str, Any]:
             round(det.calibration.threshold, 6),
             round(det.calibration.uncertain_below, 6),
             det.calibration.target_fpr,
+            model_card(det),
         )
         for name, det in checker.detectors.items()
     }

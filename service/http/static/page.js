@@ -237,6 +237,7 @@
   }
 
   function retry(card) {
+    dropWorks(card);
     card.error = null;
     card.state = "waiting";
     if (!ui.queue.includes(card)) ui.queue.push(card);
@@ -487,6 +488,7 @@
       "li",
       {},
       m.where === "active" ? null : el("p", { class: "rel" }, word("rel", m.relationship), title),
+      taken ? thumbnail(taken) : null,
       el("p", {}, tn("cc_signed_by", { who: el("strong", {}, who + org) })),
       el("p", { class: "muted" }, stamp),
       m.generator ? el("p", { class: "muted" }, t("cc_tool", { tool: m.generator })) : null,
@@ -523,17 +525,23 @@
       { class: "ingredients" },
       el("p", { class: "muted" }, t("cc_ingredients")),
       list.map((i) => {
-        const inline = typeof i.thumbnail === "string" && i.thumbnail.startsWith("data:image/");
-        const thumb = inline ? i.thumbnail : null;
         const name = i.title || t("cc_untitled");
         return el(
           "figure",
           { class: "ingredient" },
-          thumb ? el("img", { src: thumb, alt: t("alt_ingredient", { name }) }) : null,
+          thumbnail(i),
           el("figcaption", {}, `${name} · ${word("rel", i.relationship)}`),
         );
       }),
     );
+  }
+
+  // the preview an ingredient's credentials carry (a data: URI of a JPEG, PNG or WebP the
+  // service checked and kept small), or nothing
+  function thumbnail(i) {
+    const src = i.thumbnail;
+    if (typeof src !== "string" || !/^data:image\/(jpeg|png|webp);base64,/.test(src)) return null;
+    return el("img", { class: "thumb", src, alt: t("alt_ingredient", { name: i.title || t("cc_untitled") }) });
   }
 
   // a line of the evidence, and a smaller, muted one
@@ -610,11 +618,11 @@
   // the detector's score on a bar, with its calibrated bands (from v1/info)
   function detector(d) {
     if (!d) return note(t("det_not_run"));
-    const card = has(`card_${d.model}`) ? t(`card_${d.model}`) : t("card_other", { model: d.model });
+    const bands = ui.info && ui.info.detectors ? ui.info.detectors[d.model] : null;
+    const card = modelCard(d.model, bands);
     if (d.score === null || d.score === undefined) {
       return [line(t("det_not_scored", { reason: d.reason || "" })), note(card, "small")];
     }
-    const bands = ui.info && ui.info.detectors ? ui.info.detectors[d.model] : null;
     const low = bands ? bands.uncertain_below : null;
     const out = [
       line(tn("det_score", { score: el("strong", {}, num(d.score)), band: word("band", d.band) })),
@@ -629,6 +637,16 @@
     out.push(el("p", { class: "muted small" }, t("det_card"), " ", card));
     if (d.band !== "likely_generated") out.push(el("p", { class: "small" }, t("det_low_is_not_real")));
     return out;
+  }
+
+  // the model card's one line, shipped beside the checkpoint (v1/info): this language's,
+  // else English, else a note that this detector has none (its name alone until v1/info
+  // has answered: the card is drawn again then)
+  function modelCard(model, info) {
+    if (!ui.info) return model;
+    const card = info && info.card ? info.card : null;
+    const text = card ? card[ui.lang] || card.en : null;
+    return typeof text === "string" && text ? text : t("card_other", { model });
   }
 
   // the bands side by side from 0 to 1, and the score's mark on them
@@ -668,6 +686,7 @@
     }
     const matches = (sim.matches || []).filter((m) => m.verdict !== "none");
     if (!matches.length || sim.verdict === "none") return line(t("sim_nothing"));
+    const top = matches.slice(0, 3);
     const outlined = matches.some((m) => Array.isArray(m.region));
     const thumb = el("img", { src: card.url, alt: t("alt_picture", { name: card.name }) });
     const canvas = el("canvas", { class: "outline", "aria-hidden": "true" });
@@ -676,15 +695,76 @@
     return el(
       "div",
       { class: "side" },
-      el("figure", { class: "pic small" }, frame, outlined ? note(t("sim_outlined"), "small") : null),
-      el("ul", { class: "matches" }, matches.slice(0, 3).map(work)),
+      el(
+        "div",
+        { class: "pair" },
+        el("figure", { class: "pic small" }, frame, outlined ? note(t("sim_outlined"), "small") : null),
+        top.map((m) => workPicture(card, m)),
+      ),
+      el("ul", { class: "matches" }, top.map(work)),
       note(t("sim_report"), "small"),
     );
   }
 
+  function workTitle(m) {
+    return m.title || m.path.split("/").pop();
+  }
+
+  // a registered work's own picture, beside the upload: fetched with the API key (an <img>
+  // cannot send it) once per check of the card, kept as a blob: URL that renders reuse
+  function workPicture(card, m) {
+    const title = workTitle(m);
+    const img = el("img", { alt: t("alt_work", { title }) });
+    const frame = el("div", { class: "frame" }, img);
+    const caption = el("figcaption", { class: "muted small" }, title);
+    const figure = el("figure", { class: "pic small work" }, frame, caption);
+    loadWork(card, m.id).then((url) => {
+      if (url) img.src = url;
+      else {
+        frame.classList.add("broken");
+        img.remove();
+        frame.textContent = t("sim_no_picture");
+      }
+    });
+    return figure;
+  }
+
+  function loadWork(card, id) {
+    if (!card.works) card.works = new Map();
+    if (!card.works.has(id)) {
+      const works = card.works;
+      const url = fetchWork(id).then((found) => {
+        if (!found && works.get(id) === url) works.delete(id); // asked again on the next render
+        return found;
+      });
+      works.set(id, url);
+    }
+    return card.works.get(id);
+  }
+
+  async function fetchWork(id) {
+    try {
+      const response = await fetch(`v1/similar/works/${encodeURIComponent(id)}/picture`, {
+        headers: headers(),
+      });
+      if (!response.ok) return null;
+      return URL.createObjectURL(await response.blob());
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // the card is checked again: its works' pictures go with its old result
+  function dropWorks(card) {
+    const works = card.works;
+    card.works = null;
+    if (!works) return;
+    for (const url of works.values()) url.then((u) => u && URL.revokeObjectURL(u));
+  }
+
   // one registered work: its title, verdict, creator and licence, and how it was matched
   function work(m) {
-    const title = el("strong", {}, m.title || m.path.split("/").pop());
+    const title = el("strong", {}, workTitle(m));
     const verdict = chip(word("sim", m.verdict), m.verdict === "similar" ? "warn" : "bad");
     const credit = [m.creator, m.licence].filter(Boolean).join(" · ");
     const how =
