@@ -245,7 +245,7 @@ def test_soft_binding_parent_and_options(tmp_path: Path, ca: DevCa):
         assert "thumbnail" in reader.get_active_manifest()
 
 
-def test_ingredient_thumbnails_inline_small_pictures_only(tmp_path: Path, ca: DevCa, monkeypatch):
+def test_ingredient_thumbnails_inline_small_or_shrunk(tmp_path: Path, ca: DevCa, monkeypatch):
     import base64
     import io
 
@@ -274,13 +274,27 @@ def test_ingredient_thumbnails_inline_small_pictures_only(tmp_path: Path, ca: De
         assert preview.width == THUMBNAIL_LONG_EDGE  # sign's size, not c2pa-rs's 1024 px
     assert json.loads(check.to_json())["ingredients"][0]["thumbnail"] == ingredient["thumbnail"]
 
-    # a noisy parent's preview is too large to carry inline: left out, saying why
+    # a noisy parent's preview is too large to carry inline: shrunk, or left out saying why
     noisy = tmp_path / "noisy.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 600, 3), np.uint8)).save(noisy)
     sign(image(tmp_path / "gen2.jpg"), tmp_path / "big.jpg", **by, parent=noisy, thumbnail=True)
+    with c2pa.Reader(str(tmp_path / "big.jpg")) as reader:
+        big_store = json.loads(reader.json())
+        [taken] = big_store["manifests"][big_store["active_manifest"]]["ingredients"]
+        raw = io.BytesIO()
+        reader.resource_to_stream(taken["thumbnail"]["identifier"], raw)
+    assert len(raw.getvalue()) > credentials.THUMBNAIL_MAX_BYTES  # the case to shrink
+    [big] = verify(tmp_path / "big.jpg").ingredients
+    assert big["thumbnail_omitted"] is None
+    shrunk = base64.b64decode(big["thumbnail"].split(",", 1)[1])
+    assert len(shrunk) <= credentials.THUMBNAIL_MAX_BYTES
+    with Image.open(io.BytesIO(shrunk)) as preview:
+        assert preview.format == "JPEG" and preview.size == (credentials.SHRUNK_SIDE, 171)
+    monkeypatch.setattr(credentials, "THUMBNAIL_MAX_BYTES", 1000)
     [big] = verify(tmp_path / "big.jpg").ingredients
     assert big["thumbnail"] is None
-    assert "more than the 65,536 shown inline" in big["thumbnail_omitted"]
+    assert big["thumbnail_omitted"] == "more than the 1,000 bytes shown inline, even shrunk"
+    monkeypatch.undo()
 
     # what the bytes are decides, not the manifest's word; without a reader nothing is read
     with c2pa.Reader(str(out)) as reader:

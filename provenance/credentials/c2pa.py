@@ -70,6 +70,7 @@ __all__ = [
     "DIGITAL_CREATION",
     "INTEGRITIES",
     "IPTC_DIGITAL_SOURCE_TYPE",
+    "SHRUNK_SIDE",
     "SOFT_BINDING_ALG_PREFIX",
     "STANDINGS",
     "STATES",
@@ -111,6 +112,9 @@ _HARD_BINDING = re.compile(r"/c2pa\.assertions/(c2pa\.hash\.data(?:__\d+)?)$")
 #: preview (c2pa-rs makes them at most 1024 px, tens of KB for a photo), while a check's JSON
 #: stays small whatever a manifest holds.
 THUMBNAIL_MAX_BYTES = 64 * 1024
+#: A larger thumbnail is shrunk to this long side (JPEG 75: a noisy 256 px preview is about
+#: 40 KB), when it is at most SHRINK_MAX_PIXELS (a thumbnail of more is no thumbnail).
+SHRUNK_SIDE, SHRINK_MAX_PIXELS = 256, 4096 * 4096
 #: The picture types a thumbnail may be shown as, told by its first bytes, never by the
 #: manifest's word alone (a data: URI of another type could be anything, SVG script included).
 _THUMBNAIL_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
@@ -155,10 +159,11 @@ class CredentialCheck(JsonResult):
     ``ingredients``: one dict per ingredient of the active manifest: ``title``,
     ``relationship``, ``format``, ``manifest_label`` (its own active manifest, when it came
     with credentials), and ``thumbnail``, the preview the manifest carries for it as a
-    ``data:image/jpeg;base64,...`` URI (or PNG, WebP), when it is one of those types and at
-    most :data:`THUMBNAIL_MAX_BYTES`; else None, with ``thumbnail_omitted`` saying why (too
-    large, not such a picture, unreadable; None when the ingredient has no thumbnail or it
-    is given). A thumbnail never fails the check.
+    ``data:image/jpeg;base64,...`` URI (or PNG, WebP), when it is one of those types, as it is
+    when at most :data:`THUMBNAIL_MAX_BYTES`, else shrunk to a :data:`SHRUNK_SIDE` px JPEG;
+    otherwise None, with ``thumbnail_omitted`` saying why (too large even shrunk, not such a
+    picture, unreadable; None when the ingredient has no thumbnail or it is given). A
+    thumbnail never fails the check.
 
     ``signer``: the active manifest's ``common_name``, ``issuer`` (the certificate's
     organisation, as c2pa-rs names it), ``alg``, ``cert_serial_number`` and, for a known
@@ -485,8 +490,32 @@ def _thumbnail(
     if mime is None:
         return None, f"not a JPEG, PNG or WebP picture (declared {declared})"
     if len(data) > THUMBNAIL_MAX_BYTES:
-        return None, f"{len(data):,} bytes: more than the {THUMBNAIL_MAX_BYTES:,} shown inline"
+        data, mime = _shrunk(data)
+        if isinstance(mime, str) and mime.startswith("cannot"):
+            return None, mime
+        if len(data) > THUMBNAIL_MAX_BYTES:
+            return None, f"more than the {THUMBNAIL_MAX_BYTES:,} bytes shown inline, even shrunk"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", None
+
+
+def _shrunk(data: bytes) -> tuple[bytes, str]:
+    """A thumbnail above the inline size as a smaller JPEG (:data:`SHRUNK_SIDE` px a side):
+    real ones are often 1024 px and 100 KB or more. (bytes, "image/jpeg"), or (b"", why
+    not). The picture is checked for size before it is decoded."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > SHRINK_MAX_PIXELS:
+                return b"", f"cannot be shrunk: {im.width} x {im.height} pixels"
+            im.draft("RGB", (SHRUNK_SIDE, SHRUNK_SIDE))  # JPEG: decode at a reduced scale
+            small = im.convert("RGB")
+        small.thumbnail((SHRUNK_SIDE, SHRUNK_SIDE))
+        out = io.BytesIO()
+        small.save(out, format="JPEG", quality=75)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return b"", f"cannot be shrunk: not a readable picture ({e})"
+    return out.getvalue(), "image/jpeg"
 
 
 def _soft_bindings(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
