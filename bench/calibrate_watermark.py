@@ -100,7 +100,7 @@ def variants(arr: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarr
 #: package's re-exports (the gate does: it decides which families are judged)
 _NOT_SEARCH = frozenset({"__init__.py", "embedding.py", "ssim_guard.py"})
 #: what of method.py does count: the budget shares and the functions calibration calls
-_METHOD_PARTS = frozenset({"all_families", "judged_families", "FORMAT_SHARES"})
+_METHOD_PARTS = frozenset({"all_families", "judged_families", "_kept", "_judged", "FORMAT_SHARES"})
 #: how a kept trial's p-value was made (its fourth column): ``gated``, by the detector as it
 #: ships (the searched families only where the gate finds the template); ``full``, by every
 #: family whatever the gate says (trials made before the gate, three columns), which can

@@ -144,14 +144,19 @@ def test_detector_version_covers_the_search_and_the_gate_not_embedding(tmp_path)
     gate.write_text(gate_text.replace("GATE_LEVEL = 9.0", "GATE_LEVEL = 8.0"))
     assert cal.detector_version(tmp_path) != base
     gate.write_text(gate_text)
-    gated = "search = worth_searching(w) if"
-    method.write_text(text.replace(gated, "search = True or worth_searching(w) if"))
+    gated = "if not seen.open:"
+    assert gated in text
+    method.write_text(text.replace(gated, "if False and not seen.open:"))
     assert cal.detector_version(tmp_path) != base
     method.write_text(text.replace('"legacy": 0.3', '"legacy": 0.31'))
     assert cal.detector_version(tmp_path) != base
     method.write_text(
         text.replace("out = [", "out = list([", 1).replace("]\n    share", "])\n    share", 1)
     )
+    assert cal.detector_version(tmp_path) != base
+    shared = "def _judged(w, key, code, memo, places, legacy_search: bool)"
+    assert shared in text  # the helpers the two family functions share count too
+    method.write_text(text.replace(shared, shared.replace("bool)", "bool = True)")))
     assert cal.detector_version(tmp_path) != base
 
 

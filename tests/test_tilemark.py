@@ -316,8 +316,9 @@ def test_informed_embedding_cancels_what_a_busy_picture_reads(fmt):
 
 def test_template_gives_the_geometry_and_older_marks_are_still_found(photos, monkeypatch):
     """New marks: the template's best spectral match is the true zoom of a cropped copy.
-    Marks made before the template and informed embedding (lattice only) are still found
-    through the lattice's peaks after the same crop, payload and all."""
+    Marks made before the template and informed embedding (lattice only) are still found by
+    the legacy search through the lattice's peaks after the same crop; detection, whose gate
+    looks for the template, reads them as embedded only."""
     arr = photos["astronaut"]
     h, w = arr.shape[:2]
 
@@ -337,6 +338,10 @@ def test_template_gives_the_geometry_and_older_marks_are_still_found(photos, mon
     judged = min(T.read_families(T.working_whitened(old[None])[0], KEY), key=lambda r: r.p_value)
     assert judged.family == "upright" and judged.p_value < 1e-9
     assert judged.geometry.scale == pytest.approx(w / (w - 52), rel=0.01)
-    # as in the zoomed read above: at the payload-reliability margin, withheld or right
-    read = detect([old], key=KEY, method="tilemark")[0]
-    assert read.payload_text in (MESSAGE.decode(), None) and read.payload_error < 0.05
+    # detection reads marks without a template as embedded only (the gate in front of the
+    # search looks for the template: docs/watermark.md): uncropped, found, payload and all;
+    # cropped, only the search above finds it
+    plain = embed([to_tensor(arr)], MESSAGE, key=KEY, method="tilemark-legacy")[0]
+    read = detect([plain], key=KEY, method="tilemark")[0]
+    assert read.detected and read.format == "legacy" and read.payload_text == MESSAGE.decode()
+    assert not detect([old], key=KEY, method="tilemark")[0].detected

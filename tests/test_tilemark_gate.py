@@ -60,13 +60,41 @@ def test_a_shut_gate_skips_the_search_and_keeps_the_as_embedded_costs(photos, mo
     assert not result.detected
 
 
-def test_the_gated_p_value_is_never_below_the_full_searchs(photos, marked):
+def test_the_gate_counts_whole_families_and_only_leaves_hypotheses_out(photos, marked):
+    """Every family the gate lets through costs what it costs in the full search (counted
+    whole, whatever geometries were left out), and a family that is not screened can only
+    read weaker (a subset of its hypotheses). The legacy format is never searched."""
     pictures = [to_tensor(photos[n]) for n in UNMARKED] + [marked, _rotated(marked)]
+    opened = 0
     for picture in pictures:
         w = tm.working_whitened(picture[None])[0]
         for key in ("gate key", "other"):
-            full = min(r.p_value for r in tm.all_families(w, key))
-            gated = min(r.p_value for r in tm.judged_families(w, key))
-            assert gated >= full
-            if tm.worth_searching(w):
-                assert gated == full
+            full = {(r.format, r.family): r for r in tm.all_families(w, key)}
+            gated = tm.judged_families(w, key)
+            for r in gated:
+                kept = full[r.format, r.family]
+                assert r.cost == kept.cost, (r.format, r.family)
+                if "screened" not in r.family:
+                    assert r.p_value >= kept.p_value * (1 - 1e-9), (r.format, r.family)
+            legacy = {r.family for r in gated if r.format == "legacy"}
+            assert legacy == {"as embedded"}
+            if not tm.worth_searching(w):
+                assert {r.family for r in gated} == {"as embedded"}
+            opened += tm.worth_searching(w)
+    assert opened  # the rotated mark opened it
+
+
+def test_only_the_geometries_where_the_template_is_are_searched(marked):
+    w = tm.working_whitened(_rotated(marked)[None])[0]
+    seen = tm.gate.look(w)
+    assert seen.open
+    full = keyed_search.placements(w)
+    gated = keyed_search.placements(w, look=seen)
+    counted = {f.name: f.hypotheses for f in full}
+    assert all(f.hypotheses == counted[f.name] for f in gated)  # counted whole
+    places = [p for f in gated for p in f.places]
+    assert len(places) < sum(len(f.places) for f in full)
+    for f in gated[1:]:
+        for p in f.places:
+            base = (p.scale, p.angle - 90 * round(p.angle / 90) if f.name == "turned" else p.angle)
+            assert tm.gate.amplitudes(w, [base])[0] >= tm.GATE_LEVEL

@@ -23,6 +23,8 @@ template: they are read as embedded, not searched for."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from aigcguard.watermark.tilemark.sync import (
@@ -32,26 +34,54 @@ from aigcguard.watermark.tilemark.sync import (
     _template_points,
     _template_spectrum,
     spectral_candidates,
+    template_dft,
 )
 
 GATE_LEVEL = 9.0
 GATE_TOP = 3  # template candidates besides the unmoved grid (as the keyed search takes)
 
 
-def template_amplitude(w: torch.Tensor) -> float:
-    """The template's amplitude, ``sum_k |X(f_k)| / ||w||``, at its best placement among the
-    unmoved grid and the template's spectral candidates (key-free). About 7-8 on a picture
-    without the mark (the largest of a few geometries), tens on a marked one."""
-    from aigcguard.watermark.tilemark.keyed_search import template_dft
+@dataclass(frozen=True)
+class Look:
+    """What the first look saw: the template's spectral candidates ``(scale, angle, score)``
+    (the keyed search starts from the same ones) and the template's amplitude at the unmoved
+    grid, then at each candidate."""
 
+    found: tuple[tuple[float, float, float], ...]
+    amplitudes: tuple[float, ...]
+
+    @property
+    def amplitude(self) -> float:
+        return max(self.amplitudes)
+
+    @property
+    def open(self) -> bool:
+        """Whether the searched families should run at all."""
+        return self.amplitude >= GATE_LEVEL
+
+
+def amplitudes(w: torch.Tensor, geometries: list[tuple[float, float]]) -> list[float]:
+    """The template's amplitude ``sum_k |X(f_k)| / ||w||`` at each (scale, angle)."""
+    norm = float((w.double() ** 2).sum().sqrt().clamp(min=1e-12))
+    return (template_dft(w, geometries).abs().sum(dim=1) / norm).tolist()
+
+
+def look(w: torch.Tensor) -> Look:
+    """The first look at a whitened working image (key-free)."""
     found = spectral_candidates(
         _template_spectrum(_flat_log_spectrum(w)), _template_points(), _SCALES, _ANGLES, GATE_TOP
     )
     geometries = [(1.0, 0.0), *((s, a) for s, a, _ in found)]
-    norm = float((w.double() ** 2).sum().sqrt().clamp(min=1e-12))
-    return float(template_dft(w, geometries).abs().sum(dim=1).max()) / norm
+    return Look(tuple(found), tuple(amplitudes(w, geometries)))
+
+
+def template_amplitude(w: torch.Tensor) -> float:
+    """The template's amplitude at its best placement among the unmoved grid and the
+    template's spectral candidates (key-free). About 7-8 on a picture without the mark (the
+    largest of a few geometries), tens on a marked one."""
+    return look(w).amplitude
 
 
 def worth_searching(w: torch.Tensor) -> bool:
     """Whether the searched families should run on this whitened working image."""
-    return template_amplitude(w) >= GATE_LEVEL
+    return look(w).open

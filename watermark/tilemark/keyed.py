@@ -178,17 +178,35 @@ def _kernel_spectrum() -> torch.Tensor:
     return torch.conj(torch.fft.fft2(_super_kernel()))
 
 
+def _chip_reads(cmap: torch.Tensor, sigmas: list[tuple[int, int]]) -> torch.Tensor:
+    """Every chip of every tile at each shift within a tile (key-free), as the tile signs'
+    correlation takes them: N_CHIPS x S x tiles.
+
+    Chips sit every ``2 CHIP_PX`` half pixels, so a shift's read-outs are one of the chip
+    map's ``2 CHIP_PX`` x ``2 CHIP_PX`` sub-grids (the shift's remainder), cyclically moved
+    by the shift's whole steps: each shift copies one window of a sub-grid (extended by the
+    steps a shift within a tile can take) instead of gathering every chip by its own index."""
+    at = torch.tensor(sigmas) % SUPER_SHIFTS
+    step = 2 * CHIP_PX
+    cells = SUPER_SHIFTS // step  # chips per super-tile side
+    grids = cmap.reshape(cells, step, cells, step).permute(1, 3, 0, 2)  # ry, rx, rows, cols
+    rest, whole = at % step, at // step
+    reach = int(whole.max()) if len(sigmas) else 0  # within a tile: 2 PERIOD / step at most
+    ext = torch.cat([grids, grids[:, :, :reach]], dim=2)
+    ext = torch.cat([ext, ext[:, :, :, :reach]], dim=3)
+    windows = ext.unfold(2, cells, 1).unfold(3, cells, 1)  # ry, rx, qy, qx, rows, cols
+    # rows and columns split into (tile, chip), chips first: one gather makes the layout
+    split = windows.unflatten(5, (SUPER_TILES, CHIPS)).unflatten(4, (SUPER_TILES, CHIPS))
+    split = split.permute(5, 7, 0, 1, 2, 3, 4, 6)  # cy, cx, ry, rx, qy, qx, ty, tx
+    reads = split[:, :, rest[:, 0], rest[:, 1], whole[:, 0], whole[:, 1]]  # cy, cx, S, ty, tx
+    return reads.reshape(N_CHIPS, len(sigmas), SUPER_TILES**2)
+
+
 def tile_reads(cmap: torch.Tensor, sigmas: list[tuple[int, int]]) -> torch.Tensor:
     """Every chip of every tile at each shift within a tile (key-free):
     S x N_CHIPS x SUPER_TILES x SUPER_TILES."""
-    at = torch.tensor(sigmas)
-    tile_step = torch.arange(SUPER_TILES) * 2 * PERIOD
-    chip_step = torch.arange(CHIPS) * 2 * CHIP_PX
-    cy, cx = torch.meshgrid(chip_step, chip_step, indexing="ij")
-    cy, cx = cy.flatten(), cx.flatten()
-    rows = (at[:, 0, None, None] + cy[:, None] + tile_step) % SUPER_SHIFTS  # S x C x T
-    cols = (at[:, 1, None, None] + cx[:, None] + tile_step) % SUPER_SHIFTS
-    return cmap[rows[:, :, :, None], cols[:, :, None, :]]  # S x C x T x T
+    reads = _chip_reads(cmap, sigmas).reshape(N_CHIPS, len(sigmas), SUPER_TILES, SUPER_TILES)
+    return reads.transpose(0, 1)
 
 
 def tile_strengths(
@@ -204,40 +222,46 @@ def tile_strengths(
     offset) and the nonce signs (the Walsh-Hadamard rows as one matrix, every nonce).
     S x NONCES x SUPER_TILES x SUPER_TILES, where [s, n, i, j] is the shift
     sigmas[s] + 2 PERIOD (i, j). ``reads``: ``tile_reads(cmap, sigmas)``, when kept."""
-    signed, energy, _ = _demodulated(cmap, key, sigmas, reads)  # S x T x T x known
-    corr = _nonce_transform(signed, key) / energy.clamp(min=1e-12).sqrt()[..., None]
-    return corr.permute(0, 3, 1, 2)
+    known, energy, _ = _demodulated(cmap, key, sigmas, reads)  # known x pairs
+    corr = _nonce_transform(known, key) / energy.clamp(min=1e-12).sqrt()  # NONCES x pairs
+    shape = (NONCES, len(sigmas), SUPER_TILES, SUPER_TILES)
+    return corr.reshape(shape).transpose(0, 1)
 
 
-def _demodulated(cmap, key, sigmas, reads=None, own=None):
+def _demodulated(cmap, key, sigmas, reads=None, own=None, every_tile=True):
     """Every chip at each shift in ``sigmas`` and each tile offset with the tile signs taken
-    off (a cyclic correlation over the tile grid): the known chips with the nonce
-    transform's keyed flips applied, S x T x T x known; their energy, S x T x T; and the
-    balance of every (shift, tile offset) pair, S x T x T (see ``PairScores``). ``reads``
-    and ``own``: ``tile_reads(cmap, sigmas)`` and ``read_energy`` of it, when kept."""
+    off (a cyclic correlation over the tile grid), for every (shift, tile offset) pair in
+    (shift, tile row, tile column) order: the known chips, known x pairs; their energy,
+    pairs; and each pair's balance, pairs (see ``PairScores``). ``every_tile`` False: tile
+    offset 0 alone (the super-tile as embedded). ``reads`` and ``own``: ``_chip_reads`` and
+    ``read_energy`` of this map and shifts, when kept."""
     where = tile_layout(key).known != 0
-    reads = tile_reads(cmap, sigmas) if reads is None else reads  # S x chips x T x T
-    own = read_energy(reads) if own is None else own
-    n, chips = reads.shape[0], reads.shape[1]
-    tiles = SUPER_TILES * SUPER_TILES
+    reads = _chip_reads(cmap, sigmas) if reads is None else reads  # chips x S x tiles
+    own = read_energy(cmap, sigmas) if own is None else own
+    circulants = _tile_circulants(key)
+    if not every_tile:
+        circulants = circulants[:, :, :1]
     # one matrix product per chip (its tile signs' circulant): several times faster on the
     # CPU than the same correlation by 8 x 8 FFTs
-    flat = reads.reshape(n, chips, tiles).transpose(0, 1)  # chips x S x tiles
-    tiled = torch.bmm(flat, _tile_circulants(key))  # chips x S x offsets
+    tiled = torch.bmm(reads, circulants)  # chips x S x offsets
     known = tiled[where]
-    known_energy = known.pow(2).sum(dim=0)
+    known_energy = known.square().sum(dim=0)
     # every chip's demodulated energy against what its tiles' read-outs carry; both
     # squared, so the nonce's signs (the p-value's coins) play no part in it
-    energy = known_energy + tiled[~where].pow(2).sum(dim=0)
+    energy = tiled.square().sum(dim=0)
     balance = (energy.clamp(min=1e-12) / own[:, None]).log()
-    signed = (known * _known_flips(key)[:, None, None]).permute(1, 2, 0)  # S x offsets x known
-    shape = (n, SUPER_TILES, SUPER_TILES)
-    return signed.reshape(*shape, -1), known_energy.reshape(shape), balance.reshape(shape)
+    return known.flatten(1), known_energy.flatten(), balance.flatten()
 
 
-def read_energy(reads: torch.Tensor) -> torch.Tensor:
-    """Every shift's read-outs' energy, over all chips and tiles (key-free): S."""
-    return reads.pow(2).sum(dim=(1, 2, 3)).clamp(min=1e-12)
+def read_energy(cmap: torch.Tensor, sigmas: list[tuple[int, int]]) -> torch.Tensor:
+    """Every shift's read-outs' energy, over all chips and tiles (key-free): S. A shift
+    reads a whole sub-grid of the chip map (see ``_chip_reads``), so its energy is the
+    sub-grid's."""
+    step = 2 * CHIP_PX
+    cells = SUPER_SHIFTS // step
+    grids = cmap.reshape(cells, step, cells, step).square().sum(dim=(0, 2))  # ry x rx
+    at = torch.tensor(sigmas) % step
+    return grids[at[:, 0], at[:, 1]].clamp(min=1e-12)
 
 
 @lru_cache(maxsize=4)
@@ -267,9 +291,16 @@ def _nonce_matrix(key: str | bytes) -> torch.Tensor:
     return _hadamard(torch.eye(len(place)))[place].contiguous()  # [c, n] = H[n, place[c]]
 
 
-def _nonce_transform(signed: torch.Tensor, key: str | bytes) -> torch.Tensor:
-    """Every nonce's signed sum of demodulated known chips (... x known -> ... x NONCES)."""
-    return signed @ _nonce_matrix(key)
+@lru_cache(maxsize=4)
+def _flipped_nonce_matrix(key: str | bytes) -> torch.Tensor:
+    """NONCES x known chips: the nonce transform with the known chips' keyed flips in it."""
+    return (_known_flips(key)[:, None] * _nonce_matrix(key)).T.contiguous()
+
+
+def _nonce_transform(known: torch.Tensor, key: str | bytes) -> torch.Tensor:
+    """Every nonce's signed sum of demodulated known chips (known x pairs -> NONCES x
+    pairs), the known chips' signs and keyed flips applied."""
+    return _flipped_nonce_matrix(key) @ known
 
 
 @dataclass(frozen=True)
@@ -307,13 +338,10 @@ def pair_scores(
     would give them, and the pair's balance. ``reads``: ``tile_reads`` and ``read_energy``,
     when kept for many keys. ``every_tile`` False: only the super-tile where the embedder
     put the mark."""
-    signed, energy, balance = _demodulated(cmap, key, sigmas, *(reads or ()))
-    if not every_tile:
-        signed, energy, balance = signed[:, :1, :1], energy[:, :1, :1], balance[:, :1, :1]
-    flat = signed.reshape(-1, signed.shape[-1])  # pairs x known
-    norm = energy.flatten().clamp(min=1e-12).sqrt()
-    strength, nonce = (_nonce_transform(flat, key) / norm[:, None]).max(dim=1)
-    return PairScores(strength, nonce, balance.flatten(), signed.shape[1] * signed.shape[2])
+    known, energy, balance = _demodulated(cmap, key, sigmas, *(reads or ()), every_tile=every_tile)
+    norm = energy.clamp(min=1e-12).sqrt()
+    strength, nonce = (_nonce_transform(known, key) / norm).max(dim=0)
+    return PairScores(strength, nonce, balance, SUPER_TILES**2 if every_tile else 1)
 
 
 def read_super(cmap: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:

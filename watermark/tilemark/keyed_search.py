@@ -29,17 +29,18 @@ import torch
 import torch.nn.functional as F
 
 from aigcguard.watermark.payload import SYNC_BITS, signed_sum_sf
+from aigcguard.watermark.tilemark.gate import GATE_LEVEL, Look, amplitudes
 from aigcguard.watermark.tilemark.keyed import (
     NONCES,
     SUPER,
     SUPER_SHIFTS,
     SUPER_TILES,
+    _chip_reads,
     chip_map,
     demodulate,
     pair_scores,
     read_energy,
     read_super,
-    tile_reads,
 )
 from aigcguard.watermark.tilemark.readout import Geometry, fold
 from aigcguard.watermark.tilemark.sync import (
@@ -51,6 +52,7 @@ from aigcguard.watermark.tilemark.sync import (
     _template_points,
     _template_spectrum,
     spectral_candidates,
+    template_dft,
 )
 from aigcguard.watermark.tilemark.tile import PERIOD, frame_values, tile_layout
 
@@ -82,22 +84,6 @@ class KeyedGeometry(Geometry):
     half-pixel shift over the super-tile and the picture's nonce."""
 
     nonce: int = 0
-
-
-def template_dft(w: torch.Tensor, geometries: list[tuple[float, float]]) -> torch.Tensor:
-    """The exact Fourier transform of a whitened image at the template's four frequencies as
-    each (scale, angle) moves them (no bins): G x 4 complex."""
-    h, wd = w.shape
-    ks = torch.tensor(TEMPLATE_FREQS, dtype=torch.float64)
-    geo = torch.tensor(geometries, dtype=torch.float64)
-    rad = torch.deg2rad(geo[:, 1])[:, None]
-    cos, sin, sc = torch.cos(rad), torch.sin(rad), geo[:, 0][:, None]
-    fy = ((cos * ks[:, 0] - sin * ks[:, 1]) / (sc * PERIOD)).flatten()
-    fx = ((sin * ks[:, 0] + cos * ks[:, 1]) / (sc * PERIOD)).flatten()
-    ey = torch.exp(-2j * math.pi * fy[:, None] * torch.arange(h, dtype=torch.float64))
-    ex = torch.exp(-2j * math.pi * fx[:, None] * torch.arange(wd, dtype=torch.float64))
-    rows = ey @ w.to(torch.complex128)  # (G*4) x wd
-    return (rows * ex).sum(dim=1).reshape(len(geometries), len(TEMPLATE_FREQS))
 
 
 def template_power(w: torch.Tensor, geometries: list[tuple[float, float]]) -> torch.Tensor:
@@ -145,11 +131,17 @@ def offsets(w: torch.Tensor, scale: float, angle: float, top: int = TOP_OFFSETS)
     return [(cell * (i // _OFFSET_GRID), cell * (i % _OFFSET_GRID)) for i in best]
 
 
-def candidates(w: torch.Tensor) -> list[tuple[float, float]]:
-    """The unmoved grid, then the template's best matches, refined (key-free)."""
-    found = spectral_candidates(
-        _template_spectrum(_flat_log_spectrum(w)), _template_points(), _SCALES, _ANGLES, KEYED_TOP
-    )
+def candidates(w: torch.Tensor, found=None) -> list[tuple[float, float]]:
+    """The unmoved grid, then the template's best matches, refined (key-free). ``found``:
+    those matches, when the gate already made them (``gate.Look.found``)."""
+    if found is None:
+        found = spectral_candidates(
+            _template_spectrum(_flat_log_spectrum(w)),
+            _template_points(),
+            _SCALES,
+            _ANGLES,
+            KEYED_TOP,
+        )
     out = [(1.0, 0.0)]
     for s, a, _ in found:
         refined = refine_template(w, s, a)
@@ -161,14 +153,13 @@ def candidates(w: torch.Tensor) -> list[tuple[float, float]]:
 def _sigmas(offs: list[tuple[float, float]]) -> list[tuple[int, int]]:
     """Shifts within a tile (half pixels) to try for the template's offsets, with jitter: the
     pattern's first chip lies at twice the offset on the half-pixel grid."""
-    out = []
+    out = {}  # in order, each once
     for oy, ox in offs:
         for dy in _JITTER:
             for dx in _JITTER:
                 at = ((round(2 * oy) + dy) % (2 * PERIOD), (round(2 * ox) + dx) % (2 * PERIOD))
-                if at not in out:
-                    out.append(at)
-    return out
+                out[at] = None
+    return list(out)
 
 
 @dataclass(frozen=True)
@@ -191,8 +182,8 @@ class Placement:
         if not self.shared:
             return None
         if "reads" not in self.kept:
-            reads = tile_reads(self.cmap, self.sigmas)
-            self.kept["reads"] = (reads, read_energy(reads))
+            reads = _chip_reads(self.cmap, self.sigmas)
+            self.kept["reads"] = (reads, read_energy(self.cmap, self.sigmas))
         return self.kept["reads"]
 
 
@@ -209,22 +200,33 @@ class Family:
     screened: bool
 
 
-def placements(w: torch.Tensor, *, search: bool = True, shared: bool = False) -> list[Family]:
+def placements(
+    w: torch.Tensor, *, search: bool = True, shared: bool = False, look: Look | None = None
+) -> list[Family]:
     """Every family's placements for one whitened working image: all the key-free work of a
-    keyed detection, shared when many keys are tried on one picture (calibration)."""
+    keyed detection, shared when many keys are tried on one picture (calibration).
+
+    ``look`` (the gate's, ``gate.look``): only the geometries where the template's amplitude
+    reaches ``GATE_LEVEL`` are placed (the turned family's at the template's best); each
+    family is still counted whole, every geometry it could have placed, so leaving some out
+    only costs detections. The choice is key-free, so the p-value holds whichever it makes."""
     sigmas = [(r % (2 * PERIOD), c % (2 * PERIOD)) for r in _JITTER for c in _JITTER]
     unmoved = Placement(1.0, 0.0, chip_map(fold(w, 1.0, 0.0, SUPER), 0), sigmas, False, shared)
     as_embedded = KEYED_SHARES["as embedded"]
     out = [Family("as embedded", [unmoved], len(sigmas) * NONCES, as_embedded, False)]
     if not search:
         return out
-    geoms = candidates(w)
+    geoms = candidates(w, None if look is None else look.found)
+    if look is None:
+        worth = set(geoms)
+    else:
+        worth = {g for g, a in zip(geoms, amplitudes(w, geoms), strict=True) if a >= GATE_LEVEL}
     # counted whatever the template gave: offsets x jitter x tile offsets x nonces
     per_geometry = TOP_OFFSETS * len(_JITTER) ** 2 * SUPER_TILES**2 * NONCES
     families = (("upright", geoms, (0,)), ("turned", geoms[1:2] or geoms, (1, 2, 3)))
     for family, where, quarters in families:
         places = []
-        for s, a in where:
+        for s, a in (g for g in where if g in worth):
             for q in quarters:
                 # the unmoved grid's chip map is the as-embedded family's: read it once
                 moved = (s, a + 90 * q) != (1.0, 0.0)
@@ -232,7 +234,9 @@ def placements(w: torch.Tensor, *, search: bool = True, shared: bool = False) ->
                 places.append(
                     Placement(s, a + 90 * q, cmap, _sigmas(offsets(w, s, a + 90 * q)), True, shared)
                 )
-        out.append(Family(family, places, len(places) * per_geometry, KEYED_SHARES[family], True))
+        if places:
+            counted = len(where) * len(quarters) * per_geometry
+            out.append(Family(family, places, counted, KEYED_SHARES[family], True))
     return out
 
 

@@ -11,7 +11,7 @@ from aigcguard.watermark import ecc
 from aigcguard.watermark.payload import PAYLOAD_BITS, SYNC_BITS, split_frames
 from aigcguard.watermark.registry import SoftReading, WatermarkMethod, register_method
 from aigcguard.watermark.tilemark.embedding import embed_tilemark
-from aigcguard.watermark.tilemark.gate import worth_searching
+from aigcguard.watermark.tilemark.gate import look
 from aigcguard.watermark.tilemark.keyed_search import keyed_readings, placements
 from aigcguard.watermark.tilemark.picture import working_whitened
 from aigcguard.watermark.tilemark.readout import PictureMemo
@@ -34,12 +34,35 @@ def all_families(
     the costs scaled by each format's share of the budget. ``memo`` keeps the key-free work
     for the next key (calibration tries many keys on one picture). ``search=False``: the
     as-embedded families alone, at their usual costs (the searched ones skipped)."""
+    shared = memo is not None  # many keys: every chip gathered once, for all of them
     if not search:
-        places = placements(w, search=False)
-    elif memo is None:
-        places = None
+        places = _kept(memo, "as embedded", lambda: placements(w, search=False, shared=shared))
     else:
-        places = memo.get("keyed", lambda: placements(w, shared=True))
+        places = _kept(memo, "keyed", lambda: placements(w, shared=shared))
+    return _judged(w, key, code, memo, places, search)
+
+
+def judged_families(
+    w: torch.Tensor, key, code: torch.Tensor | None = None, memo: PictureMemo | None = None
+) -> list[FamilyReading]:
+    """The families detection judges: where the key-free gate finds the template
+    (``gate.look``), the keyed format's searched families at the geometries where it finds
+    it, else the as-embedded ones; the legacy format (no template to find) as embedded
+    only. The gate's look and placements are kept in ``memo``."""
+    seen = _kept(memo, "gate", lambda: look(w))
+    if not seen.open:
+        return all_families(w, key, code, memo, search=False)
+    shared = memo is not None
+    places = _kept(memo, "keyed gated", lambda: placements(w, shared=shared, look=seen))
+    return _judged(w, key, code, memo, places, False)
+
+
+def _kept(memo: PictureMemo | None, name: str, make):
+    return make() if memo is None else memo.get(name, make)
+
+
+def _judged(w, key, code, memo, places, legacy_search: bool) -> list[FamilyReading]:
+    """The keyed families at ``places`` and the legacy ones (searched or as embedded)."""
     out = [
         FamilyReading(
             fam,
@@ -54,18 +77,9 @@ def all_families(
         for fam, hyp, cost, known, coded, ev, p in keyed_readings(w, key, code, places)
     ]
     share = FORMAT_SHARES["legacy"]
-    for r in read_families(w, key, code, memo, search=search):
+    for r in read_families(w, key, code, memo, search=legacy_search):
         out.append(replace(r, cost=r.cost / share, p_value=r.p_value / share))
     return out
-
-
-def judged_families(
-    w: torch.Tensor, key, code: torch.Tensor | None = None, memo: PictureMemo | None = None
-) -> list[FamilyReading]:
-    """The families detection judges: all of them when the key-free gate finds the template
-    (``gate``), else the as-embedded ones; the gate's answer is kept in ``memo``."""
-    search = worth_searching(w) if memo is None else memo.get("gate", lambda: worth_searching(w))
-    return all_families(w, key, code, memo, search=search)
 
 
 @register_method("tilemark")
