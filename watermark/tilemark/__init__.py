@@ -35,8 +35,9 @@ That is the legacy format's search (``search``); the keyed one (``keyed_search``
 geometry and grid offset from the template alone and scores every nonce and tile offset at the
 few placements the template gives. Detection runs both, each on its share of the
 false-positive budget (``method.FORMAT_SHARES``), and says which format it read. The searched
-families run only where a key-free first look finds the template (``gate``); the skipped ones
-keep their share of the budget, so the gate can cost a detection, never add one.
+families run only where a key-free first look finds the template (``gate``), at the geometries
+where it finds it, and legacy marks (no template) are read as embedded; every family keeps its
+whole share of the budget, so the p-value's bound holds whatever the gate leaves out.
 
 For a picture without this mark the known chips' signs are fair coins given the picture, so
 each hypothesis's strength t obeys P <= min(exp(-t^2 / 2), 3.18 P(N(0,1) >= t)) (Hoeffding;
