@@ -66,7 +66,12 @@ from aigcguard.watermark.tilemark.embedding import (
     embed_tilemark,
     informed_values,
 )
-from aigcguard.watermark.tilemark.gate import GATE_LEVEL, template_amplitude, worth_searching
+from aigcguard.watermark.tilemark.gate import (
+    GATE_LEVEL,
+    TURN_LEVEL,
+    template_amplitude,
+    worth_searching,
+)
 from aigcguard.watermark.tilemark.keyed import (
     NONCES,
     SUPER,
@@ -201,6 +206,7 @@ __all__ = [
     "TOP_LATTICE",
     "TOP_OFFSETS",
     "TOP_TEMPLATE",
+    "TURN_LEVEL",
     "WHITEN_EXP",
     "WORK_LONG",
     "WORK_SHORT",

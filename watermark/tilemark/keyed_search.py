@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from aigcguard.watermark.payload import SYNC_BITS, signed_sum_sf
-from aigcguard.watermark.tilemark.gate import GATE_LEVEL, Look, amplitudes
+from aigcguard.watermark.tilemark.gate import GATE_LEVEL, TURN_LEVEL, Look, amplitudes
 from aigcguard.watermark.tilemark.keyed import (
     NONCES,
     SUPER,
@@ -207,7 +207,8 @@ def placements(
     keyed detection, shared when many keys are tried on one picture (calibration).
 
     ``look`` (the gate's, ``gate.look``): only the geometries where the template's amplitude
-    reaches ``GATE_LEVEL`` are placed (the turned family's at the template's best); each
+    reaches ``GATE_LEVEL`` are placed (the turned family's, at the template's best, from
+    ``TURN_LEVEL``); each
     family is still counted whole, every geometry it could have placed, so leaving some out
     only costs detections. The choice is key-free, so the p-value holds whichever it makes."""
     sigmas = [(r % (2 * PERIOD), c % (2 * PERIOD)) for r in _JITTER for c in _JITTER]
@@ -217,16 +218,14 @@ def placements(
     if not search:
         return out
     geoms = candidates(w, None if look is None else look.found)
-    if look is None:
-        worth = set(geoms)
-    else:
-        worth = {g for g, a in zip(geoms, amplitudes(w, geoms), strict=True) if a >= GATE_LEVEL}
+    levels = {"upright": GATE_LEVEL, "turned": TURN_LEVEL}
+    amps = dict(zip(geoms, amplitudes(w, geoms), strict=True)) if look is not None else None
     # counted whatever the template gave: offsets x jitter x tile offsets x nonces
     per_geometry = TOP_OFFSETS * len(_JITTER) ** 2 * SUPER_TILES**2 * NONCES
     families = (("upright", geoms, (0,)), ("turned", geoms[1:2] or geoms, (1, 2, 3)))
     for family, where, quarters in families:
         places = []
-        for s, a in (g for g in where if g in worth):
+        for s, a in (g for g in where if amps is None or amps[g] >= levels[family]):
             for q in quarters:
                 # the unmoved grid's chip map is the as-embedded family's: read it once
                 moved = (s, a + 90 * q) != (1.0, 0.0)
