@@ -86,28 +86,39 @@ def block_grid(height: int, width: int) -> tuple[int, int]:
     return ll_h // BLOCK, ll_w // BLOCK
 
 
-def _ll_of_u(x: torch.Tensor, conv: ColourConvention, grid: tuple[int, int]) -> torch.Tensor:
-    """Haar LL band of U over the part the blocks cover: B x 4 rows x 4 cols, float32.
-
-    LL = (a + b + c + d) / 2 per 2 x 2 cell and U is linear in R, G, B, so we sum each
-    channel's cells in int16 (exact for uint8) and mix at quarter resolution: a third of the
-    memory traffic of converting the whole image to float first.
-    """
+def _cell_sums(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Each channel's 2 x 2 cell sums over the part the blocks cover: B x 3 x rows x cols,
+    float32 (summed in int16, exact for uint8). The same for every colour convention."""
     bsz = x.shape[0]
     h, w = grid[0] * BLOCK * 2, grid[1] * BLOCK * 2
     cells = x[:, :, :h, :w]
     cells = cells.to(torch.int16) if x.dtype == torch.uint8 else cells.float()
     cells = cells.reshape(bsz, 3, h // 2, 2, w)
     pairs = (cells[:, :, :, 0] + cells[:, :, :, 1]).reshape(bsz, 3, h // 2, w // 2, 2)
-    sums = (pairs[..., 0] + pairs[..., 1]).float()
+    return (pairs[..., 0] + pairs[..., 1]).float()
+
+
+def _ll_of_u(
+    x: torch.Tensor, conv: ColourConvention, grid: tuple[int, int], sums=None
+) -> torch.Tensor:
+    """Haar LL band of U over the part the blocks cover: B x 4 rows x 4 cols, float32.
+
+    LL = (a + b + c + d) / 2 per 2 x 2 cell and U is linear in R, G, B, so we sum each
+    channel's cells in int16 (exact for uint8) and mix at quarter resolution: a third of the
+    memory traffic of converting the whole image to float first. ``sums``: ``_cell_sums``
+    of ``x``, when kept for several conventions.
+    """
+    sums = _cell_sums(x, grid) if sums is None else sums
     wr, wg, wb = _u_weights(conv)
     return (wr * sums[:, 0] + wg * sums[:, 1] + wb * sums[:, 2]) * 0.5 + 2.0 * conv.offset
 
 
-def _blocks_of(x: torch.Tensor, conv: ColourConvention) -> tuple[torch.Tensor, tuple[int, int]]:
+def _blocks_of(
+    x: torch.Tensor, conv: ColourConvention, sums=None
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """LL band of U cut into 4 x 4 blocks: B x N x 16, raster order as imwatermark counts."""
     grid = block_grid(x.shape[2], x.shape[3])
-    ll = _ll_of_u(x, conv, grid)
+    ll = _ll_of_u(x, conv, grid, sums)
     rows, cols = grid
     blocks = ll.reshape(x.shape[0], rows, BLOCK, cols, BLOCK).permute(0, 1, 3, 2, 4)
     return blocks.reshape(x.shape[0], rows * cols, BLOCK * BLOCK), grid
@@ -221,6 +232,15 @@ def block_votes(
     _, read = _KERNELS[kernel]
     blocks, _ = _blocks_of(x, conv)
     return read(blocks, step).float()
+
+
+def block_votes_by_convention(
+    x: torch.Tensor, kernel: str, step: float, conventions
+) -> list[torch.Tensor]:
+    """``block_votes`` under each convention, the channels' cell sums made once for all."""
+    _, read = _KERNELS[kernel]
+    sums = _cell_sums(x, block_grid(x.shape[2], x.shape[3]))
+    return [read(_blocks_of(x, conv, sums)[0], step).float() for conv in conventions]
 
 
 def tally_votes(votes: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -93,9 +93,11 @@ def detect_known(
     best: list[WatermarkDetection | None] = list(small)
     for idx in _chunks(items, dev, [i for i, r in enumerate(small) if r is None]):
         x = _stack(items, idx, dev)
-        for conv in dwt.CONVENTIONS:
+        by_convention = dwt.block_votes_by_convention(
+            x, method.kernel, method.step, dwt.CONVENTIONS
+        )
+        for conv, votes in zip(dwt.CONVENTIONS, by_convention, strict=True):
             # the blocks read the same whatever the mark; only the tally depends on its length
-            votes = dwt.block_votes(x, method.kernel, method.step, conv)
             for mark in KNOWN_MARKS:
                 ones, total = dwt.tally_votes(votes, len(mark.bits))
                 bits = dwt.votes_to_bits(ones, total).cpu()
