@@ -74,11 +74,25 @@ def _png_header(width: int, height: int) -> bytes:
     )
 
 
+def _served(response: httpx.Response) -> float | None:
+    """The service's own time to answer (its ``Server-Timing: app;dur=MS``), in seconds."""
+    for part in response.headers.get("server-timing", "").split(","):
+        name, _, params = part.strip().partition(";")
+        if name == "app" and params.startswith("dur="):
+            try:
+                return float(params[4:]) / 1000
+            except ValueError:
+                return None
+    return None
+
+
 async def _load(
     base: str, body: bytes, clients: int, seconds: float
-) -> tuple[dict[object, list[float]], Counter]:
-    """Latencies by status (or exception name), and the statuses' counts."""
+) -> tuple[dict[object, list[float]], Counter, dict[object, list[float]]]:
+    """Latencies by status (or exception name) as the clients saw them, the statuses'
+    counts, and the service's own times by status (from Server-Timing)."""
     latencies: dict[object, list[float]] = {}
+    served: dict[object, list[float]] = {}
     statuses: Counter = Counter()
     stop = time.perf_counter() + seconds
 
@@ -92,6 +106,9 @@ async def _load(
                         f"{base}/v1/check", files={"file": ("q.jpg", body, "image/jpeg")}
                     )
                     status: object = r.status_code
+                    took = _served(r)
+                    if took is not None:
+                        served.setdefault(status, []).append(took)
                     if r.status_code == 503:
                         wait = float(r.headers.get("Retry-After", "1"))
                 except httpx.HTTPError as exc:
@@ -102,7 +119,7 @@ async def _load(
                     await asyncio.sleep(wait)
 
     await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, statuses
+    return latencies, statuses, served
 
 
 def _quantiles(values: list[float]) -> str:
@@ -236,7 +253,7 @@ def main() -> int:
             time.sleep(0.5)
         httpx.post(f"{base}/v1/check", content=body, timeout=120)  # warm-up
         t0 = time.perf_counter()
-        latencies, statuses = asyncio.run(_load(base, body, args.clients, args.seconds))
+        latencies, statuses, served = asyncio.run(_load(base, body, args.clients, args.seconds))
         wall = time.perf_counter() - t0
         # a refusal (503 with Retry-After) is the service working as designed, not an error
         errors = sum(n for s, n in statuses.items() if s not in (200, 503))
@@ -251,7 +268,17 @@ def main() -> int:
             f"{_quantiles(accepted).replace(' | ', ' / ')} | "
             f"{_quantiles(refused).replace(' | ', ' / ')} |",
         ]
-        print("\n".join(load_rows), file=sys.stderr)
+        at_service = [
+            "| answer | count | p50 / p95 / p99 at the client (s) | at the service (s) |",
+            "| --- | ---: | --- | --- |",
+        ]
+        for label, status in (("accepted (200)", 200), ("refused (503)", 503)):
+            mine, theirs = latencies.get(status, []), served.get(status, [])
+            at_service.append(
+                f"| {label} | {len(mine)} | {_quantiles(mine).replace(' | ', ' / ')} | "
+                f"{_quantiles(theirs).replace(' | ', ' / ')} |"
+            )
+        print("\n".join(load_rows + at_service), file=sys.stderr)
 
         kinds = _malformed_requests(body, good_png, 25 * 1024 * 1024)
         tally: dict[str, Counter] = {name: Counter() for name, _ in kinds}
@@ -282,6 +309,12 @@ def main() -> int:
             f"### Load: /v1/check, 512 x 512 JPEG, {args.clients} concurrent clients",
             "",
             *load_rows,
+            "",
+            "The same answers timed by the clients (asyncio + httpx in one process, sharing the "
+            "machine) and by the service itself (its `Server-Timing` header: from the request's "
+            "arrival to the start of its answer):",
+            "",
+            *at_service,
             "",
             f"Statuses: {dict(statuses)}. The same check in one process (`Checker.check` on "
             f"the same JPEG read from a file, mean of {IN_PROCESS_RUNS} after a warm-up): "

@@ -24,7 +24,7 @@ pytest.importorskip("fastapi", reason="the service needs fastapi")
 from aigcguard.service.http import ServiceConfig
 from aigcguard.service.http.admission import Admission
 from aigcguard.service.http.errors import ApiError
-from tests.helpers import free_port, wait_ready
+from tests.helpers import bench_module, free_port, wait_ready
 from tests.test_service_hostile import FakeChecker, _ready_app, serve  # noqa: F401 (fixture)
 
 
@@ -93,6 +93,8 @@ def test_a_full_queue_answers_503_at_once_and_serves_again_after(serve):  # noqa
     assert time.monotonic() - start < 1.5
     assert r.status_code == 503 and "overloaded" in r.json()["error"]["message"], r.text
     assert int(r.headers["Retry-After"]) >= 1
+    refusing = _app_ms(r)  # the service's own time to refuse, Server-Timing
+    assert refusing < 1500
     assert httpx.post(f"{base}/v1/similar", content=png, timeout=30).status_code == 503
     ready = httpx.get(f"{base}/readyz").json()
     assert ready["load"]["in_flight"] == 2 and ready["load"]["refused"] == 2
@@ -100,7 +102,23 @@ def test_a_full_queue_answers_503_at_once_and_serves_again_after(serve):  # noqa
     first.join(30)
     second.join(30)
     assert [a.status_code for a in answers] == [200, 200]
+    # both waited for the release, which came after the refusal had been answered
+    assert all(_app_ms(a) > refusing for a in answers)
     assert httpx.post(f"{base}/v1/check", content=png, timeout=30).status_code == 200
+
+
+def _app_ms(response: httpx.Response) -> float:
+    name, _, dur = response.headers["Server-Timing"].partition(";dur=")
+    assert name == "app", response.headers["Server-Timing"]
+    return float(dur)
+
+
+def test_the_load_bench_reads_the_services_own_time():
+    served = bench_module("service_load")._served
+    answer = httpx.Response(503, headers={"Server-Timing": "db;dur=3, app;dur=12.5"})
+    assert served(answer) == pytest.approx(0.0125)
+    assert served(httpx.Response(503)) is None
+    assert served(httpx.Response(503, headers={"Server-Timing": "app;dur=x"})) is None
 
 
 def test_workers_and_queue_length_settings(tmp_path):

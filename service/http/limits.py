@@ -95,15 +95,22 @@ class Reply:
         self._send, self.body = send, body
         self.started = False
         self.closed = False  # the guard answered: the app's own answer is dropped
+        self._arrived = time.perf_counter()
 
     async def send(self, message: Message) -> None:
         if self.closed:
             return
         if message["type"] == "http.response.start":
             self.started = True
+            headers = [(k, v) for k, v in message.get("headers", ()) if k != b"server-timing"]
             if self.body.pending:
-                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"connection"]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+                headers = [(k, v) for k, v in headers if k != b"connection"]
+                headers.append((b"connection", b"close"))
+            # how long the service took to start answering (W3C Server-Timing): a client
+            # on a busy machine can tell its own delays from the service's
+            took = 1000 * (time.perf_counter() - self._arrived)
+            headers.append((b"server-timing", f"app;dur={took:.1f}".encode()))
+            message = {**message, "headers": headers}
         await self._send(message)
 
     async def error(self, status: int, text: str) -> None:
