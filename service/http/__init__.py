@@ -12,6 +12,7 @@ checks with, each detector's one-line model card included), ``GET /healthz`` (th
 answers), ``GET /readyz`` (503 until the models and the index are loaded), and the page at
 ``GET /`` (its files under ``/static/``) that checks pictures in a browser.
 
+Every answer carries ``Server-Timing: app;dur=MS``, the service's own time to start it.
 Errors are JSON, ``{"error": {"status": N, "message": "..."}}``: 400 a request that cannot be
 used, 401 a missing or wrong API key (when keys are configured: every path but the probes and
 the page with its files, which hold no data; the OpenAPI pages too unless ``public_docs``),
