@@ -208,9 +208,9 @@ def placements(
 
     ``look`` (the gate's, ``gate.look``): only the geometries where the template's amplitude
     reaches ``GATE_LEVEL`` are placed (the turned family's, at the template's best, from
-    ``TURN_LEVEL``); each
-    family is still counted whole, every geometry it could have placed, so leaving some out
-    only costs detections. The choice is key-free, so the p-value holds whichever it makes."""
+    ``TURN_LEVEL``); each family is still counted whole, every geometry it could have
+    placed, so leaving some out only costs detections. The choice is key-free, so the
+    p-value holds whichever it makes."""
     sigmas = [(r % (2 * PERIOD), c % (2 * PERIOD)) for r in _JITTER for c in _JITTER]
     unmoved = Placement(1.0, 0.0, chip_map(fold(w, 1.0, 0.0, SUPER), 0), sigmas, False, shared)
     as_embedded = KEYED_SHARES["as embedded"]
