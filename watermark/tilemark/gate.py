@@ -8,9 +8,10 @@ measures the template's amplitude, ``sum |X(f_k)| / ||w||`` over its four freque
 unmoved grid and at the template's best matches in the spectrum (the key-free candidates the
 search starts from, kept in the :class:`Look` for it). The searched families run only when
 one reaches ``GATE_LEVEL``, and then only at the (refined) geometries that reach it, the
-quarter turns at the template's best only from ``TURN_LEVEL`` (``keyed_search.placements``). The as-embedded families (what re-encoding, resizing and colour
-edits leave) always run: they cost a few milliseconds. Marks of the legacy format have no
-template: they are read as embedded only.
+quarter turns at the template's best only from ``TURN_LEVEL`` (``keyed_search.placements``).
+The as-embedded families (what re-encoding, resizing and colour edits leave) always run: they
+cost a few milliseconds. Marks of the legacy format have no template: they are read as
+embedded only.
 
 Every family is still counted whole, all the geometries it could have placed, so a p-value's
 budget is what it was, and since the choice is key-free the bound holds whatever it chooses:
