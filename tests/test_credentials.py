@@ -245,6 +245,33 @@ def test_soft_binding_parent_and_options(tmp_path: Path, ca: DevCa):
         assert "thumbnail" in reader.get_active_manifest()
 
 
+def test_only_the_first_thumbnails_are_read_and_huge_ones_are_not_decoded():
+    """A crafted store with many ingredients costs at most THUMBNAILS_READ reads, and a
+    thumbnail declaring more pixels than a thumbnail has is left out before decoding."""
+    import io
+
+    from aigcguard.provenance.credentials import c2pa as credentials
+
+    class Reader:  # c2pa.Reader's one method this needs
+        def __init__(self):
+            self.asked = []
+
+        def resource_to_stream(self, ident, stream):
+            self.asked.append(ident)
+            stream.write(b"\xff\xd8\xff" + ident.encode())
+
+    ingredients = [{"title": f"i{k}", "thumbnail": {"identifier": f"t{k}"}} for k in range(20)]
+    store = {"active_manifest": "m", "manifests": {"m": {"ingredients": ingredients}}}
+    reader = Reader()
+    found = credentials._ingredient_thumbnails(reader, store)
+    assert reader.asked == [f"t{k}" for k in range(credentials.THUMBNAILS_READ)]
+    assert found["t19"].startswith("not read: only the first")
+    big = io.BytesIO()
+    Image.new("L", (3000, 2000)).save(big, format="PNG")  # flat: a few KB, 6 MP
+    data, why = credentials._shrunk(big.getvalue())
+    assert data == b"" and why == "cannot be shrunk: 3000 x 2000 pixels"
+
+
 def test_ingredient_thumbnails_inline_small_or_shrunk(tmp_path: Path, ca: DevCa, monkeypatch):
     import base64
     import io

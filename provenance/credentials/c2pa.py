@@ -114,7 +114,9 @@ _HARD_BINDING = re.compile(r"/c2pa\.assertions/(c2pa\.hash\.data(?:__\d+)?)$")
 THUMBNAIL_MAX_BYTES = 64 * 1024
 #: A larger thumbnail is shrunk to this long side (JPEG 75: a noisy 256 px preview is about
 #: 40 KB), when it is at most SHRINK_MAX_PIXELS (a thumbnail of more is no thumbnail).
-SHRUNK_SIDE, SHRINK_MAX_PIXELS = 256, 4096 * 4096
+SHRUNK_SIDE, SHRINK_MAX_PIXELS = 256, 2048 * 2048
+#: ingredient thumbnails read per file (c2pa-rs makes them at most 1024 px a side)
+THUMBNAILS_READ = 8
 #: The picture types a thumbnail may be shown as, told by its first bytes, never by the
 #: manifest's word alone (a data: URI of another type could be anything, SVG script included).
 _THUMBNAIL_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
@@ -336,10 +338,15 @@ def _ingredient_thumbnails(reader: c2pa.Reader, store: Mapping[str, Any]) -> dic
     their bytes, or why they cannot be read. Never raises: a thumbnail is decoration."""
     active = (store.get("manifests") or {}).get(store.get("active_manifest")) or {}
     found: dict[str, bytes | str] = {}
+    read = 0
     for ingredient in active.get("ingredients") or []:
         ident = _thumbnail_id(ingredient)
         if ident is None or ident in found:
             continue
+        if read == THUMBNAILS_READ:  # a crafted store's hundreds would each be decoded
+            found[ident] = f"not read: only the first {THUMBNAILS_READ} thumbnails are"
+            continue
+        read += 1
         buf = io.BytesIO()
         try:
             reader.resource_to_stream(ident, buf)
