@@ -164,8 +164,8 @@ class CredentialCheck(JsonResult):
     ``data:image/jpeg;base64,...`` URI (or PNG, WebP), when it is one of those types, as it is
     when at most :data:`THUMBNAIL_MAX_BYTES`, else shrunk to a :data:`SHRUNK_SIDE` px JPEG;
     otherwise None, with ``thumbnail_omitted`` saying why (too large even shrunk, not such a
-    picture, unreadable; None when the ingredient has no thumbnail or it is given). A
-    thumbnail never fails the check.
+    picture, unreadable, beyond the first :data:`THUMBNAILS_READ`; None when the ingredient
+    has no thumbnail or it is given). A thumbnail never fails the check.
 
     ``signer``: the active manifest's ``common_name``, ``issuer`` (the certificate's
     organisation, as c2pa-rs names it), ``alg``, ``cert_serial_number`` and, for a known
