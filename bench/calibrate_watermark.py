@@ -102,9 +102,11 @@ _NOT_SEARCH = frozenset({"__init__.py", "embedding.py", "ssim_guard.py"})
 #: what of method.py does count: the budget shares and the functions calibration calls
 _METHOD_PARTS = frozenset({"all_families", "judged_families", "_kept", "_judged", "FORMAT_SHARES"})
 #: how a kept trial's p-value was made (its fourth column): ``gated``, by the detector as it
-#: ships (the searched families only where the gate finds the template); ``full``, by every
-#: family whatever the gate says (trials made before the gate, three columns), which can
-#: only detect more, so they bound the shipped detector's rate too
+#: ships (the searched families only where the gate finds the template, at the geometries
+#: where it finds it); ``full``, by every family whatever the gate says (trials made before
+#: the gate, three columns). The gated search is not a subset of the full one (a family's
+#: screened pairs are the most extreme of those it scored), so the rate is of gated trials
+#: alone; full ones are counted apart
 KINDS = ("gated", "full")
 
 
@@ -316,12 +318,14 @@ def carry(
 
 
 def summarise_kept(folder: Path) -> dict:
-    """Every trial kept in ``folder`` (one detector version): name, key, p per line."""
+    """The rate of the detector as it ships over the ``gated`` trials kept in ``folder``
+    (one detector version), with every kind's count in ``trials_by_kind``."""
     kept = read_kept(folder)
-    if not kept:
-        raise SystemExit(f"{folder}: no trials kept for this detector version yet")
-    names, keys = {k[0] for k in kept}, {k[1] for k in kept}
-    p = torch.tensor([k[2] for k in kept], dtype=torch.float64)
+    gated = [k for k in kept if k[3] == "gated"]
+    if not gated:
+        raise SystemExit(f"{folder}: no trials of the shipped detector kept for this version yet")
+    names, keys = {k[0] for k in gated}, {k[1] for k in gated}
+    p = torch.tensor([k[2] for k in gated], dtype=torch.float64)
     out = summarise(p, len(names), len(keys))
     out["detector_version"] = folder.name
     out["trials_by_kind"] = {kind: sum(k[3] == kind for k in kept) for kind in KINDS}
