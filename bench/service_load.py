@@ -184,7 +184,7 @@ def _malformed_requests(good_jpeg: bytes, good_png: bytes, limit: int):
     return kinds
 
 
-IN_PROCESS_RUNS = 20
+IN_PROCESS_RUNS = 100  # 20 moved by a third from run to run (14.8 to 26.0 per s)
 
 
 def _in_process_rate(body: bytes) -> float:

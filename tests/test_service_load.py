@@ -34,7 +34,11 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
-def test_admission_refuses_beyond_its_capacity_with_retry_after():
+def test_admission_refuses_beyond_its_capacity_with_retry_after(monkeypatch):
+    from aigcguard.service.http import admission
+
+    clock = [100.0]
+    monkeypatch.setattr(admission.time, "monotonic", lambda: clock[0])
     a = Admission(queue_length=1)
     with a.slot(), a.slot():
         with pytest.raises(ApiError) as refused, a.slot():
@@ -42,10 +46,16 @@ def test_admission_refuses_beyond_its_capacity_with_retry_after():
         assert refused.value.status == 503 and "overloaded" in refused.value.message
         assert refused.value.headers["Retry-After"] == "2"  # two ahead, 1 s each by default
         a.held(4.2)
+        clock[0] += 2  # the last refusal is older than the window: two ahead again
         with pytest.raises(ApiError) as refused, a.slot():
             pass
         assert refused.value.headers["Retry-After"] == "9"  # ceil(4.2 x 2)
-    assert a.stats() == {"in_flight": 0, "capacity": 2, "accepted": 2, "refused": 2}
+        # a client refused within the window is waiting for the same places: one more ahead
+        clock[0] += 0.5
+        with pytest.raises(ApiError) as refused, a.slot():
+            pass
+        assert refused.value.headers["Retry-After"] == "13"  # ceil(4.2 x 3)
+    assert a.stats() == {"in_flight": 0, "capacity": 2, "accepted": 2, "refused": 3}
     with a.slot():  # places come back, also after an error inside
         pass
     with pytest.raises(RuntimeError), a.slot():

@@ -5,15 +5,19 @@ clients on one unbounded worker waited 25 s at p50, 34 s at p99: docs/service.md
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import threading
+import time
 from collections.abc import Iterator
 
 from aigcguard.service.http.errors import ApiError
 
 #: weight of the newest hold time in the running mean that Retry-After is estimated from
 _SMOOTHING = 0.2
+#: refusals within this many seconds count as clients waiting outside (Retry-After)
+REFUSAL_WINDOW = 1.0
 
 
 class Admission:
@@ -28,11 +32,19 @@ class Admission:
         self.refused = 0
         self._mean_hold: float | None = None  # seconds one request holds the models
         self._lock = threading.Lock()
+        self._refusals: collections.deque[float] = collections.deque()
 
     def retry_after(self) -> int:
-        """Whole seconds until the requests ahead should have drained (at least 1)."""
+        """Whole seconds until the requests ahead should have drained (at least 1): those
+        in flight, and as many again as were refused in the last second (clients waiting
+        outside, which will come back for the same places)."""
         per = 1.0 if self._mean_hold is None else self._mean_hold
-        return max(1, math.ceil(per * max(self.in_flight, 1)))
+        now = time.monotonic()
+        while self._refusals and now - self._refusals[0] > REFUSAL_WINDOW:
+            self._refusals.popleft()
+        self._refusals.append(now)
+        ahead = max(self.in_flight, 1) + len(self._refusals) - 1
+        return max(1, math.ceil(per * ahead))
 
     def held(self, seconds: float) -> None:
         """Record how long a request held the models (Retry-After is estimated from it)."""
