@@ -304,3 +304,19 @@ def write_outputs(name: str, markdown: str, raw: dict, out: str | None, quick: b
         json_path = RESULTS_DIR / f"{name}{'.quick' if quick else ''}.json"
     json_path.write_text(json.dumps(raw, indent=2, default=float) + "\n")
     print(f"\n(raw numbers: {json_path})", file=sys.stderr)
+
+
+def wait_ready(base: str, seconds: float, server=None, pause: float = 0.5) -> bool:
+    """Whether the service at ``base`` answered ``GET /readyz`` with 200 within ``seconds``;
+    False at once when ``server`` (its ``subprocess.Popen``) has exited."""
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and (server is None or server.poll() is None):
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(pause)
+    return False

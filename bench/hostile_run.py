@@ -135,14 +135,8 @@ def _start_service(port: int) -> subprocess.Popen:
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
-    deadline = time.time() + 240
-    while time.time() < deadline and server.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
+    if common.wait_ready(f"http://127.0.0.1:{port}", 240, server):
+        return server
     server.terminate()
     raise SystemExit("error: the service did not become ready")
 

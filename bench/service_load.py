@@ -240,17 +240,9 @@ def main() -> int:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                print("error: the service did not become ready", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+        if not common.wait_ready(base, 180, server):
+            print("error: the service did not become ready", file=sys.stderr)
+            return 1
         httpx.post(f"{base}/v1/check", content=body, timeout=120)  # warm-up
         t0 = time.perf_counter()
         latencies, statuses, served = asyncio.run(_load(base, body, args.clients, args.seconds))

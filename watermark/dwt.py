@@ -229,9 +229,7 @@ def block_votes(
     x: torch.Tensor, kernel: str, step: float = STEP, conv: ColourConvention = STANDARD
 ) -> torch.Tensor:
     """The bit each block reads as, B x N (float 0/1), in imwatermark's block order."""
-    _, read = _KERNELS[kernel]
-    blocks, _ = _blocks_of(x, conv)
-    return read(blocks, step).float()
+    return block_votes_by_convention(x, kernel, step, [conv])[0]
 
 
 def block_votes_by_convention(

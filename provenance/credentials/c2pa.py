@@ -497,32 +497,32 @@ def _thumbnail(
     if mime is None:
         return None, f"not a JPEG, PNG or WebP picture (declared {declared})"
     if len(data) > THUMBNAIL_MAX_BYTES:
-        data, mime = _shrunk(data)
-        if isinstance(mime, str) and mime.startswith("cannot"):
-            return None, mime
+        data, mime = _shrunk(data), "image/jpeg"
+        if isinstance(data, str):
+            return None, data
         if len(data) > THUMBNAIL_MAX_BYTES:
             return None, f"more than the {THUMBNAIL_MAX_BYTES:,} bytes shown inline, even shrunk"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", None
 
 
-def _shrunk(data: bytes) -> tuple[bytes, str]:
+def _shrunk(data: bytes) -> bytes | str:
     """A thumbnail above the inline size as a smaller JPEG (:data:`SHRUNK_SIDE` px a side):
-    real ones are often 1024 px and 100 KB or more. (bytes, "image/jpeg"), or (b"", why
-    not). The picture is checked for size before it is decoded."""
+    real ones are often 1024 px and 100 KB or more. Its bytes, or why it cannot be made. The
+    picture is checked for size before it is decoded."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > SHRINK_MAX_PIXELS:
-                return b"", f"cannot be shrunk: {im.width} x {im.height} pixels"
+                return f"cannot be shrunk: {im.width} x {im.height} pixels"
             im.draft("RGB", (SHRUNK_SIDE, SHRUNK_SIDE))  # JPEG: decode at a reduced scale
             small = im.convert("RGB")
         small.thumbnail((SHRUNK_SIDE, SHRUNK_SIDE))
         out = io.BytesIO()
         small.save(out, format="JPEG", quality=75)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        return b"", f"cannot be shrunk: not a readable picture ({e})"
-    return out.getvalue(), "image/jpeg"
+        return f"cannot be shrunk: not a readable picture ({e})"
+    return out.getvalue()
 
 
 def _soft_bindings(manifest: Mapping[str, Any]) -> list[dict[str, str]]:

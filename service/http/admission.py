@@ -36,15 +36,19 @@ class Admission:
 
     def retry_after(self) -> int:
         """Whole seconds until the requests ahead should have drained (at least 1): those
-        in flight, and as many again as were refused in the last second (clients waiting
-        outside, which will come back for the same places)."""
+        in flight, and the others refused in the last second (clients waiting outside,
+        which will come back for the same places)."""
         per = 1.0 if self._mean_hold is None else self._mean_hold
+        waiting = max(len(self._refusals) - 1, 0)  # the one being answered is not ahead
+        return max(1, math.ceil(per * (max(self.in_flight, 1) + waiting)))
+
+    def _refuse(self) -> None:
+        """Count a refusal, and keep its time among those of the last REFUSAL_WINDOW."""
+        self.refused += 1
         now = time.monotonic()
         while self._refusals and now - self._refusals[0] > REFUSAL_WINDOW:
             self._refusals.popleft()
         self._refusals.append(now)
-        ahead = max(self.in_flight, 1) + len(self._refusals) - 1
-        return max(1, math.ceil(per * ahead))
 
     def held(self, seconds: float) -> None:
         """Record how long a request held the models (Retry-After is estimated from it)."""
@@ -56,7 +60,7 @@ class Admission:
         """Take a place (None), or the 503 to answer when every place is taken."""
         with self._lock:
             if self.in_flight >= self.capacity:
-                self.refused += 1
+                self._refuse()
                 wait = self.retry_after()
                 return ApiError(
                     503,

@@ -229,7 +229,7 @@ def tile_strengths(
     after the tile signs come off (a cyclic correlation over the tile grid, every tile
     offset) and the nonce signs (the Walsh-Hadamard rows as one matrix, every nonce).
     S x NONCES x SUPER_TILES x SUPER_TILES, where [s, n, i, j] is the shift
-    sigmas[s] + 2 PERIOD (i, j). ``reads``: ``tile_reads(cmap, sigmas)``, when kept."""
+    sigmas[s] + 2 PERIOD (i, j). ``reads``: ``_chip_reads(cmap, sigmas)``, when kept."""
     known, energy, _ = _demodulated(cmap, key, sigmas, reads)  # known x pairs
     corr = _nonce_transform(known, key) / energy.clamp(min=1e-12).sqrt()  # NONCES x pairs
     shape = (NONCES, len(sigmas), SUPER_TILES, SUPER_TILES)
@@ -342,9 +342,9 @@ def pair_scores(
     every_tile: bool = True,
 ) -> PairScores:
     """Every (shift, tile offset) pair's best nonce and its strength, as ``tile_strengths``
-    would give them, and the pair's balance. ``reads``: ``tile_reads`` and ``read_energy``,
-    when kept for many keys. ``every_tile`` False: only the super-tile where the embedder
-    put the mark."""
+    would give them, and the pair's balance. ``reads``: ``_chip_reads`` and ``read_energy``
+    of this map and shifts, when kept for many keys. ``every_tile`` False: only the
+    super-tile where the embedder put the mark."""
     known, energy, balance = _demodulated(cmap, key, sigmas, *(reads or ()), every_tile=every_tile)
     norm = energy.clamp(min=1e-12).sqrt()
     strength, nonce = (_nonce_transform(known, key) / norm).max(dim=0)
