@@ -6,8 +6,10 @@ Data: ``../shared/data/wild`` (or ``AIGC_WILD_DIR``), its manifest.csv (1,500 cr
 photos from 30 sources, 799 generated pictures of 11 generator families). Models, one column
 each:
 
-- ``default`` and ``spectral``: the shipped detectors as they are, at their shipped
-  ``likely_generated`` thresholds;
+- ``default`` and ``spectral``: the shipped detectors as they were before issue 21, at their
+  shipped ``likely_generated`` thresholds (``default`` here is the CIFAKE NPR network, now
+  shipped as ``npr-cifake``; the residual CNN that is ``default`` now is measured by
+  bench/detector_cnn.py);
 - ``shortcut``: gradient-boosted trees on file metadata alone (size, bits per pixel, pixel
   count, JPEG quality and table origin, chroma subsampling, EXIF, format), read from the files
   as stored: how much the files give away;
@@ -89,7 +91,7 @@ def _cache_key(manifest: Manifest) -> str:
     h = hashlib.sha256()
     h.update(manifest.path.read_bytes())
     h.update("\n".join(r.file for r in manifest.records).encode())
-    for name in ("default", "spectral"):
+    for name in ("npr-cifake", "spectral"):
         ref = resources.files("aigcguard.data").joinpath(api.SHIPPED[name])
         h.update(ref.read_bytes())
     h.update(f"{FEATURE_VERSION}|{'|'.join(CONDITIONS)}|v1".encode())
@@ -262,7 +264,7 @@ def main() -> int:
     if manifest.skipped:
         raise SystemExit("manifest rows skipped:\n" + "\n".join(manifest.skipped))
     records = manifest.records
-    default, spectral = api.load("default", device="cpu"), api.load("spectral", device="cpu")
+    default, spectral = api.load("npr-cifake", device="cpu"), api.load("spectral", device="cpu")
     data = compute(manifest, default, spectral, not args.no_cache)
     t0 = time.perf_counter()
 

@@ -32,9 +32,10 @@ from aigcguard.results import is_internal_error
 )
 @click.option(
     "--detector",
-    default="auto",
+    default="default",
     show_default=True,
-    help="auto (by picture size), default, spectral, or a detector file.",
+    help="A shipped detector (default, spectral, npr-cifake) or a detector file; the same "
+    "default as `aigc detect`.",
 )
 @click.option(
     "--trust",

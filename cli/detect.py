@@ -142,7 +142,7 @@ folder_type = click.Path(file_okay=False, exists=True, path_type=Path)
     show_default=True,
     help="npr: what the network sees, the residual alone or with the picture.",
 )
-@click.option("--init", help="Start from this detector (npr): `default` or a path.")
+@click.option("--init", help="Start from this npr detector: `npr-cifake` or a path.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option
 def train_cmd(

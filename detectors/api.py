@@ -14,19 +14,25 @@ from aigcguard.device import pick_device
 from aigcguard.results import OMIT_NONE, JsonResult
 
 DEFAULT_MODEL = "default"
-#: shipped weights, by the name ``--model`` takes
-SHIPPED = {"default": "detector_npr.pt", "spectral": "detector_spectral.pt"}
-#: the band of a picture too small for the detector (its ``score`` is null)
-TOO_SMALL = "too_small"
+#: shipped weights, by the name ``--model`` takes: ``default`` is the spectral detector
+#: retrained on pictures from the wild (data/README.md has each one's model card)
+SHIPPED = {
+    "default": "detector_spectral_wild.pt",
+    "spectral": "detector_spectral.pt",
+    "npr-cifake": "detector_npr.pt",
+}
+#: the band of a picture outside the detector's range (its ``score`` is null, ``reason`` why)
+UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True)
 class Detection(JsonResult):
     """``score``: calibrated probability that the picture is generated; ``band`` reads it
     against the model's threshold (``likely_generated`` at or above it, ``likely_real`` below
-    the typical real picture's score, ``uncertain`` between). A picture with a side under the
-    detector's ``min_side`` is not scored: ``score`` null, ``band`` ``too_small`` and a
-    ``reason`` (in the JSON only when set, so other results keep their fields)."""
+    the typical real picture's score, ``uncertain`` between). A picture outside the
+    detector's range (:mod:`aigcguard.detectors.scope`) is not scored: ``score`` null,
+    ``band`` ``uncertain`` and a ``reason`` (in the JSON only when set, so other results keep
+    their fields)."""
 
     path: str
     score: float | None
@@ -58,25 +64,34 @@ def load(model: str = DEFAULT_MODEL, *, device: str | torch.device | None = "aut
 
 
 def score(
-    detector: Detector, images: Sequence[torch.Tensor], paths: Sequence[str] | None = None
+    detector: Detector,
+    images: Sequence[torch.Tensor],
+    paths: Sequence[str] | None = None,
+    *,
+    files: Sequence[str | None] | None = None,
 ) -> list[Detection]:
-    """One :class:`Detection` per uint8 RGB 3 x H x W picture, any size; a picture with a side
-    under ``detector.min_side`` gets the ``too_small`` band and no score."""
+    """One :class:`Detection` per uint8 RGB 3 x H x W picture, any size. A picture outside
+    the detector's range (:func:`aigcguard.detectors.scope.out_of_scope`: too small, a JPEG
+    file compressed harder than it was trained on, mostly flat) gets the ``uncertain`` band,
+    no score and the reason. ``paths`` name the pictures in the results; ``files``: the file
+    each was decoded from (None: not from a file), whose JPEG tables are read; by default the
+    ``paths`` themselves."""
+    from aigcguard.detectors.scope import out_of_scope
+
     paths = list(paths) if paths is not None else [f"<image {i}>" for i in range(len(images))]
-    if len(paths) != len(images):
-        raise ValueError(f"{len(paths)} paths given for {len(images)} images")
-    small = [min(im.shape[-2:]) < detector.min_side for im in images]
-    scored = [im for im, s in zip(images, small, strict=True) if not s]
+    files = paths if files is None else list(files)
+    if not len(paths) == len(files) == len(images):
+        raise ValueError(f"{len(paths)} paths and {len(files)} files for {len(images)} images")
+    reasons = [out_of_scope(im, detector.min_side, f) for im, f in zip(images, files, strict=True)]
+    scored = [im for im, r in zip(images, reasons, strict=True) if r is None]
     probs = iter(detector.probabilities(scored) if scored else ())
     cal = detector.calibration
     threshold = round(cal.threshold, 6)
     out = []
-    for p, im, too_small in zip(paths, images, small, strict=True):
-        if too_small:
-            h, w = im.shape[-2:]
-            reason = f"too small: {w}x{h} px, the detector needs {detector.min_side} px a side"
+    for p, reason in zip(paths, reasons, strict=True):
+        if reason is not None:
             out.append(
-                Detection(p, None, TOO_SMALL, detector.spec, threshold, reason, cal.target_fpr)
+                Detection(p, None, UNCERTAIN, detector.spec, threshold, reason, cal.target_fpr)
             )
             continue
         s = float(next(probs))

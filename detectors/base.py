@@ -120,8 +120,8 @@ class Detector(ABC):
     #: registry kind, recorded in saved files
     kind: str = ""
     #: the shortest side a picture needs for a score that means anything: ``api.score`` gives
-    #: smaller ones the ``too_small`` band instead (``raw_scores`` still computes one). Two
-    #: 8 x 8 JPEG blocks: under that a picture is mostly the padding or interpolation a
+    #: smaller ones the ``uncertain`` band and no score instead (``raw_scores`` still computes
+    #: one). Two 8 x 8 JPEG blocks: under that a picture is mostly the padding or interpolation a
     #: detector adds to reach its input size (the shipped NPR gave a 7 x 7 noise picture 0.999).
     min_side: int = 16
 

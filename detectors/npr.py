@@ -47,7 +47,7 @@ from aigcguard.detectors.base import (
     TrainOptions,
     fit_calibration,
 )
-from aigcguard.detectors.data import TrainingSet
+from aigcguard.detectors.data import TrainingError, TrainingSet
 from aigcguard.fileio import atomic_write
 
 
@@ -185,10 +185,9 @@ class NprDetector(Detector):
     @classmethod
     def train(cls, data: TrainingSet, options: TrainOptions) -> NprDetector:
         """:func:`train_npr` on ``data``. Settings:
-        ``epochs`` (6), ``crop`` (64), ``inputs`` ("npr+rgb"), ``init`` (a detector to start
-        from: ``default`` or a path). It saves ``options.out`` itself, with ``OUT.ckpt``
+        ``epochs`` (6), ``crop`` (64), ``inputs`` ("npr+rgb"), ``init`` (an npr detector to
+        start from: ``npr-cifake`` or a path). It saves ``options.out`` itself, with ``OUT.ckpt``
         beside it after every epoch, so a rerun resumes."""
-        from aigcguard.detectors.api import load
         from aigcguard.device import pick_device
 
         s = options.settings
@@ -207,7 +206,7 @@ class NprDetector(Detector):
             out=options.out,
             cfg=cfg,
             device=pick_device(options.device),
-            init=load(s["init"]) if s.get("init") else None,
+            init=_npr_init(s["init"]) if s.get("init") else None,
             log=options.log,
         )
 
@@ -218,6 +217,16 @@ class NprDetector(Detector):
         return cls(
             net, crop=int(state["crop"]), n_crops=int(state["n_crops"]), calibration=calibration
         )
+
+
+def _npr_init(spec: str) -> NprDetector:
+    """The npr detector ``spec`` names (shipped name or path), refused when it is another kind."""
+    from aigcguard.detectors.api import load
+
+    det = load(spec, device="cpu")
+    if not isinstance(det, NprDetector):
+        raise TrainingError(f"--init {spec}: a {det.kind} detector; npr training starts from npr")
+    return det
 
 
 # ------------------------------------------------------------------------------ training

@@ -320,9 +320,13 @@ class SpectralDetector(Detector):
         max_tiles: int = 16,
         channels: str = "y",
         max_side: int | None = None,
+        min_side: int = MIN_SIDE,
         calibration: Calibration | None = None,
     ):
         super().__init__(calibration)
+        # smaller pictures get the "uncertain" band (api.score): a detector trained on
+        # full-size pictures says so from 128 px, the first ones measured from MIN_SIDE
+        self.min_side = max(int(min_side), MIN_SIDE)
         if channels not in CHANNELS:
             raise ValueError(f"channels must be one of {', '.join(CHANNELS)}, not {channels!r}")
         dim = CHANNELS[channels] * FEATURE_DIM
@@ -458,6 +462,7 @@ class SpectralDetector(Detector):
             "max_tiles": self.max_tiles,
             "channels": self.channels,
             "max_side": self.max_side,
+            "min_side": self.min_side,
             "mean": torch.from_numpy(self.mean.copy()),
             "scale": torch.from_numpy(self.scale.copy()),
             "coef": torch.from_numpy(self.coef.copy()),
@@ -481,5 +486,6 @@ class SpectralDetector(Detector):
             max_tiles=state["max_tiles"],
             channels=state.get("channels", "y"),
             max_side=state.get("max_side"),
+            min_side=state.get("min_side", MIN_SIDE),
             calibration=calibration,
         )

@@ -287,7 +287,8 @@ def test_every_signal_on_a_pipeline_picture(generated):
     # an unmarked photo: nothing declares anything; the detector has its say
     assert "watermark" not in photo.summary.decided_by and photo.ledger is None
     assert photo.binding is None
-    assert photo.detector is not None and photo.detector.model == "spectral"
+    # the default detector, the same as `aigc detect` (not one picked by size any more)
+    assert photo.detector is not None and photo.detector.model == "default"
     assert photo.summary.verdict in ("no_evidence", "likely_generated")
     d = signed.to_dict()
     assert d["summary"]["verdict"] == "generated" and d["watermark"]["detected"] is True

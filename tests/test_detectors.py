@@ -234,8 +234,11 @@ def test_shipped_default_scores_the_sample_photos():
         assert 0.0 <= rec["score"] <= 1.0 and rec["model"] == "default"
         assert rec["band"] in ("likely_real", "uncertain", "likely_generated")
     det = api.load("default", device="cpu")
-    assert det.kind == "npr" and det.calibration.target_fpr == 0.05
-    assert det.training["history"][-1]["val_auc"] > 0.95
+    assert det.kind == "spectral" and det.calibration.target_fpr == 0.01
+    assert det.training["data"] == "wild" and det.min_side == 128
+    old = api.load("npr-cifake", device="cpu")
+    assert old.kind == "npr" and old.calibration.target_fpr == 0.05
+    assert old.training["history"][-1]["val_auc"] > 0.95
 
 
 def test_cli_detect_scores_a_video_by_segments(tmp_path):
@@ -338,3 +341,15 @@ def test_a_detector_not_shipped_has_no_model_card(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         cards.model_cards.cache_clear()
+
+
+def test_npr_training_starts_only_from_an_npr_detector(tmp_path):
+    from aigcguard.detectors.base import TrainingError, TrainOptions
+    from aigcguard.detectors.data import TrainingSet
+
+    images, labels = _synthetic(8, seed=0)
+    data = TrainingSet(images, labels, train=np.arange(6), val=np.arange(6, 8))
+    opts = TrainOptions(out=tmp_path / "n.pt", device="cpu", settings={"init": "default"})
+    with pytest.raises(TrainingError, match="a spectral detector; npr training starts from npr"):
+        NprDetector.train(data, opts)
+    assert not (tmp_path / "n.pt").exists()

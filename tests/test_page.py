@@ -207,15 +207,16 @@ def test_info_and_the_report_of_one_upload(keyed, photos):
     info = keyed.get("/v1/info", headers=HEADERS).json()
     assert info["similarity_index"] is False and info["ledger"] is False
     assert info["public_watermark_key"] is False
-    spectral = info["detectors"]["spectral"]
-    assert 0 < spectral["uncertain_below"] <= spectral["threshold"] < 1
-    # each shipped detector's model card in one line, from data/model_cards.json
+    # one detector, the same default as `aigc detect`, with its model card in one line
+    assert list(info["detectors"]) == ["default"]
+    default = info["detectors"]["default"]
+    assert default["kind"] == "spectral"
+    assert 0 < default["uncertain_below"] <= default["threshold"] < 1
+    assert default["target_fpr"] == 0.01
     from aigcguard.detectors.cards import model_cards
 
-    cards = model_cards()
-    for name, file in (("default", "detector_npr.pt"), ("spectral", "detector_spectral.pt")):
-        card = info["detectors"][name]["card"]
-        assert card == {"en": cards[file]["en"], "zh": cards[file]["zh"]}, name
+    card = model_cards()["detector_spectral_wild.pt"]
+    assert default["card"] == {"en": card["en"], "zh": card["zh"]}
     # without an index there is no registered work to show
     none = keyed.get("/v1/similar/works/0/picture", headers=HEADERS)
     assert none.status_code == 404 and "no similarity index" in none.json()["error"]["message"]

@@ -313,3 +313,26 @@ def test_cuda_matches_cpu(method, photos):
         assert b.is_cuda
         assert (a.int() - b.cpu().int()).abs().max() <= 1  # float rounding may differ by 1
     assert all(r.detected for r in detect(on_gpu, key="k", method=method))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tilemark_detection_on_cuda_agrees_with_the_cpu(photos):
+    """Issue 22: the same pictures read on CUDA give the CPU's verdicts, payloads and
+    p-values (to float rounding), marked or not, moved or not."""
+    from aigcguard.perturb import jpeg as jpeg_array
+
+    images = [to_tensor(photos[n]) for n in ("astronaut", "coffee", "chelsea")]
+    marked = embed(images[:2], b"dev", key="k", method="tilemark", device="cpu")
+    moved = [
+        to_tensor(jpeg_array(to_array(marked[0]), 60)),
+        to_tensor(to_array(marked[1])[40:, 30:]),
+    ]
+    pictures = [*marked, *moved, images[2]]
+    on_cpu = detect(pictures, key="k", method="tilemark", device="cpu")
+    on_gpu = detect([p.cuda() for p in pictures], key="k", method="tilemark", device="cuda")
+    assert [r.detected for r in on_cpu] == [True, True, True, True, False]
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        assert (a.detected, a.payload, a.format) == (b.detected, b.payload, b.format)
+        assert math.isclose(
+            math.log10(max(a.p_value, 1e-300)), math.log10(max(b.p_value, 1e-300)), abs_tol=0.5
+        )

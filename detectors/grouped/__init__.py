@@ -21,6 +21,7 @@ from aigcguard.detectors.grouped.crossval import (
     FoldFit,
     Trainable,
     cross_validated_scores,
+    fit_nested,
     shortcut_baseline,
     spectral_reference,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "family_names",
     "family_of",
     "file_metadata",
+    "fit_nested",
     "grouped_metrics",
     "jpeg_quality",
     "load_manifest",

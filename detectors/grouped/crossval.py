@@ -172,6 +172,41 @@ def _choose(trainable, views, train_views, records, idx, labels, choose_view=Non
     return best[1], best[2], tuple(aucs)
 
 
+def _nested_fit(trainable, views, records, idx, labels, train_views, choose_view, target_fpr):
+    setting, inner_raw, aucs = _choose(
+        trainable, views, train_views, records, idx, labels, choose_view
+    )
+    ok = np.isfinite(inner_raw)
+    cal = _calibrate(inner_raw[ok], labels[idx][ok], target_fpr)
+    model = _fit(trainable, setting, views, train_views, idx, labels)
+    return model, cal, setting, aucs
+
+
+def fit_nested(
+    trainable: Trainable,
+    views: Mapping[str, np.ndarray],
+    records: Sequence[Record],
+    idx: np.ndarray,
+    *,
+    train_views: Sequence[str] | None = None,
+    choose_view: str | None = None,
+    target_fpr: float = TARGET_FPR,
+):
+    """What one fold of :func:`cross_validated_scores` makes of the pictures ``idx``: the
+    setting chosen by the inner CV of whole sources, the model fitted with it on all of
+    ``idx``, and its calibration from the inner out-of-fold scores. The same recipe on every
+    picture is how a model that was cross-validated this way ships. Returns (model,
+    calibration, setting, the inner AUC of each setting)."""
+    labels = np.array([r.label for r in records], np.int64)
+    train_views = list(train_views or list(views)[:1])
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=FIT_THREADS):
+        return _nested_fit(
+            trainable, views, records, np.asarray(idx), labels, train_views, choose_view, target_fpr
+        )
+
+
 def cross_validated_scores(
     trainable: Trainable,
     views: Mapping[str, np.ndarray],
@@ -224,12 +259,9 @@ def _cross_validate(
     count = np.zeros(len(records))
     fits = []
     for n, fold in enumerate(folds, 1):
-        setting, inner_raw, aucs = _choose(
-            trainable, views, train_views, records, fold.train, labels, choose_view
+        model, cal, setting, aucs = _nested_fit(
+            trainable, views, records, fold.train, labels, train_views, choose_view, target_fpr
         )
-        ok = np.isfinite(inner_raw)
-        cal = _calibrate(inner_raw[ok], labels[fold.train][ok], target_fpr)
-        model = _fit(trainable, setting, views, train_views, fold.train, labels)
         for v in names:
             p = cal.probability(_raw(model, views[v][fold.test]))
             total[v][fold.test] += p

@@ -34,7 +34,7 @@ class CheckTask(BatchTask):
             "ledger", "Ledger of generated pictures (or AIGC_LEDGER).", "file", "AIGC_LEDGER"
         ),
         KEY_OPTION,
-        TaskOption("detector", "auto (default), default, spectral, or a file."),
+        TaskOption("detector", "default (as aigc detect), spectral, npr-cifake, or a file."),
         TaskOption(
             "trust",
             "PEM bundle of trusted C2PA roots (repeatable; or AIGC_TRUST).",
@@ -50,7 +50,7 @@ class CheckTask(BatchTask):
         key: str | None = None,
         ledger: str | None = None,
         index: str | None = None,
-        detector: str = "auto",
+        detector: str = "default",
         trust: Sequence[str] = (),
     ):
         import pyarrow as pa
@@ -66,7 +66,7 @@ class CheckTask(BatchTask):
     @classmethod
     def validate(cls, options):
         detector = options.get("detector")
-        if detector and detector != "auto":
+        if detector and detector not in ("auto", "default"):
             DetectTask.validate(model := {"model": detector})
             options["detector"] = model["model"]
         from aigcguard.provenance.credentials.ledger import Ledger

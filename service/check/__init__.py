@@ -51,9 +51,6 @@ under ``extra`` in the JSON, and its ``rule`` adds its evidence to the summary.
 from aigcguard.service.check.checker import Checker, CheckResult
 from aigcguard.service.check.report import render_html, write_html
 from aigcguard.service.check.signals import (
-    AUTO_DETECTOR_LARGE,
-    AUTO_DETECTOR_SMALL,
-    AUTO_SMALL_SIDE,
     SIGNALS,
     Picture,
     signal,
@@ -69,9 +66,6 @@ from aigcguard.service.check.verdict import (
 )
 
 __all__ = [
-    "AUTO_DETECTOR_LARGE",
-    "AUTO_DETECTOR_SMALL",
-    "AUTO_SMALL_SIDE",
     "RULES",
     "SIGNALS",
     "SUMMARY_VERDICTS",

@@ -9,8 +9,6 @@ from typing import Any
 
 from aigcguard.results import NOT_JSON, JsonResult
 from aigcguard.service.check.signals import (
-    AUTO_DETECTOR_LARGE,
-    AUTO_DETECTOR_SMALL,
     SIGNALS,
     Picture,
     can_run,
@@ -69,8 +67,8 @@ class Checker:
 
     ``key``: the watermark key to look for (the public default key when None; a ledger lookup
     needs the key the pipeline used). ``ledger``: a ledger path, or None. ``index``: a
-    similarity store path, or None. ``detector``: ``auto`` (the CIFAKE network for pictures
-    under 128 px, the full-resolution spectral detector above), a shipped name or a path.
+    similarity store path, or None. ``detector``: a shipped name (``default``, the same
+    detector as ``aigc detect``) or a path; ``auto`` is an older name of ``default``.
     ``trust``: PEM files of trusted C2PA roots.
     """
 
@@ -80,7 +78,7 @@ class Checker:
         key: str | bytes | None = None,
         ledger: str | Path | None = None,
         index: str | Path | None = None,
-        detector: str = "auto",
+        detector: str = "default",
         trust: Sequence[str | Path] = (),
         device: str | None = "auto",
     ):
@@ -91,9 +89,8 @@ class Checker:
         self.key = DEFAULT_KEY if key is None else key
         self.device = device
         self.trust = [str(t) for t in trust] or None
-        names = [AUTO_DETECTOR_SMALL, AUTO_DETECTOR_LARGE] if detector == "auto" else [detector]
-        self.detectors = {n: detector_api.load(n, device=device) for n in names}
-        self.auto_detector = detector == "auto"
+        name = detector_api.DEFAULT_MODEL if detector == "auto" else detector
+        self.detector = detector_api.load(name, device=device)
         self.ledger = None if ledger is None else Ledger(ledger, create=False)
         self.index = None
         if index is not None:

@@ -23,8 +23,6 @@ from aigcguard.results import JsonResult
 SIGNALS: Registry[JsonResult | None] = Registry("check signal")
 #: what a signal may need: the file on disk, or the Checker's attribute of that name
 NEEDS = ("file", "ledger", "index")
-#: detector used by ``auto`` per picture size: the CIFAKE network knows 32-px pictures only
-AUTO_DETECTOR_SMALL, AUTO_DETECTOR_LARGE, AUTO_SMALL_SIDE = "default", "spectral", 128
 
 
 @dataclass(frozen=True)
@@ -126,15 +124,10 @@ def binding(checker, picture: Picture):
 def detector(checker, picture: Picture):
     from aigcguard.detectors import api as detector_api
 
-    if checker.auto_detector:
-        small = min(picture.pixels.shape[1:]) < AUTO_SMALL_SIDE
-        name = AUTO_DETECTOR_SMALL if small else AUTO_DETECTOR_LARGE
-    else:
-        [name] = checker.detectors
-    [result] = detector_api.score(checker.detectors[name], [picture.pixels], [picture.path])
-    # too small for the detector (under 16 px a side): not evidence either way, as the
-    # watermark's None under 64 px
-    return None if result.band == detector_api.TOO_SMALL else result
+    file = picture.path if picture.on_disk else None  # a file: its JPEG tables are read
+    [result] = detector_api.score(checker.detector, [picture.pixels], [picture.path], files=[file])
+    # outside the detector's range: kept, score null with the reason (the verdict notes it)
+    return result
 
 
 @signal("similarity", needs=("index",))

@@ -19,7 +19,7 @@ DEFAULTS = {
     "watermark_key": None,  # the public default key when unset
     "ledger": None,
     "index": None,
-    "detector": "auto",
+    "detector": "default",
     "trust": [],
     "idempotency_entries": 1024,
     # Seconds. A client gets header_timeout to send its request line and headers (then the
@@ -56,7 +56,7 @@ class ServiceConfig:
     watermark_key: str | None = None
     ledger: str | None = None
     index: str | None = None
-    detector: str = "auto"
+    detector: str = "default"
     trust: tuple[str, ...] = ()
     idempotency_entries: int = DEFAULTS["idempotency_entries"]
     header_timeout: float = DEFAULTS["header_timeout"]

@@ -131,15 +131,15 @@ def info(state: Ready) -> dict[str, Any]:
     from aigcguard.watermark import DEFAULT_KEY
 
     checker = state.checker
+    det = checker.detector
     detectors = {
-        name: DetectorInfo(
+        det.spec: DetectorInfo(
             det.kind,
             round(det.calibration.threshold, 6),
             round(det.calibration.uncertain_below, 6),
             det.calibration.target_fpr,
             model_card(det),
         )
-        for name, det in checker.detectors.items()
     }
     return ServiceInfo(
         detectors,
