@@ -192,11 +192,12 @@ def report(manifest, cnn, base, boot, seconds) -> str:
         for r in first.rows
     ]
     by_source = [
-        f"### residual-cnn, {c}, by source (family-fold scores)\n\n"
+        f"### {name}, {c}, by source (family-fold scores)\n\n"
         + evaluate_scores(
-            cnn["scores"][c], cnn["flagged"][c], records, model="residual-cnn", condition=c,
+            models[name][0][c], models[name][1][c], records, model=name, condition=c,
             by="source", threshold=None, scored_by="family folds", n_boot=boot,
         ).markdown()
+        for name in ("residual-cnn", "reference")
         for c in CALIBRATE_ON
     ]  # fmt: skip
     info = common.machine_info()
@@ -213,7 +214,8 @@ def report(manifest, cnn, base, boot, seconds) -> str:
         "after platform pooled); fixed settings, no grid. Bootstrap 95% intervals "
         f"({boot} resamples), Clopper-Pearson for the real pictures flagged. Training "
         f"{train_s / 60:.0f} min for the {len(fits)} folds ({fits[0]['info']['device']}, "
-        f"{fits[0]['info']['threads']} threads); the whole run {seconds / 60:.0f} min.",
+        f"{fits[0]['info']['threads']} threads); this run {seconds / 60:.0f} min (folds already "
+        "in bench/cache are read, not retrained).",
         "",
         "\"AUC, mean of families\": the mean over the held-out families of each family's AUC "
         "against every real photo (the issue's leave-one-family-out average).",

@@ -8,9 +8,16 @@ leave them unlike a camera's), through five convolution blocks (:data:`LAYERS`: 
 and read by one linear unit. Fully convolutional: a score is the mean over the whole picture,
 not a few crops. Pictures with a long side above :data:`MAX_SIDE` are shrunk to it first
 (antialiased): a 1024 px picture is read at half size, within the downscales it trained on,
-and a check stays within its time (about 25 ms a picture on two CPU cores). The layers are
-light for the same reason: the first design (six 3 x 3 blocks from full resolution, 32 to
-128 channels) took about 70 ms at 512 px and 280 ms at 1024 px on the development machine.
+and a score costs what a check can afford (22 ms at 512 px, 26 ms at 1024 px on the
+development machine's two cores). The layers are light for the same reason: the first design
+(six 3 x 3 blocks from full resolution, 32 to 128 channels) took about 70 ms at 512 px.
+
+Status (issue 21): a candidate, not shipped. Under leave-one-family-out CV on the wild set
+(bench/detector_cnn.py, bench/results/detector_cnn.md) it reached AUC 0.62 pooled under
+*platform* (0.73 the mean of the families), below the spectral features retrained the same
+way (0.72, 0.79), and its thresholds did not hold on unseen sources (2.3% to 5.1% of real
+photos flagged at a threshold set for 1%). Trained on 1,200 steps of 32 crops on a CPU; a
+GPU session can try larger models and longer training with the same bench.
 
 How it learns without the wild set's shortcuts (file size, JPEG tables, sizes): every training
 sample is a random crop of :data:`TRAIN_CROP` px, with probability 1/2 after a bicubic
@@ -119,6 +126,32 @@ def _batch(images, idx, rng, crop) -> torch.Tensor:
     return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
 
 
+def _keep(ckpt: Path, parts, steps: int, n: int, done: int, seconds: float) -> None:
+    """Write the checkpoint: the network, optimiser and schedule after ``done`` steps."""
+    net, opt, sched = parts
+    state = {"steps": steps, "n": n, "step": done, "seconds": seconds}
+    state |= {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+    with atomic_write(ckpt) as f:
+        torch.save(state, f)
+
+
+def _resume(ckpt: Path | None, parts, steps: int, n: int, device, log) -> tuple[int, float]:
+    """Load a checkpoint of the same run (as many steps, as many pictures) into ``parts``;
+    returns the step to go on from and the seconds already spent (0, 0.0 without one)."""
+    if ckpt is None or not ckpt.is_file():
+        return 0, 0.0
+    state = torch.load(ckpt, map_location=device, weights_only=False)
+    if state.get("steps") != steps or state.get("n") != n:
+        return 0, 0.0  # another run's: started afresh, overwritten at the next checkpoint
+    net, opt, sched = parts
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    if log:
+        log(f"resumed from {ckpt} at step {state['step']}/{steps}")
+    return state["step"], state["seconds"]
+
+
 def train_network(
     images: Sequence[np.ndarray],
     labels: Sequence[int],
@@ -146,17 +179,8 @@ def train_network(
     net = ResidualNet().to(device)
     opt = torch.optim.AdamW(net.parameters(), PEAK_LR, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, PEAK_LR, total_steps=steps)
-    start, seconds = 0, 0.0
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state.get("steps") == steps and state.get("n") == len(labels):
-            net.load_state_dict(state["net"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            start, seconds = state["step"], state["seconds"]
-            if log:
-                log(f"resumed from {ckpt} at step {start}/{steps}")
+    start, seconds = _resume(ckpt, (net, opt, sched), steps, len(labels), device, log)
     half = batch // 2
     t0, loss_sum = time.perf_counter(), 0.0
     for step in range(start, steps):
@@ -175,19 +199,8 @@ def train_network(
         done = step + 1
         if done % CHECKPOINT_EVERY == 0 or done == steps:
             if ckpt:
-                with atomic_write(ckpt) as f:
-                    torch.save(
-                        {
-                            "steps": steps,
-                            "n": len(labels),
-                            "step": done,
-                            "seconds": seconds + time.perf_counter() - t0,
-                            "net": net.state_dict(),
-                            "opt": opt.state_dict(),
-                            "sched": sched.state_dict(),
-                        },
-                        f,
-                    )
+                spent = seconds + time.perf_counter() - t0
+                _keep(ckpt, (net, opt, sched), steps, len(labels), done, spent)
             if log:
                 n = (done - 1) % CHECKPOINT_EVERY + 1
                 log(f"step {done}/{steps}: loss {loss_sum / n:.3f}")

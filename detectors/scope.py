@@ -10,12 +10,13 @@ why a picture falls outside, and :func:`aigcguard.detectors.api.score` then give
   tables are read from the file's header, so this needs the file);
 - **mostly flat**: at least :data:`MAX_FLAT_SHARE` of the picture's 8 x 8 blocks of luminance
   flat (standard deviation under 1 grey level): drawings, graphics, screenshots of text.
-  Measured on 215 wild crops (every 7th): real photos as stored reach at most 0.64 (0.74
-  after JPEG 75), generated pictures 0.81.
+  Measured by :func:`flat_share` on 215 wild crops (every 7th): real photos as stored
+  reach at most 0.62 (0.71 after JPEG 75), generated pictures 0.81.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -23,18 +24,27 @@ import torch
 MIN_JPEG_QUALITY = 50
 MAX_FLAT_SHARE = 0.75
 FLAT_STD = 1.0
+#: blocks measured at most, about (a 256 x 256 picture has 1,024; a larger one is sampled)
+SAMPLED_ABOVE = 1024
 
 
 def flat_share(image: torch.Tensor) -> float:
     """Share of the whole 8 x 8 blocks of a uint8 3 x H x W picture whose luminance has a
-    standard deviation under :data:`FLAT_STD` (0..255 scale); 0.0 under one block."""
-    h, w = (s // 8 * 8 for s in image.shape[-2:])
-    if h == 0 or w == 0:
+    standard deviation under :data:`FLAT_STD` (0..255 scale); 0.0 under one block. Above
+    :data:`SAMPLED_ABOVE` blocks, a regular grid of about that many is measured (every k-th
+    block row and column): a share over a thousand blocks is within a few points, and a
+    1024 px picture costs about 1 ms, not 9."""
+    hb, wb = (s // 8 for s in image.shape[-2:])
+    if hb == 0 or wb == 0:
         return 0.0
-    x = image[:, :h, :w].float()
-    y = 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
-    blocks = y.reshape(h // 8, 8, w // 8, 8).permute(0, 2, 1, 3).reshape(-1, 64)
-    return float((blocks.std(1) < FLAT_STD).float().mean())
+    blocks = image[:, : hb * 8, : wb * 8].reshape(3, hb, 8, wb, 8)
+    step = math.ceil(math.sqrt(hb * wb / SAMPLED_ABOVE))
+    if step > 1:
+        blocks = blocks[:, ::step, :, ::step, :]
+    x = blocks.float()
+    y = 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]  # n_rows x 8 x n_cols x 8
+    std = y.permute(0, 2, 1, 3).reshape(-1, 64).std(1)
+    return float((std < FLAT_STD).float().mean())
 
 
 def file_jpeg_quality(path: str | Path | None) -> int | None:

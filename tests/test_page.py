@@ -566,7 +566,7 @@ def _upload_and_read_cards(page, pictures):
     assert thumb.evaluate("(img) => img.src").startswith("data:image/jpeg;base64,")
     # the detector's model card in one line, from data/model_cards.json through v1/info
     cards = json.loads((ROOT / "data" / "model_cards.json").read_text(encoding="utf-8"))
-    assert cards["cards"]["detector_spectral.pt"]["en"] in text
+    assert cards["cards"]["detector_spectral_wild.pt"]["en"] in text
     prefixes = ("The picture you checked", "registered work: ", "Ingredient: ")
     for img in page.locator("article.card img").all():
         assert img.get_attribute("alt").startswith(prefixes), img.get_attribute("alt")
@@ -662,7 +662,7 @@ def _switch_to_chinese(page):
     signed = _card(page, "agency-edit.jpg")
     _loaded(page, signed.locator('img[alt="已登记作品：Cat portrait"]'))
     cards = json.loads((ROOT / "data" / "model_cards.json").read_text(encoding="utf-8"))
-    assert cards["cards"]["detector_spectral.pt"]["zh"] in signed.inner_text()
+    assert cards["cards"]["detector_spectral_wild.pt"]["zh"] in signed.inner_text()
     page.get_by_role("button", name="English").click()
     page.wait_for_function("() => document.documentElement.lang == 'en'")
 

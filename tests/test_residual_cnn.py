@@ -186,6 +186,10 @@ def test_flat_share_and_scope_limits():
     half = torch.full((3, 64, 64), 7, dtype=torch.uint8)
     half[:, :, :32] = _noise(64, 32)
     assert flat_share(half) == 0.5 < MAX_FLAT_SHARE
+    # a large picture is measured on a regular quarter of its blocks: the same share here
+    big = torch.full((3, 1024, 1024), 7, dtype=torch.uint8)
+    big[:, :, :256] = _noise(1024, 256)
+    assert flat_share(big) == 0.75
     assert out_of_scope(half, 16) is None
     assert out_of_scope(_noise(64, 64), 128).startswith("too small")
     assert out_of_scope(_noise(64, 64), 16, "/no/such/file.jpg") is None  # nothing to read
