@@ -4,14 +4,15 @@
         [--workers 1] [--queue-length 4] [--out FILE.md]
 
 Starts `aigc serve` in its own process on a free loopback port (a config with the given
-``workers`` and ``queue_length``, public watermark key, `auto` detector), waits for /readyz,
-then:
+``workers`` and ``queue_length``, public watermark key, the default detector), waits for
+/readyz, then:
 
-1. Load: ``--clients`` concurrent clients (asyncio + httpx, one connection each) post a
-   512 x 512 JPEG (Kodak or scikit-image photo, quality 90) to /v1/check, back to back, for
-   ``--seconds``; a client refused with 503 waits the ``Retry-After`` it was given, as a
-   polite client would. Every response's status and latency is recorded, accepted (200) and
-   refused (503) apart. Requests still in flight at the end are awaited and counted.
+1. Load: ``--clients`` concurrent clients (asyncio streams, one keep-alive connection each,
+   the request bytes built once) post a 512 x 512 JPEG (Kodak or scikit-image photo,
+   quality 90) to /v1/check, back to back, for ``--seconds``; a client refused with 503
+   waits the ``Retry-After`` it was given, as a polite client would. Every response's
+   status and latency is recorded, accepted (200) and refused (503) apart. Requests still
+   in flight at the end are awaited and counted.
 2. Malformed: ``--malformed`` requests of kinds drawn in turn: truncated JPEG and PNG bodies,
    random bytes, an empty body, a form instead of a picture, a multipart text field, a PNG
    header claiming 100,000 x 100,000 pixels, a body above the size limit, wrong methods and
@@ -74,9 +75,9 @@ def _png_header(width: int, height: int) -> bytes:
     )
 
 
-def _served(response: httpx.Response) -> float | None:
+def _served(headers: dict[str, str]) -> float | None:
     """The service's own time to answer (its ``Server-Timing: app;dur=MS``), in seconds."""
-    for part in response.headers.get("server-timing", "").split(","):
+    for part in headers.get("server-timing", "").split(","):
         name, _, params = part.strip().partition(";")
         if name == "app" and params.startswith("dur="):
             try:
@@ -86,37 +87,81 @@ def _served(response: httpx.Response) -> float | None:
     return None
 
 
+def _check_request(host: str, body: bytes) -> bytes:
+    """The whole HTTP/1.1 request a client sends, built once: a multipart upload of ``body``
+    to /v1/check, as a browser or ``curl -F`` would send it."""
+    boundary = "aigc-load-0123456789"
+    payload = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="q.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST /v1/check HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def _exchange(reader, writer, request: bytes) -> tuple[int, dict[str, str]]:
+    """Send ``request`` and read the answer (status, headers; the body is read and dropped)."""
+    writer.write(request)
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers
+
+
 async def _load(
-    base: str, body: bytes, clients: int, seconds: float
+    port: int, body: bytes, clients: int, seconds: float
 ) -> tuple[dict[object, list[float]], Counter, dict[object, list[float]]]:
     """Latencies by status (or exception name) as the clients saw them, the statuses'
-    counts, and the service's own times by status (from Server-Timing)."""
+    counts, and the service's own times by status (from Server-Timing). Each client is a
+    keep-alive connection writing a request built once (asyncio streams, no HTTP library:
+    the load generator shares the machine's two cores with the service, so it must cost as
+    little as it can), reconnecting when the service closes it."""
     latencies: dict[object, list[float]] = {}
     served: dict[object, list[float]] = {}
     statuses: Counter = Counter()
     stop = time.perf_counter() + seconds
+    request = _check_request(f"127.0.0.1:{port}", body)
 
     async def client():
-        async with httpx.AsyncClient(timeout=600) as http:
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                wait = 0.0
-                try:
-                    r = await http.post(
-                        f"{base}/v1/check", files={"file": ("q.jpg", body, "image/jpeg")}
-                    )
-                    status: object = r.status_code
-                    took = _served(r)
-                    if took is not None:
-                        served.setdefault(status, []).append(took)
-                    if r.status_code == 503:
-                        wait = float(r.headers.get("Retry-After", "1"))
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                statuses[status] += 1
-                latencies.setdefault(status, []).append(time.perf_counter() - t0)
-                if wait:
-                    await asyncio.sleep(wait)
+        conn = None
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            wait = 0.0
+            try:
+                if conn is None:
+                    conn = await asyncio.open_connection("127.0.0.1", port)
+                status, headers = await _exchange(*conn, request)
+                took = _served(headers)
+                if took is not None:
+                    served.setdefault(status, []).append(took)
+                if status == 503:
+                    wait = float(headers.get("retry-after", "1"))
+                if headers.get("connection", "").lower() == "close":
+                    conn[1].close()
+                    conn = None
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                status = type(exc).__name__
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+            statuses[status] += 1
+            latencies.setdefault(status, []).append(time.perf_counter() - t0)
+            if wait:
+                await asyncio.sleep(wait)
+        if conn is not None:
+            conn[1].close()
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return latencies, statuses, served
@@ -245,7 +290,7 @@ def main() -> int:
             return 1
         httpx.post(f"{base}/v1/check", content=body, timeout=120)  # warm-up
         t0 = time.perf_counter()
-        latencies, statuses, served = asyncio.run(_load(base, body, args.clients, args.seconds))
+        latencies, statuses, served = asyncio.run(_load(port, body, args.clients, args.seconds))
         wall = time.perf_counter() - t0
         # a refusal (503 with Retry-After) is the service working as designed, not an error
         errors = sum(n for s, n in statuses.items() if s not in (200, 503))
@@ -302,7 +347,7 @@ def main() -> int:
             "",
             *load_rows,
             "",
-            "The same answers timed by the clients (asyncio + httpx in one process, sharing the "
+            "The same answers timed by the clients (asyncio streams in one process, sharing the "
             "machine) and by the service itself (its `Server-Timing` header: from the request's "
             "arrival to the start of its answer):",
             "",

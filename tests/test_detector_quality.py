@@ -82,14 +82,23 @@ def test_spectral_on_aigc_small():
 
 def test_npr_cifake_on_the_cifake_test_split():
     _need(CIFAKE)
-    from aigcguard.detectors import api
-    from aigcguard.detectors.data import read_cifake, split_names
+    import io
+    import zipfile
 
-    images, labels, names = read_cifake(CIFAKE)
-    # the test split of bench/train_detector.py (hash of the name), every 10th picture of it
-    test = split_names(names, (0.2, 0.08, 0.72))[0][::10]
+    from PIL import Image
+
+    from aigcguard.detectors import api
+    from aigcguard.detectors.data import split_names
+
+    with zipfile.ZipFile(CIFAKE) as zf:
+        names = [n for n in zf.namelist() if n.split("/")[0] in ("REAL", "FAKE") and "." in n]
+        # the test split of bench/train_detector.py (hash of the name), every 10th picture
+        # of it: only those are decoded (all 50,000 would hold a gigabyte for the session)
+        test = [names[i] for i in split_names(names, (0.2, 0.08, 0.72))[0][::10]]
+        arrays = [np.asarray(Image.open(io.BytesIO(zf.read(n))).convert("RGB")) for n in test]
+    labels = [int(n.startswith("FAKE/")) for n in test]
     det = api.load("npr-cifake", device="cpu")
-    tensors = [torch.from_numpy(np.array(images[i])).permute(2, 0, 1) for i in test]
+    tensors = [torch.from_numpy(a.copy()).permute(2, 0, 1) for a in arrays]
     with torch.inference_mode():
-        auc = roc_auc_score(labels[test], det.raw_scores(tensors))
+        auc = roc_auc_score(labels, det.raw_scores(tensors))
     assert auc >= 0.98, auc  # made: 0.995 on these 1,006 (0.992 on the whole test split)

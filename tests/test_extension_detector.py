@@ -83,8 +83,10 @@ def test_a_toy_detector_kind_trains_through_the_library_and_the_cli(tmp_path):
         assert set(summary) == {"model", "kind", "train", "validation", "calibration"}
         loaded = load_detector(tmp_path / "lib.pt")
         assert isinstance(loaded, ToyDetector) and loaded.offset == result.detector.offset
-        dark = torch.full((3, 16, 16), 40, dtype=torch.uint8)
-        bright = torch.full((3, 16, 16), 220, dtype=torch.uint8)
+        # textured (a flat picture is outside any detector's range: no score)
+        grain = torch.randint(0, 20, (3, 16, 16), generator=torch.Generator().manual_seed(0))
+        dark = (30 + grain).to(torch.uint8)
+        bright = (210 + grain).to(torch.uint8)
         scored = api.score(loaded, [dark, bright], ["dark", "bright"])
         assert scored[0].band == "likely_real" and scored[1].band == "likely_generated"
 

@@ -54,9 +54,9 @@ def test_health_and_check_by_multipart_and_raw_body(open_service, photos):
         "no_evidence",
         "likely_generated",
     )
-    assert body["credentials"]["state"] == "absent" and body["detector"]["model"] == "spectral"
+    assert body["credentials"]["state"] == "absent" and body["detector"]["model"] == "default"
     assert body["credentials"]["integrity"] is None and "declarations" in body["credentials"]
-    assert body["detector"]["target_fpr"] == 0.05  # too loose for the detector to decide
+    assert body["detector"]["target_fpr"] == 0.01  # strict enough for the detector to decide
     r = httpx.post(f"{base}/v1/check", content=png, timeout=120)
     assert r.status_code == 200 and r.json()["summary"] == body["summary"]
     assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "aigc-guard"

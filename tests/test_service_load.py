@@ -125,10 +125,24 @@ def _app_ms(response: httpx.Response) -> float:
 
 def test_the_load_bench_reads_the_services_own_time():
     served = bench_module("service_load")._served
-    answer = httpx.Response(503, headers={"Server-Timing": "db;dur=3, app;dur=12.5"})
-    assert served(answer) == pytest.approx(0.0125)
-    assert served(httpx.Response(503)) is None
-    assert served(httpx.Response(503, headers={"Server-Timing": "app;dur=x"})) is None
+    assert served({"server-timing": "db;dur=3, app;dur=12.5"}) == pytest.approx(0.0125)
+    assert served({}) is None
+    assert served({"server-timing": "app;dur=x"}) is None
+
+
+def test_the_load_bench_clients_speak_http_to_the_service(serve):  # noqa: F811
+    """The bench's own minimal clients (pre-built multipart request, keep-alive, reconnect):
+    every answer parsed, accepted and refused ones timed by the service too."""
+    import asyncio
+
+    bench = bench_module("service_load")
+    config = ServiceConfig(queue_length=0)
+    app = _ready_app(config)
+    port = serve(config, app)
+    latencies, statuses, served = asyncio.run(bench._load(port, _png(), 4, 1.5))
+    assert set(statuses) <= {200, 503} and statuses[200] >= 1, statuses
+    assert sum(statuses.values()) == sum(len(v) for v in latencies.values())
+    assert len(served.get(200, [])) == statuses[200]
 
 
 def test_workers_and_queue_length_settings(tmp_path):
