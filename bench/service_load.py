@@ -111,7 +111,10 @@ async def _exchange(reader, writer, request: bytes) -> tuple[int, dict[str, str]
     """Send ``request`` and read the answer (status, headers; the body is read and dropped)."""
     writer.write(request)
     await writer.drain()
-    status = int((await reader.readline()).split()[1])
+    line = await reader.readline()
+    if not line:
+        raise ConnectionResetError("closed before an answer")
+    status = int(line.split()[1])
     headers = {}
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
@@ -140,9 +143,22 @@ async def _load(
             t0 = time.perf_counter()
             wait = 0.0
             try:
+                if conn is not None and conn[0].at_eof():
+                    conn[1].close()  # the service closed it while this client waited
+                    conn = None
+                reused = conn is not None
                 if conn is None:
                     conn = await asyncio.open_connection("127.0.0.1", port)
-                status, headers = await _exchange(*conn, request)
+                try:
+                    status, headers = await _exchange(*conn, request)
+                except ConnectionError:
+                    if not reused:
+                        raise
+                    # a kept-alive connection closed as it was reused: once more on a new
+                    # one, as HTTP clients do for a request that got no answer at all
+                    conn[1].close()
+                    conn = await asyncio.open_connection("127.0.0.1", port)
+                    status, headers = await _exchange(*conn, request)
                 took = _served(headers)
                 if took is not None:
                     served.setdefault(status, []).append(took)
