@@ -18,8 +18,10 @@ stopped part way resumes at the next fold (a fold's network resumes from its che
 from :func:`aigcguard.detectors.grouped.cross_validated_scores` on the same folds, with the
 features bench/detector_wild.py caches (run it first on a fresh clone).
 
-``--ship OUT``: the model that ships, made as each fold's is (three quarters of the sources
-train, the last quarter calibrates), on every picture.
+``--ship OUT``: a network made as each fold's is (three quarters of the sources train, the
+last quarter calibrates) from every picture. None ships: the spectral reference did better
+on every held-out measure (docs/detectors.md, Part 3), and bench/train_spectral_wild.py makes
+the default.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wild", type=Path, default=common.WILD_DIR)
     ap.add_argument("--boot", type=int, default=1000)
-    ap.add_argument("--ship", type=Path, help="also train the shipped model, saved here")
+    ap.add_argument("--ship", type=Path, help="also train a network on every picture, saved here")
     ap.add_argument("--ship-only", action="store_true", help="skip the cross-validation")
     ap.add_argument("--out", type=Path, default=common.RESULTS_DIR / "detector_cnn.md")
     args = ap.parse_args()

@@ -4,10 +4,13 @@ A score on a picture unlike any it learned from is not evidence: :func:`out_of_s
 why a picture falls outside, and :func:`aigcguard.detectors.api.score` then gives it the band
 ``uncertain``, no score and that reason, instead of a number that looks confident.
 
-- **too small**: a side under the detector's ``min_side`` (128 px for ``residual-cnn``);
-- **heavily compressed**: a JPEG file whose quantisation tables are libjpeg's at a quality
-  under :data:`MIN_JPEG_QUALITY` (the residual CNN trained on qualities 60 to 95; the
-  tables are read from the file's header, so this needs the file);
+- **too small**: a side under the detector's ``min_side`` (128 px for the default, 16 px for
+  the others);
+- **heavily compressed**: a JPEG file whose quantisation tables are nearest libjpeg's at a
+  quality under :data:`MIN_JPEG_QUALITY` (the default learned from files as stored and at
+  JPEG 75, the residual CNN from qualities 60 to 95; below 50 the block statistics they read
+  are mostly the quantiser's). The tables are read from the file's header, so this needs the
+  file;
 - **mostly flat**: at least :data:`MAX_FLAT_SHARE` of the picture's 8 x 8 blocks of luminance
   flat (standard deviation under 1 grey level): drawings, graphics, screenshots of text.
   Measured by :func:`flat_share` on 215 wild crops (every 7th): real photos as stored
