@@ -34,7 +34,6 @@ from it; what it ran on (device, threads, seconds) goes into the detector's ``tr
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from aigcguard.budget import bounded_size
 from aigcguard.detectors.base import (
     DETECTORS,
     Calibration,
@@ -53,7 +53,9 @@ from aigcguard.detectors.base import (
     fit_calibration,
 )
 from aigcguard.detectors.data import TrainingError, TrainingSet
+from aigcguard.detectors.npr import npr
 from aigcguard.fileio import atomic_write
+from aigcguard.perturb import jpeg
 
 #: pictures with a longer side are shrunk (antialiased) first: a phone's 4,000 px photo then
 #: costs what a shared copy does
@@ -67,12 +69,6 @@ LAYERS = ((24, 4, 2), (32, 3, 2), (64, 3, 2), (64, 3, 1), (128, 3, 2))
 #: JPEG qualities of the common re-encoding (inclusive)
 QUALITIES = (60, 95)
 CHECKPOINT_EVERY = 100
-
-
-def npr_residual(x: torch.Tensor) -> torch.Tensor:
-    """``x`` less its nearest-neighbour 2x down-and-up copy (N x C x H x W, even H and W)."""
-    down = F.interpolate(x, scale_factor=0.5, mode="nearest")
-    return x - F.interpolate(down, scale_factor=2.0, mode="nearest")
 
 
 class ResidualNet(nn.Module):
@@ -92,14 +88,7 @@ class ResidualNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x4: the residual of [0, 1] pixels is small; this puts it near unit scale
-        return self.head(self.features(npr_residual(x) * 4.0).mean((2, 3)))[:, 0]
-
-
-def _jpeg(arr: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
-    with Image.open(io.BytesIO(buf.getvalue())) as im:
-        return np.asarray(im.convert("RGB"))
+        return self.head(self.features(npr(x) * 4.0).mean((2, 3)))[:, 0]
 
 
 def common_reencoding(arr: np.ndarray, rng: np.random.Generator, crop: int = TRAIN_CROP):
@@ -118,7 +107,7 @@ def common_reencoding(arr: np.ndarray, rng: np.random.Generator, crop: int = TRA
     arr = arr[y : y + crop, x : x + crop]
     if rng.random() < 0.5:
         arr = arr[:, ::-1]
-    return _jpeg(np.ascontiguousarray(arr), int(rng.integers(QUALITIES[0], QUALITIES[1] + 1)))
+    return jpeg(np.ascontiguousarray(arr), int(rng.integers(QUALITIES[0], QUALITIES[1] + 1)))
 
 
 def _batch(images, idx, rng, crop) -> torch.Tensor:
@@ -222,14 +211,25 @@ def train_network(
 
 def _prepared(image: torch.Tensor) -> torch.Tensor:
     """uint8 3 x H x W -> float 1 x 3 x H' x W' in [0, 1]: the long side at most
-    :data:`MAX_SIDE` (antialiased), both sides even (the last row/column dropped)."""
-    x = image[None].float() / 255.0
-    h, w = x.shape[-2:]
-    if max(h, w) > MAX_SIDE:
-        s = MAX_SIDE / max(h, w)
-        size = (max(2, round(h * s)), max(2, round(w * s)))
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        x = x.clamp(0.0, 1.0)
+    :data:`MAX_SIDE` (antialiased), both sides even (the last row/column dropped). A large
+    picture is shrunk one plane at a time: the float copy of a 64 MP plane is 256 MB, of the
+    whole picture 768 MB (the result is the same)."""
+    h, w = image.shape[-2:]
+    if max(h, w) <= MAX_SIDE:
+        x = image[None].float() / 255.0
+    else:
+        size = bounded_size(h, w, short=MAX_SIDE, max_long=MAX_SIDE, min_side=2, grow=False)
+        planes = [
+            F.interpolate(
+                plane[None, None].float() / 255.0,
+                size=size,
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
+            for plane in image
+        ]
+        x = torch.cat(planes, dim=1).clamp(0.0, 1.0)
     h, w = x.shape[-2:]
     return x[..., : h - h % 2, : w - w % 2]
 

@@ -28,6 +28,23 @@ def to_array(t: torch.Tensor) -> np.ndarray:
     return t.permute(1, 2, 0).contiguous().numpy()
 
 
+def pixel_repeated_or_noise(
+    n: int, seed: int, size: int = 32
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` size x size x 3 uint8 pictures and their labels: class 1 (odd indices) upsampled
+    2x by pixel repetition (the trace generators leave, what NPR reads), class 0 fine-grained
+    noise with the same overall statistics."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        if i % 2:
+            small = rng.integers(0, 256, (size // 2, size // 2, 3), dtype=np.uint8)
+            images.append(small.repeat(2, axis=0).repeat(2, axis=1))
+        else:
+            images.append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return images, np.arange(n) % 2
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on now, for a test server."""
     with socket.socket() as sock:

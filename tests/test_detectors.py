@@ -14,21 +14,7 @@ from aigcguard.cli import main
 from aigcguard.detectors import api
 from aigcguard.detectors.base import Calibration, fit_calibration, load_detector
 from aigcguard.detectors.npr import NprDetector, NprNet, TrainConfig, augment, crops, npr, train_npr
-
-
-def _synthetic(n: int, seed: int, size: int = 32) -> tuple[list[np.ndarray], np.ndarray]:
-    """Class 1 is upsampled 2x by pixel repetition (the trace generators leave), class 0 is
-    fine-grained noise with the same overall statistics."""
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for i in range(n):
-        if i % 2:
-            small = rng.integers(0, 256, (size // 2, size // 2, 3), dtype=np.uint8)
-            images.append(small.repeat(2, axis=0).repeat(2, axis=1))
-        else:
-            images.append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-        labels.append(i % 2)
-    return images, np.array(labels)
+from tests.helpers import pixel_repeated_or_noise
 
 
 def test_calibration_threshold_keeps_the_false_positive_rate():
@@ -75,8 +61,8 @@ def test_augment_is_the_same_pipeline_for_both_classes():
 
 
 def test_training_learns_resumes_and_saves(tmp_path):
-    train, train_y = _synthetic(256, 0)
-    val, val_y = _synthetic(64, 1)
+    train, train_y = pixel_repeated_or_noise(256, 0)
+    val, val_y = pixel_repeated_or_noise(64, 1)
     cfg = TrainConfig(crop=32, epochs=3, batch=32, jpeg_p=0.0, blur_p=0.0, rescale_p=0.0)
     out = tmp_path / "det.pt"
 
@@ -122,7 +108,7 @@ def test_cli_train_and_detect(tmp_path):
     real, fake = tmp_path / "real", tmp_path / "fake"
     real.mkdir()
     fake.mkdir()
-    images, labels = _synthetic(80, 3, size=64)
+    images, labels = pixel_repeated_or_noise(80, 3, size=64)
     for i, (arr, y) in enumerate(zip(images, labels, strict=True)):
         Image.fromarray(arr).save((fake if y else real) / f"{i}.png")
     model = tmp_path / "m.pt"
@@ -208,7 +194,7 @@ def test_clip_probe_with_a_tiny_random_clip(tmp_path, photos):
     ckpt = tmp_path / "tiny.pt"
     torch.save({"state_dict": net.state_dict()}, ckpt)
     spec = f"clip:aigc-tiny-probe/{ckpt}"
-    images, labels = _synthetic(60, 5, size=64)
+    images, labels = pixel_repeated_or_noise(60, 5, size=64)
     tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in images]
     probe = ClipProbeDetector.fit(spec, tensors[:40], labels[:40], device="cpu")
     probe.calibration = fit_calibration(probe.raw_scores(tensors[40:]), labels[40:])
@@ -347,7 +333,7 @@ def test_npr_training_starts_only_from_an_npr_detector(tmp_path):
     from aigcguard.detectors.base import TrainingError, TrainOptions
     from aigcguard.detectors.data import TrainingSet
 
-    images, labels = _synthetic(8, seed=0)
+    images, labels = pixel_repeated_or_noise(8, seed=0)
     data = TrainingSet(images, labels, train=np.arange(6), val=np.arange(6, 8))
     opts = TrainOptions(out=tmp_path / "n.pt", device="cpu", settings={"init": "default"})
     with pytest.raises(TrainingError, match="a spectral detector; npr training starts from npr"):

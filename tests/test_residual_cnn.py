@@ -16,19 +16,9 @@ from aigcguard.detectors.base import DETECTORS, TrainOptions, load_detector
 from aigcguard.detectors.data import TrainingError, TrainingSet
 from aigcguard.detectors.scope import MAX_FLAT_SHARE, flat_share, out_of_scope
 from aigcguard.detectors.training import train_detector
-
-
-def _synthetic(n: int, seed: int, size: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
-    """Class 1 upsampled 2x by pixel repetition (what NPR sees), class 0 fine noise."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for i in range(n):
-        if i % 2:
-            small = rng.integers(0, 256, (size // 2, size // 2, 3), dtype=np.uint8)
-            images.append(small.repeat(2, axis=0).repeat(2, axis=1))
-        else:
-            images.append(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-    return images, np.arange(n) % 2
+from aigcguard.imageio import load_image
+from aigcguard.perturb import jpeg
+from tests.helpers import pixel_repeated_or_noise
 
 
 def _noise(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -50,8 +40,8 @@ def test_registered_and_reads_any_size():
 def test_npr_residual_is_zero_on_a_pixel_repeated_picture():
     small = torch.rand(1, 3, 8, 8)
     up = small.repeat_interleave(2, 2).repeat_interleave(2, 3)
-    assert rc.npr_residual(up).abs().max() == 0
-    assert rc.npr_residual(torch.rand(1, 3, 16, 16)).abs().max() > 0
+    assert rc.npr(up).abs().max() == 0
+    assert rc.npr(torch.rand(1, 3, 16, 16)).abs().max() > 0
 
 
 def test_common_reencoding_is_one_distribution_for_both_classes():
@@ -69,7 +59,7 @@ def test_common_reencoding_is_one_distribution_for_both_classes():
 
 def test_training_learns_and_a_stopped_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(rc, "CHECKPOINT_EVERY", 3)
-    images, labels = _synthetic(24, seed=0)
+    images, labels = pixel_repeated_or_noise(24, seed=0, size=64)
     kw = {"steps": 6, "batch": 8, "crop": 32, "seed": 1}
     whole, info = rc.train_network(images, labels, **kw)
     assert info["steps"] == 6 and info["device"] == "cpu" and info["seconds"] >= 0
@@ -92,7 +82,7 @@ def test_training_learns_and_a_stopped_run_resumes_to_the_same_weights(tmp_path,
 
 
 def test_training_needs_both_classes():
-    images, _ = _synthetic(4, seed=0)
+    images, _ = pixel_repeated_or_noise(4, seed=0, size=64)
     with pytest.raises(TrainingError, match="real and generated"):
         rc.train_network(images, [0, 0, 0, 0], steps=1)
 
@@ -110,7 +100,7 @@ def _photo_like(n: int, seed: int, size: int = 128) -> tuple[list[np.ndarray], n
         arr = np.clip(field + rng.normal(0, 6, field.shape), 0, 255).astype(np.uint8)
         if i % 2:
             arr = arr.repeat(2, axis=0).repeat(2, axis=1)
-        images.append(rc._jpeg(arr, 90))
+        images.append(jpeg(arr, 90))
     return images, np.arange(n) % 2
 
 
@@ -149,8 +139,8 @@ def test_pictures_outside_the_range_are_uncertain_with_the_reason(tmp_path):
     images = [
         _noise(100, 400),
         torch.from_numpy(flat).permute(2, 0, 1),
-        api_pixels(hard),
-        api_pixels(fine),
+        load_image(hard).pixels,
+        load_image(fine).pixels,
         torch.from_numpy(photo).permute(2, 0, 1),
     ]
     paths = ["small", "flat", str(hard), str(fine), "<memory>"]
@@ -171,12 +161,6 @@ def test_pictures_outside_the_range_are_uncertain_with_the_reason(tmp_path):
     assert memory.score is not None
     with pytest.raises(ValueError, match="2 files for 1 images"):
         api.score(det, [images[2]], ["a"], files=[None, None])
-
-
-def api_pixels(path) -> torch.Tensor:
-    from aigcguard.imageio import load_image
-
-    return load_image(path).pixels
 
 
 def test_flat_share_and_scope_limits():
