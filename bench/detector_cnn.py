@@ -134,7 +134,9 @@ def run_folds(manifest, arrays, tensors, log) -> dict:
     return {"scores": out, "flagged": flags, "fits": fits, "folds": folds}
 
 
-def baselines(manifest, folds) -> dict:
+def baselines(manifest, folds):
+    """The reference and the shortcut on the family folds, and the reference on the source
+    folds: ({name: CrossValidated}, CrossValidated)."""
     records = manifest.records
     path = CACHE / f"detector_wild_{_cache_key(manifest)}.npz"
     if not path.is_file():
@@ -162,17 +164,16 @@ def baselines(manifest, folds) -> dict:
         train_views=["as stored", "platform"],
         target_fpr=TARGET_FPR,
     )
-    return {"reference": ref, "shortcut": short, "reference, source folds": by_source}
+    return {"reference": ref, "shortcut": short}, by_source
 
 
-def report(manifest, cnn, base, boot, seconds) -> str:
+def report(manifest, cnn, base, loso_cv, boot, seconds) -> str:
     records = manifest.records
     labels = np.array([r.label for r in records])
     n_real = int((labels == 0).sum())
     models = {"residual-cnn": (cnn["scores"], cnn["flagged"])}
     for name, cv in base.items():
-        if cv.by == "family":
-            models[name] = (cv.scores, cv.flagged)
+        models[name] = (cv.scores, cv.flagged)
     rows, fam = [], {}
     for name, (scores, flagged) in models.items():
         for c in CONDITIONS:
@@ -215,7 +216,7 @@ def report(manifest, cnn, base, boot, seconds) -> str:
         for c in CALIBRATE_ON
     ]  # fmt: skip
     loso = []
-    cv = base["reference, source folds"]
+    cv = loso_cv
     for c in CALIBRATE_ON:
         ev = evaluate_scores(
             cv.scores[c], cv.flagged[c], records, model="reference", condition=c, by="source",
@@ -291,8 +292,8 @@ def main() -> int:
     arrays = [t.permute(1, 2, 0).numpy() for t in tensors]
     if not args.ship_only:
         cnn = run_folds(manifest, arrays, tensors, log)
-        base = baselines(manifest, cnn["folds"])
-        md = report(manifest, cnn, base, args.boot, time.perf_counter() - t0)
+        base, loso_cv = baselines(manifest, cnn["folds"])
+        md = report(manifest, cnn, base, loso_cv, args.boot, time.perf_counter() - t0)
         args.out.parent.mkdir(exist_ok=True)
         args.out.write_text(md)
         raw = {"fits": cnn["fits"]}
