@@ -51,22 +51,16 @@ def flat_share(image: torch.Tensor) -> float:
 
 
 def file_jpeg_quality(path: str | Path | None) -> int | None:
-    """The libjpeg quality nearest a JPEG file's tables (header only); None for anything
-    that is not a readable JPEG file."""
-    if path is None:
+    """The libjpeg quality nearest a JPEG (or MPO) file's tables, read from its header as the
+    shortcut baseline reads it (:func:`~aigcguard.detectors.grouped.metadata.file_metadata`);
+    None for anything that is not a readable JPEG file."""
+    if path is None or not Path(path).is_file():
         return None
-    from PIL import Image, UnidentifiedImageError
-
-    from aigcguard.detectors.grouped.metadata import jpeg_quality
+    from aigcguard.detectors.grouped.metadata import file_metadata
 
     try:
-        if not Path(path).is_file():
-            return None
-        with Image.open(path) as im:
-            if im.format != "JPEG" or not getattr(im, "quantization", None):
-                return None
-            return jpeg_quality(im.quantization)
-    except (OSError, UnidentifiedImageError, ValueError):
+        return file_metadata(path).jpeg_quality
+    except ValueError:  # not a picture Pillow can open: nothing to say about its tables
         return None
 
 

@@ -194,3 +194,8 @@ def test_jpeg_quality_is_read_from_the_header_only(tmp_path):
     Image.fromarray(arr).save(buf, format="JPEG", quality=90)
     (tmp_path / "b.jpg").write_bytes(buf.getvalue())
     assert file_jpeg_quality(tmp_path / "b.jpg") == 90
+    # a phone's multi-picture JPEG (MPO) has JPEG tables too
+    mpo = tmp_path / "c.mpo"
+    second = Image.fromarray(arr)
+    Image.fromarray(arr).save(mpo, format="MPO", quality=42, save_all=True, append_images=[second])
+    assert Image.open(mpo).format == "MPO" and file_jpeg_quality(mpo) == 42
