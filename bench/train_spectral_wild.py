@@ -6,14 +6,18 @@ each leave-one-family-out fold made its model, on every picture.
 Data: ``../shared/data/wild`` (manifest.csv, 1,500 crops: 701 real photos of 30 sources, 799
 generated pictures of 11 generator families). Features: the shipped ``spectral`` detector's
 (:func:`aigcguard.detectors.spectral.spectral_features`, Y, Cb and Cr of every 64 px tile,
-short side at most 512) of each picture *as stored* and after *platform* (long side at most
-1024, JPEG 75; :data:`aigcguard.perturb.CONDITIONS`), both classes alike. Model: the
+short side at most 512), measured on the picture, its half and its quarter
+(:func:`~aigcguard.detectors.spectral.multiscale_features`), of each picture *as stored* and
+after *platform* (long side at most 1024, JPEG 75; :data:`aigcguard.perturb.CONDITIONS`), both
+classes alike. Model: the
 ``reference`` of bench/detector_cnn.py and bench/detector_residual.py
 (:func:`aigcguard.detectors.grouped.spectral_reference`: standardised features, logistic
-regression), through :func:`aigcguard.detectors.grouped.fit_nested`: C chosen from 0.01, 0.1,
-1 by a 4-fold CV of whole sources, fitted on both views of every picture, calibrated (Platt
-scaling; threshold at 1% of the real pictures) on the inner out-of-fold scores *as stored*.
-Its leave-one-family-out figures are the ``reference`` rows of bench/results/detector_cnn.md.
+regression), through :func:`aigcguard.detectors.grouped.fit_nested`: C from 0.01, 0.1, 1 and
+the scales from :data:`~aigcguard.detectors.spectral.SCALE_CHOICES` (the picture; and its half;
+and its quarter) chosen together by a 4-fold CV of whole sources, fitted on both views of
+every picture, calibrated (Platt scaling; threshold at 1% of the real pictures) on the inner
+out-of-fold scores *as stored*. Its grouped-CV figures are the ``default`` rows of
+bench/results/detector_default.md.
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ from aigcguard.detectors.grouped import (
     score_records,
     spectral_reference,
 )
-from aigcguard.detectors.spectral import SpectralDetector
+from aigcguard.detectors.spectral import (
+    CHANNELS,
+    FEATURE_DIM,
+    SCALE_CHOICES,
+    SpectralDetector,
+    multiscale_features,
+    shrink,
+)
 from aigcguard.perturb import CONDITIONS
 
 VIEWS = ("as stored", "platform")
@@ -61,8 +72,19 @@ def main() -> int:
     t0 = time.perf_counter()
     manifest = load_manifest(manifest_path)
     base = api.load("spectral", device="cpu")  # its feature settings, not its classifier
+    longest = max(SCALE_CHOICES, key=len)
+
+    def features(images):
+        return multiscale_features(
+            [shrink(im, base.max_side) for im in images],
+            scales=longest,
+            tile=base.tile,
+            max_tiles=base.max_tiles,
+            channels=base.channels,
+        )
+
     scored = score_records(
-        manifest.records, {"features": base.features}, {v: CONDITIONS[v] for v in VIEWS}
+        manifest.records, {"features": features}, {v: CONDITIONS[v] for v in VIEWS}
     )
     if scored.skipped:
         raise SystemExit("unreadable pictures:\n" + "\n".join(scored.skipped))
@@ -70,14 +92,14 @@ def main() -> int:
     t_features = time.perf_counter() - t0
     records = scored.records
     model, cal, setting, aucs = fit_nested(
-        spectral_reference(),
+        spectral_reference(SCALE_CHOICES, width=CHANNELS[base.channels] * FEATURE_DIM),
         views,
         records,
         np.arange(len(records)),
         train_views=VIEWS,
         target_fpr=TARGET_FPR,
     )
-    scaler, lr = model[0], model[-1]
+    scaler, lr = model[-2], model[-1]
     det = SpectralDetector(
         scaler.mean_,
         scaler.scale_,
@@ -88,6 +110,7 @@ def main() -> int:
         channels=base.channels,
         max_side=base.max_side,
         min_side=MIN_SIDE,
+        scales=setting["scales"],
         calibration=cal,
     )
     # the detector must give what the fitted pipeline gives, from pictures
@@ -104,7 +127,7 @@ def main() -> int:
         "manifest": _shown(manifest_path),
         "pictures": {"real": int((labels == 0).sum()), "generated": int(labels.sum())},
         "views": list(VIEWS),
-        "setting": dict(setting),
+        "setting": {k: list(v) if isinstance(v, tuple) else v for k, v in setting.items()},
         "inner_auc": [round(float(a), 4) for a in aucs],
         "target_fpr": TARGET_FPR,
         "commit": git_commit(),

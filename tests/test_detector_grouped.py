@@ -31,6 +31,7 @@ from aigcguard.detectors.grouped import (
     metadata_features,
     shortcut_baseline,
     source_folds,
+    spectral_reference,
 )
 from aigcguard.detectors.grouped.metadata import FEATURE_NAMES
 from aigcguard.detectors.metrics import binary_metrics
@@ -361,6 +362,25 @@ def test_cross_validation_chooses_and_calibrates_on_the_view_asked():
     assert all(f.calibration.target_fpr == 0.01 for f in cv.fits)
     with pytest.raises(ValueError, match="choose_view 'c'"):
         cross_validated_scores(spy, {"a": a}, recs, folds, choose_view="c")
+
+
+def test_reference_chooses_how_many_scales_by_the_inner_cv():
+    # blocks of 2 columns, one a scale: the first block is noise, the second separates the
+    # classes; the inner CV must take both blocks, and a model on one block sees one only
+    recs = _records()
+    rng = np.random.default_rng(2)
+    labels = np.array([r.label for r in recs], float)
+    x = np.c_[rng.normal(size=(len(recs), 2)), labels + rng.normal(0, 0.3, len(recs)), labels * 0]
+    ref = spectral_reference(((1.0,), (1.0, 0.5)), width=2)
+    assert {tuple(g["scales"]) for g in ref.grid} == {(1.0,), (1.0, 0.5)}
+    cv = cross_validated_scores(ref, {"x": x}, recs, family_folds(recs))
+    assert all(f.setting["scales"] == (1.0, 0.5) for f in cv.fits)
+    one = ref.make(C=1.0, scales=(1.0,)).fit(x, labels)
+    assert one[-1].coef_.shape == (1, 2)
+    with pytest.raises(ValueError, match="leading part"):
+        spectral_reference(((1.0,), (0.5,)), width=2)
+    with pytest.raises(ValueError, match="width"):
+        spectral_reference(((1.0,), (1.0, 0.5)))
 
 
 def test_residual_features_shape_symmetry_and_invariance():

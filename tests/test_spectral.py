@@ -210,3 +210,42 @@ def test_large_pictures_scored_at_the_training_scale(photos, trained):
     assert det.raw_scores([big])[0] == pytest.approx(trained.raw_scores([half])[0], rel=1e-6)
     back = SpectralDetector.from_state(det.state(), det.calibration)
     assert back.max_side == 256
+
+
+def test_several_scales_measure_the_picture_and_its_halves(photos, tmp_path):
+    from aigcguard.detectors.spectral import multiscale_features, rescale
+
+    big = to_tensor(photos["astronaut"])  # 512 x 512
+    half = rescale(big, 0.5)
+    assert half.shape == (3, 256, 256) and half.dtype == torch.uint8
+    assert rescale(big, 1.0) is big
+    assert rescale(torch.zeros(3, 3, 5, dtype=torch.uint8), 0.25).shape == (3, 1, 1)
+    both = multiscale_features([big], scales=(1.0, 0.5), max_tiles=64, channels="ycbcr")
+    width = 3 * FEATURE_DIM
+    assert both.shape == (1, 2 * width)
+    # each block is the one-scale features of the picture at that scale, side by side
+    np.testing.assert_array_equal(
+        both[:, :width], spectral_features([big], max_tiles=64, channels="ycbcr")
+    )
+    np.testing.assert_array_equal(
+        both[:, width:], spectral_features([half], max_tiles=64, channels="ycbcr")
+    )
+    for bad in ((), (1.0, 1.0), (1.5,), (0.0,)):
+        with pytest.raises(ValueError, match="scales"):
+            multiscale_features([big], scales=bad)
+
+    images, labels = make_set(photos, TRAIN_PHOTOS, 16, seed=11)
+    det = SpectralDetector.fit(images, labels, channels="y", scales=(1.0, 0.5))
+    assert det.coef.shape == (2 * FEATURE_DIM,) and det.scales == (1.0, 0.5)
+    path = det.save(tmp_path / "two_scales.pt")
+    back = load_detector(path)
+    assert back.scales == (1.0, 0.5)
+    np.testing.assert_array_equal(back.raw_scores(images), det.raw_scores(images))
+    # a file saved before scales existed loads as the one scale it was trained on
+    state = SpectralDetector.fit(images, labels, channels="y").state()
+    del state["scales"]
+    assert SpectralDetector.from_state(state, det.calibration).scales == (1.0,)
+    with pytest.raises(ValueError, match="features"):
+        SpectralDetector.fit_features(
+            np.zeros((4, FEATURE_DIM)), [0, 1, 0, 1], channels="y", scales=(1.0, 0.5)
+        )

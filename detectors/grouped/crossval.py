@@ -64,17 +64,37 @@ def shortcut_baseline() -> Trainable:
     return Trainable("shortcut", make, grid, "gradient-boosted trees on file metadata")
 
 
-def spectral_reference() -> Trainable:
+def spectral_reference(scales: Sequence[Sequence[float]] = ((1.0,),), width: int = 0) -> Trainable:
     """Standardised spectral features, L2 logistic regression (the shipped ``spectral``
-    detector's classifier, retrained), C chosen from 0.01, 0.1, 1."""
+    detector's classifier, retrained), C chosen from 0.01, 0.1, 1. With several ``scales``
+    (each a leading part of the same list of factors, e.g. ``((1,), (1, 0.5))``) the features
+    come as blocks of ``width`` columns, one block a factor in that list's order
+    (:func:`aigcguard.detectors.spectral.multiscale_features`), and the inner CV also chooses
+    how many leading blocks to use: setting ``scales``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    def make(C):
-        return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+    longest = max(scales, key=len)
+    for option in scales:
+        if tuple(option) != tuple(longest[: len(option)]):
+            raise ValueError(f"scales {list(option)} is not a leading part of {list(longest)}")
+    if len(scales) > 1 and width < 1:
+        raise ValueError("several scale options need the width of one block of features")
 
-    grid = tuple({"C": c} for c in (0.01, 0.1, 1.0))
+    def make(C, scales=scales[0]):
+        steps = [StandardScaler(), LogisticRegression(C=C, max_iter=5000)]
+        if len(longest) > 1:
+            # the leading blocks only: the views hold the features at every factor
+            cols = len(scales) * width
+            steps.insert(0, FunctionTransformer(lambda x: x[:, :cols]))
+        return make_pipeline(*steps)
+
+    grid = tuple(
+        {"C": c} if len(scales) == 1 else {"C": c, "scales": tuple(option)}
+        for option in scales
+        for c in (0.01, 0.1, 1.0)
+    )
     return Trainable("reference", make, grid, "spectral features, logistic regression")
 
 
