@@ -14,14 +14,16 @@ pooled). The test pictures are then scored under every condition of
 :data:`aigcguard.perturb.CONDITIONS`. A fold's scores are cached in bench/cache/, so a run
 stopped part way resumes at the next fold (a fold's network resumes from its checkpoint).
 
-``reference`` (spectral features, logistic regression) and ``shortcut`` (file metadata) come
-from :func:`aigcguard.detectors.grouped.cross_validated_scores` on the same folds, with the
-features bench/detector_wild.py caches (run it first on a fresh clone).
+``reference`` (spectral features at the picture's own scale, logistic regression: the previous
+default's recipe) and ``shortcut`` (file metadata) come from
+:func:`aigcguard.detectors.grouped.cross_validated_scores` on the same folds, with the features
+bench/detector_wild.py caches (run it first on a fresh clone). The current default (the picture
+and its half, two scales) is evaluated by bench/detector_default.py.
 
 ``--ship OUT``: a network made as each fold's is (three quarters of the sources train, the
 last quarter calibrates) from every picture. None ships: the spectral reference did better
 on every held-out measure (docs/detectors.md, Part 3), and bench/train_spectral_wild.py makes
-the default.
+the default (since then at two scales, docs/detectors.md, Part 4).
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ def baselines(manifest, folds):
     short = cross_validated_scores(
         shortcut_baseline(), {"as stored": wild["metadata"]}, records, folds, target_fpr=TARGET_FPR
     )
-    # the default's recipe with every source held out in turn (its generator family stays in
+    # the previous default's recipe (one scale) with every source held out in turn (its generator family stays in
     # training through the family's other galleries): how it does on a gallery it never saw
     by_source = cross_validated_scores(
         spectral_reference(),
@@ -255,9 +257,10 @@ def report(manifest, cnn, base, loso_cv, boot, seconds) -> str:
         "## AUC by family (each held-out family against all real photos)",
         "",
         common.markdown_table(famhead, famrows),
-        "## The default's recipe, leave one source out",
+        "## The previous default's recipe, leave one source out",
         "",
-        "The `reference` (what ships as `default`) retrained with each of the "
+        "The `reference` (the previous default's recipe, one scale; the current default, at "
+        "two scales, is evaluated by bench/detector_default.py) retrained with each of the "
         f"{len(source_folds(records))} sources held out in turn: a gallery or photo set it "
         "never saw, its generator family still in training through other galleries.",
         "",

@@ -266,7 +266,8 @@ def report(manifest, data, cvs, ms, boot, seconds) -> str:
         "### AUC by family (each held-out family against all real photos)",
         "",
         common.markdown_table(
-            ["family", "generated"] + [f"{n}, {c}" for n, c in cols], famrows
+            ["family", "generated"] + [n if n.endswith(c) else f"{n}, {c}" for n, c in cols],
+            famrows,
         ),
         "## Leave one source out",
         "",
