@@ -156,8 +156,9 @@ def baselines(manifest, folds):
     short = cross_validated_scores(
         shortcut_baseline(), {"as stored": wild["metadata"]}, records, folds, target_fpr=TARGET_FPR
     )
-    # the previous default's recipe (one scale) with every source held out in turn (its generator family stays in
-    # training through the family's other galleries): how it does on a gallery it never saw
+    # the previous default's recipe (one scale) with every source held out in turn (its
+    # generator family stays in training through the family's other galleries): how it does
+    # on a gallery it never saw
     by_source = cross_validated_scores(
         spectral_reference(),
         {"as stored": wild["features|as stored"], "platform": wild["features|platform"]},
