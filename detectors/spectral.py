@@ -44,6 +44,10 @@ differ from cameras' more than their luminance does: on aigc_small with both cla
 the same size and encoding first (bench/train_spectral.py), 5 x 5-fold cross-validated AUC
 rose from 0.72 (Y) to 0.88 (YCbCr).
 
+Scales (``scales``, default ``(1.0,)``). The features can also be measured on the picture
+shrunk by each factor (:func:`multiscale_features`: bicubic, antialiased) and set side by
+side, factor by factor: the default detector reads the picture and its half (960 values).
+
 Saved state (plain tensors and numbers, no pickle): the feature settings, the scaler's
 ``mean``/``scale`` and the logistic regression's ``coef``/``intercept`` as float64 tensors.
 ``raw_scores`` is the decision function ``((x - mean) / scale) . coef + intercept``, the same
@@ -291,8 +295,13 @@ def shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
     size = bounded_size(h, w, short=max_side, max_long=MAX_ASPECT * max_side, grow=False)
     if size == (h, w):
         return image
-    # One plane at a time: the float copy of a whole 64 MP picture is 768 MB, of a plane
-    # 256 MB; the result is the same, bit for bit.
+    return _resized(image, size)
+
+
+def _resized(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic with antialiasing, as Pillow resizes. One plane at a time: the float copy of a
+    whole 64 MP picture is 768 MB, of a plane 256 MB; the result is the same, bit for bit."""
+    h, w = image.shape[-2:]
     planes = image.reshape(-1, 1, h, w)
     out = torch.empty(planes.shape[0], 1, *size, dtype=torch.uint8)
     for i in range(planes.shape[0]):
@@ -311,23 +320,11 @@ def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
 
 def rescale(image: torch.Tensor, factor: float) -> torch.Tensor:
     """A uint8 picture resized by ``factor`` <= 1 (bicubic with antialiasing, each side
-    rounded, at least 1 px), one plane at a time as :func:`shrink`."""
+    rounded, at least 1 px); ``factor`` 1 gives the picture itself."""
     if factor == 1.0:
         return image
     h, w = image.shape[-2:]
-    size = (max(1, round(h * factor)), max(1, round(w * factor)))
-    planes = image.reshape(-1, 1, h, w)
-    out = torch.empty(planes.shape[0], 1, *size, dtype=torch.uint8)
-    for i in range(planes.shape[0]):
-        x = F.interpolate(
-            planes[i : i + 1].float(),
-            size=size,
-            mode="bicubic",
-            antialias=True,
-            align_corners=False,
-        )
-        out[i] = x.round().clamp(0, 255).to(torch.uint8)[0]
-    return out.reshape(*image.shape[:-2], *size)
+    return _resized(image, (max(1, round(h * factor)), max(1, round(w * factor))))
 
 
 def multiscale_features(
@@ -339,8 +336,8 @@ def multiscale_features(
     """:func:`spectral_features` of each picture at each of ``scales`` (factors <= 1 of its
     size, :func:`rescale`), side by side in that order. A JPEG 75 re-encoding wipes out most
     traces above a quarter of the sampling rate; halving the picture brings the ones below it
-    into the bands the features measure finely (on the wild set, nested CV chose the picture
-    and its half over the picture alone in every leave-one-family-out fold)."""
+    into the bands the features measure finely (on the wild set the inner CV of each of 57
+    grouped folds took the half, never the picture alone: bench/results/detector_default.md)."""
     scales = _check_scales(scales)
     imgs = [_as_chw(img, i) for i, img in enumerate(images)]
     return np.concatenate(

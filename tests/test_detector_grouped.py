@@ -379,8 +379,9 @@ def test_reference_chooses_how_many_scales_by_the_inner_cv():
     assert one[-1].coef_.shape == (1, 2)
     with pytest.raises(ValueError, match="leading part"):
         spectral_reference(((1.0,), (0.5,)), width=2)
-    with pytest.raises(ValueError, match="width"):
-        spectral_reference(((1.0,), (1.0, 0.5)))
+    for no_width in (((1.0,), (1.0, 0.5)), ((1.0, 0.5),)):
+        with pytest.raises(ValueError, match="width"):
+            spectral_reference(no_width)
 
 
 def test_residual_features_shape_symmetry_and_invariance():

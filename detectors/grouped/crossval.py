@@ -79,8 +79,8 @@ def spectral_reference(scales: Sequence[Sequence[float]] = ((1.0,),), width: int
     for option in scales:
         if tuple(option) != tuple(longest[: len(option)]):
             raise ValueError(f"scales {list(option)} is not a leading part of {list(longest)}")
-    if len(scales) > 1 and width < 1:
-        raise ValueError("several scale options need the width of one block of features")
+    if len(longest) > 1 and width < 1:
+        raise ValueError("features at several scales need the width of one block of features")
 
     def make(C, scales=scales[0]):
         steps = [StandardScaler(), LogisticRegression(C=C, max_iter=5000)]
