@@ -58,13 +58,19 @@ class Calibration(JsonResult):
 
 
 def fit_calibration(
-    raw: np.ndarray, labels: np.ndarray, *, target_fpr: float = 0.05
+    raw: np.ndarray,
+    labels: np.ndarray,
+    *,
+    target_fpr: float = 0.05,
+    groups: np.ndarray | None = None,
 ) -> Calibration:
     """Temperature and bias by logistic regression of the labels on the raw scores (Platt
     scaling, which is temperature scaling with a shift), then the threshold: the smallest
-    probability that at most ``target_fpr`` of the real (label 0) images reach. Probabilities
-    below the real images' median are ``likely_real``; between that and the threshold,
-    ``uncertain``."""
+    probability that at most ``target_fpr`` of the real (label 0) images reach. With
+    ``groups`` (one name a score, e.g. the condition a picture was scored under) it is the
+    strictest of the groups' thresholds, so that each group keeps ``target_fpr``.
+    Probabilities below the real images' median are ``likely_real``; between that and the
+    threshold, ``uncertain``."""
     from sklearn.linear_model import LogisticRegression
 
     raw = np.asarray(raw, np.float64).reshape(-1, 1)
@@ -77,12 +83,27 @@ def fit_calibration(
         raise ValueError("the detector's scores do not separate the classes on validation data")
     cal = Calibration(temperature=1.0 / slope, bias=-intercept / slope)
     p = cal.probability(raw[:, 0])
-    real = np.sort(p[labels == 0])
-    # The threshold sits just above the real score that (1 - target_fpr) of reals stay under.
-    k = math.floor(len(real) * (1 - target_fpr))
-    threshold = float(np.nextafter(real[min(k, len(real) - 1)], 1.0)) if k < len(real) else 1.0
-    uncertain_below = min(float(np.median(real)), threshold)
+    real = labels == 0
+    if groups is None:
+        threshold = real_quantile_threshold(p[real], target_fpr)
+    else:
+        groups = np.asarray(groups)
+        if len(groups) != len(labels):
+            raise ValueError(f"{len(groups)} groups for {len(labels)} scores")
+        threshold = max(
+            real_quantile_threshold(p[real & (groups == g)], target_fpr)
+            for g in np.unique(groups[real])
+        )
+    uncertain_below = min(float(np.median(p[real])), threshold)
     return replace(cal, threshold=threshold, target_fpr=target_fpr, uncertain_below=uncertain_below)
+
+
+def real_quantile_threshold(real_probabilities: np.ndarray, target_fpr: float) -> float:
+    """The smallest probability that at most ``target_fpr`` of these real pictures reach:
+    just above the one that (1 - target_fpr) of them stay under."""
+    real = np.sort(np.asarray(real_probabilities, np.float64))
+    k = math.floor(len(real) * (1 - target_fpr))
+    return float(np.nextafter(real[min(k, len(real) - 1)], 1.0)) if k < len(real) else 1.0
 
 
 def calibrate(detector: Detector, data: TrainingSet, target_fpr: float) -> Detector:

@@ -364,6 +364,25 @@ def test_cross_validation_chooses_and_calibrates_on_the_view_asked():
         cross_validated_scores(spy, {"a": a}, recs, folds, choose_view="c")
 
 
+def test_cross_validation_calibrates_on_several_views_at_once():
+    # view "b" shifts the real pictures' scores up: calibrated on "a" alone a fold's threshold
+    # lets more of b's real pictures through than one calibrated on both
+    recs = _records()
+    rng = np.random.default_rng(3)
+    labels = np.array([r.label for r in recs])
+    a = np.c_[np.arange(len(recs)), labels + rng.normal(0, 0.7, len(recs))]
+    b = a + np.c_[np.zeros(len(recs)), 0.8 * (labels == 0)]
+    spy = Trainable("spy", _Spy, ({"flip": False},))
+    folds = family_folds(recs)
+    one = cross_validated_scores(spy, {"a": a, "b": b}, recs, folds, target_fpr=0.05)
+    both = cross_validated_scores(spy, {"a": a, "b": b}, recs, folds, target_fpr=0.05,
+                                  calibrate_views=["a", "b"])  # fmt: skip
+    real = labels == 0
+    assert both.flagged["b"][real].mean() < one.flagged["b"][real].mean()
+    with pytest.raises(ValueError, match="calibrate_views"):
+        cross_validated_scores(spy, {"a": a}, recs, folds, calibrate_views=["c"])
+
+
 def test_reference_chooses_how_many_scales_by_the_inner_cv():
     # blocks of 2 columns, one a scale: the first block is noise, the second separates the
     # classes; the inner CV must take both blocks, and a model on one block sees one only

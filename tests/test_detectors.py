@@ -35,6 +35,26 @@ def test_calibration_threshold_keeps_the_false_positive_rate():
         fit_calibration(raw[:10], np.zeros(10))
 
 
+def test_calibration_by_groups_keeps_the_rate_in_each_group():
+    # real scores of group "b" sit higher (a condition that looks more generated): one pooled
+    # threshold would let too many of them through; the strictest of the groups' does not
+    rng = np.random.default_rng(1)
+    real_a, real_b = rng.normal(-1, 1, 1000), rng.normal(0, 1, 1000)
+    raw = np.concatenate([real_a, real_b, rng.normal(1.5, 1, 2000)])
+    labels = np.array([0] * 2000 + [1] * 2000)
+    groups = np.array(["a"] * 1000 + ["b"] * 1000 + ["a", "b"] * 1000)
+    pooled = fit_calibration(raw, labels, target_fpr=0.01)
+    strict = fit_calibration(raw, labels, target_fpr=0.01, groups=groups)
+    p = strict.probability(raw)
+    assert (strict.temperature, strict.bias) == (pooled.temperature, pooled.bias)
+    assert np.mean(pooled.probability(real_b) >= pooled.threshold) > 0.01
+    for g in ("a", "b"):
+        assert np.mean(p[(labels == 0) & (groups == g)] >= strict.threshold) <= 0.01
+    assert strict.threshold > pooled.threshold
+    with pytest.raises(ValueError, match="groups"):
+        fit_calibration(raw, labels, groups=groups[:10])
+
+
 def test_npr_residual_and_network_any_size():
     x = torch.rand(2, 3, 8, 8)
     flat = x[:, :, ::2, ::2].repeat_interleave(2, 2).repeat_interleave(2, 3)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aigcguard.detectors.base import Calibration, fit_calibration
+from aigcguard.detectors.base import Calibration, fit_calibration, real_quantile_threshold
 from aigcguard.results import NOT_JSON, JsonResult
 
 from .manifest import Record
@@ -136,15 +136,19 @@ def _fit(trainable: Trainable, setting, views, train_views, idx, labels):
     return trainable.make(**setting).fit(x, y)
 
 
-def _calibrate(raw: np.ndarray, labels: np.ndarray, target_fpr: float = TARGET_FPR) -> Calibration:
+def _calibrate(raw, labels, target_fpr=TARGET_FPR, groups=None) -> Calibration:
     try:
-        return fit_calibration(raw, labels, target_fpr=target_fpr)
+        return fit_calibration(raw, labels, target_fpr=target_fpr, groups=groups)
     except ValueError:
         # inner scores that do not separate the classes: no temperature can be fitted, so the
         # raw score goes through a plain sigmoid and the threshold still keeps target_fpr
-        p = np.sort(Calibration().probability(raw[labels == 0]))
-        k = min(int(np.floor(len(p) * (1 - target_fpr))), len(p) - 1)
-        thr = float(np.nextafter(p[k], 1.0))
+        p = Calibration().probability(raw)
+        real = labels == 0
+        keys = [None] if groups is None else np.unique(groups[real])
+        thr = max(
+            real_quantile_threshold(p[real & (True if g is None else groups == g)], target_fpr)
+            for g in keys
+        )
         return Calibration(threshold=thr, target_fpr=target_fpr, uncertain_below=min(0.5, thr))
 
 
@@ -164,10 +168,10 @@ def _inner_splits(
     return [(idx[a], idx[b]) for a, b in split]
 
 
-def _choose(trainable, views, train_views, records, idx, labels, choose_view=None):
-    """The grid setting with the best pooled inner out-of-fold AUC, and its inner scores
-    (NaN for pictures no inner model could score: an inner training set of one class is
-    passed over)."""
+def _choose(trainable, views, train_views, records, idx, labels, choose_view, calibrate_views):
+    """The grid setting with the best pooled inner out-of-fold AUC under ``choose_view``, and
+    its inner scores under that view and each of ``calibrate_views`` (NaN for pictures no
+    inner model could score: an inner training set of one class is passed over)."""
     from sklearn.metrics import roc_auc_score
 
     inner = [(tr, va) for tr, va in _inner_splits(records, idx) if len(set(labels[tr])) == 2]
@@ -177,27 +181,35 @@ def _choose(trainable, views, train_views, records, idx, labels, choose_view=Non
     scored = scored[idx]
     if len(set(labels[idx][scored].tolist())) < 2:
         raise ValueError("no inner split could score both classes: too few sources")
-    first = choose_view or train_views[0]
+    wanted = list(dict.fromkeys([choose_view, *calibrate_views]))
     best, aucs = None, []
     for setting in trainable.grid:
-        raw = np.full(len(labels), np.nan)
+        raw = {v: np.full(len(labels), np.nan) for v in wanted}
         for tr, va in inner:
             model = _fit(trainable, setting, views, train_views, tr, labels)
-            raw[va] = _raw(model, views[first][va])
-        inner_raw = raw[idx]
-        auc = float(roc_auc_score(labels[idx][scored], inner_raw[scored]))
+            for v in wanted:
+                raw[v][va] = _raw(model, views[v][va])
+        auc = float(roc_auc_score(labels[idx][scored], raw[choose_view][idx][scored]))
         aucs.append(auc)
         if best is None or auc > best[0]:
-            best = (auc, setting, inner_raw)
+            best = (auc, setting, {v: r[idx] for v, r in raw.items()})
     return best[1], best[2], tuple(aucs)
 
 
-def _nested_fit(trainable, views, records, idx, labels, train_views, choose_view, target_fpr):
+def _nested_fit(
+    trainable, views, records, idx, labels, train_views, choose_view, target_fpr,
+    calibrate_views=None,
+):  # fmt: skip
+    choose_view = choose_view or train_views[0]
+    calibrate_views = list(calibrate_views or [choose_view])
     setting, inner_raw, aucs = _choose(
-        trainable, views, train_views, records, idx, labels, choose_view
+        trainable, views, train_views, records, idx, labels, choose_view, calibrate_views
     )
-    ok = np.isfinite(inner_raw)
-    cal = _calibrate(inner_raw[ok], labels[idx][ok], target_fpr)
+    raw = np.concatenate([inner_raw[v] for v in calibrate_views])
+    lab = np.tile(labels[idx], len(calibrate_views))
+    groups = np.repeat(np.array(calibrate_views, object), len(idx))
+    ok = np.isfinite(raw)
+    cal = _calibrate(raw[ok], lab[ok], target_fpr, groups[ok] if len(calibrate_views) > 1 else None)
     model = _fit(trainable, setting, views, train_views, idx, labels)
     return model, cal, setting, aucs
 
@@ -210,6 +222,7 @@ def fit_nested(
     *,
     train_views: Sequence[str] | None = None,
     choose_view: str | None = None,
+    calibrate_views: Sequence[str] | None = None,
     target_fpr: float = TARGET_FPR,
 ):
     """What one fold of :func:`cross_validated_scores` makes of the pictures ``idx``: the
@@ -223,8 +236,9 @@ def fit_nested(
 
     with threadpool_limits(limits=FIT_THREADS):
         return _nested_fit(
-            trainable, views, records, np.asarray(idx), labels, train_views, choose_view, target_fpr
-        )
+            trainable, views, records, np.asarray(idx), labels, train_views, choose_view,
+            target_fpr, calibrate_views,
+        )  # fmt: skip
 
 
 def cross_validated_scores(
@@ -235,6 +249,7 @@ def cross_validated_scores(
     *,
     train_views: Sequence[str] | None = None,
     choose_view: str | None = None,
+    calibrate_views: Sequence[str] | None = None,
     target_fpr: float = TARGET_FPR,
     log: Callable[[str], None] | None = None,
 ) -> CrossValidated:
@@ -243,8 +258,10 @@ def cross_validated_scores(
     of them it trains on (default: the first); ``choose_view``: the view whose inner
     out-of-fold scores choose the setting and calibrate (default: the first training view;
     a model trained on random re-encodings is best calibrated on the condition it will be
-    read under); ``target_fpr``: the share of inner real pictures a fold's threshold lets
-    through."""
+    read under); ``calibrate_views``: calibrate on the inner scores of these views pooled
+    instead, the threshold the strictest of theirs, so that each keeps ``target_fpr`` (a
+    picture may reach the detector as stored, re-encoded, as a screenshot or cropped);
+    ``target_fpr``: the share of inner real pictures a fold's threshold lets through."""
     names = list(views)
     train_views = list(train_views or names[:1])
     labels = np.array([r.label for r in records], np.int64)
@@ -253,13 +270,17 @@ def cross_validated_scores(
             raise ValueError(f"view {v!r} has {len(views[v])} rows for {len(records)} records")
     if choose_view is not None and choose_view not in views:
         raise ValueError(f"choose_view {choose_view!r} is not one of the views {names}")
+    unknown = [v for v in calibrate_views or () if v not in views]
+    if unknown:
+        raise ValueError(f"calibrate_views {unknown} are not among the views {names}")
     check_folds(records, folds)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=FIT_THREADS):
         return _cross_validate(
-            trainable, views, records, folds, labels, train_views, log, choose_view, target_fpr
-        )
+            trainable, views, records, folds, labels, train_views, log, choose_view, target_fpr,
+            calibrate_views,
+        )  # fmt: skip
 
 
 def _cross_validate(
@@ -272,6 +293,7 @@ def _cross_validate(
     log,
     choose_view=None,
     target_fpr=TARGET_FPR,
+    calibrate_views=None,
 ) -> CrossValidated:
     names = list(views)
     total = {v: np.zeros(len(records)) for v in names}
@@ -280,8 +302,9 @@ def _cross_validate(
     fits = []
     for n, fold in enumerate(folds, 1):
         model, cal, setting, aucs = _nested_fit(
-            trainable, views, records, fold.train, labels, train_views, choose_view, target_fpr
-        )
+            trainable, views, records, fold.train, labels, train_views, choose_view, target_fpr,
+            calibrate_views,
+        )  # fmt: skip
         for v in names:
             p = cal.probability(_raw(model, views[v][fold.test]))
             total[v][fold.test] += p
