@@ -29,12 +29,28 @@ class TrainingError(ValueError):
 def load_folder(folder: str | Path) -> tuple[list[np.ndarray], list[str], list[str]]:
     """Every readable image under ``folder`` as H x W x 3 uint8; returns (images, names,
     errors) so a bad file, and a folder entry that is not taken (not a picture, a link
-    loop, ...), is reported, not fatal."""
+    loop, ...), is reported, not fatal. Names are relative to ``folder`` (a file's own name
+    when ``folder`` is a file): a split by name then stays put when the folder moves."""
     skipped: list[str] = []
     paths = iter_image_paths([folder], on_skip=lambda path, why: skipped.append(f"{path}: {why}"))
     loaded, failed = load_images(paths)
     images = [img.pixels.permute(1, 2, 0).numpy() for img in loaded]
-    return images, [img.source for img in loaded], [*skipped, *(str(e) for e in failed)]
+    base = Path(folder) if Path(folder).is_dir() else Path(folder).parent
+    return (
+        images,
+        [_relative(img.source, base) for img in loaded],
+        [
+            *skipped,
+            *(str(e) for e in failed),
+        ],
+    )
+
+
+def _relative(source: str | Path, base: Path) -> str:
+    try:
+        return Path(source).relative_to(base).as_posix()
+    except ValueError:
+        return Path(source).name
 
 
 def read_cifake(path: str | Path) -> tuple[list[np.ndarray], np.ndarray, list[str]]:

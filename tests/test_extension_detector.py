@@ -60,12 +60,27 @@ def _folders(tmp_path):
     """Dark real pictures, bright generated ones (the classes overlap pixel by pixel)."""
     rng = np.random.default_rng(0)
     real, fake = tmp_path / "real", tmp_path / "fake"
-    real.mkdir()
+    real.mkdir(parents=True)
     fake.mkdir()
     for i in range(40):
         Image.fromarray(rng.integers(0, 150, (16, 16, 3), dtype=np.uint8)).save(real / f"{i}.png")
         Image.fromarray(rng.integers(90, 256, (16, 16, 3), dtype=np.uint8)).save(fake / f"{i}.png")
     return real, fake
+
+
+def test_the_split_stays_put_when_the_folders_move(tmp_path, monkeypatch):
+    real, fake = _folders(tmp_path / "here")
+    first = load_training_set(real, fake, val_fraction=0.15)
+    moved = tmp_path / "elsewhere" / "deeper"
+    moved.parent.mkdir()
+    (tmp_path / "here").rename(moved)
+    again = load_training_set(moved / "real", moved / "fake", val_fraction=0.15)
+    monkeypatch.chdir(moved)
+    relative = load_training_set("real", "fake", val_fraction=0.15)
+    for other in (again, relative):
+        np.testing.assert_array_equal(first.val, other.val)
+        np.testing.assert_array_equal(first.train, other.train)
+    assert set(first.labels[first.val].tolist()) == {0, 1}
 
 
 def test_a_toy_detector_kind_trains_through_the_library_and_the_cli(tmp_path):
