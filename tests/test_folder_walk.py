@@ -313,7 +313,7 @@ def test_detector_training_folders_report_what_they_skip(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "loop").symlink_to(".")
     images, names, errors = load_folder(tmp_path)
-    assert names == [str(tmp_path / "a.png")] and len(images) == 1
+    assert names == ["a.png"] and len(images) == 1  # relative to the folder given
     assert sorted(errors) == [
         f"{tmp_path / 'loop'}: symbolic link loop",
         f"{tmp_path / 'notes.txt'}: not a picture (.txt)",
