@@ -83,25 +83,33 @@ def fit_calibration(
         raise ValueError("the detector's scores do not separate the classes on validation data")
     cal = Calibration(temperature=1.0 / slope, bias=-intercept / slope)
     p = cal.probability(raw[:, 0])
-    real = labels == 0
-    if groups is None:
-        threshold = real_quantile_threshold(p[real], target_fpr)
-    else:
-        groups = np.asarray(groups)
-        if len(groups) != len(labels):
-            raise ValueError(f"{len(groups)} groups for {len(labels)} scores")
-        threshold = max(
-            real_quantile_threshold(p[real & (groups == g)], target_fpr)
-            for g in np.unique(groups[real])
-        )
-    uncertain_below = min(float(np.median(p[real])), threshold)
+    threshold = real_quantile_threshold(p, labels, target_fpr, groups)
+    uncertain_below = min(float(np.median(p[labels == 0])), threshold)
     return replace(cal, threshold=threshold, target_fpr=target_fpr, uncertain_below=uncertain_below)
 
 
-def real_quantile_threshold(real_probabilities: np.ndarray, target_fpr: float) -> float:
-    """The smallest probability that at most ``target_fpr`` of these real pictures reach:
-    just above the one that (1 - target_fpr) of them stay under."""
-    real = np.sort(np.asarray(real_probabilities, np.float64))
+def real_quantile_threshold(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    target_fpr: float,
+    groups: np.ndarray | None = None,
+) -> float:
+    """The smallest probability that at most ``target_fpr`` of the real (label 0) pictures
+    reach: just above the one that (1 - target_fpr) of them stay under. With ``groups``, the
+    strictest of the groups' own thresholds."""
+    p, real = np.asarray(probabilities, np.float64), np.asarray(labels) == 0
+    if groups is None:
+        return _quantile_threshold(p[real], target_fpr)
+    groups = np.asarray(groups)
+    if len(groups) != len(p):
+        raise ValueError(f"{len(groups)} groups for {len(p)} scores")
+    return max(
+        _quantile_threshold(p[real & (groups == g)], target_fpr) for g in np.unique(groups[real])
+    )
+
+
+def _quantile_threshold(real: np.ndarray, target_fpr: float) -> float:
+    real = np.sort(real)
     k = math.floor(len(real) * (1 - target_fpr))
     return float(np.nextafter(real[min(k, len(real) - 1)], 1.0)) if k < len(real) else 1.0
 

@@ -142,13 +142,7 @@ def _calibrate(raw, labels, target_fpr=TARGET_FPR, groups=None) -> Calibration:
     except ValueError:
         # inner scores that do not separate the classes: no temperature can be fitted, so the
         # raw score goes through a plain sigmoid and the threshold still keeps target_fpr
-        p = Calibration().probability(raw)
-        real = labels == 0
-        keys = [None] if groups is None else np.unique(groups[real])
-        thr = max(
-            real_quantile_threshold(p[real & (True if g is None else groups == g)], target_fpr)
-            for g in keys
-        )
+        thr = real_quantile_threshold(Calibration().probability(raw), labels, target_fpr, groups)
         return Calibration(threshold=thr, target_fpr=target_fpr, uncertain_below=min(0.5, thr))
 
 
