@@ -76,6 +76,14 @@ class MissingDataError(SystemExit):
     pass
 
 
+def wild_manifest(wild: Path) -> Path:
+    """``wild``'s manifest.csv; a clear exit (status 1) when the shared wild set is not there."""
+    path = Path(wild) / "manifest.csv"
+    if not path.is_file():
+        raise MissingDataError(f"{path} is missing: the shared wild set (set AIGC_WILD_DIR)")
+    return path
+
+
 def kodak_available() -> bool:
     return KODAK_DIR.is_dir() and any(KODAK_DIR.glob("*.png"))
 

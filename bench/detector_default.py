@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 from detector_wild import CACHE, git_commit
+from train_spectral_wild import feature_settings, features
 
 from aigcguard.detectors.grouped import (
     clopper_pearson,
@@ -68,8 +69,6 @@ from aigcguard.detectors.spectral import (
     FEATURE_DIM,
     FEATURE_VERSION,
     SCALE_CHOICES,
-    multiscale_features,
-    shrink,
 )
 from aigcguard.perturb import CONDITIONS, PLATFORM_LONG_SIDE, PLATFORM_QUALITY
 
@@ -78,14 +77,6 @@ TRAIN_VIEWS = ("as stored", "platform")
 #: the default's threshold keeps TARGET_FPR of the inner real pictures under each of these
 CALIBRATE_ON = ("as stored", "platform", "screenshot", "crop 50%")
 VERSION = "default-v1"  # of the cached features
-WIDTH = CHANNELS["ycbcr"] * FEATURE_DIM
-LONGEST = max(SCALE_CHOICES, key=len)
-
-
-def features(images):
-    return multiscale_features(
-        [shrink(im, 512) for im in images], scales=LONGEST, max_tiles=64, channels="ycbcr"
-    )
 
 
 def platform_file_metadata(path: Path) -> np.ndarray:
@@ -103,7 +94,7 @@ def platform_file_metadata(path: Path) -> np.ndarray:
         return file_metadata(f.name).vector()
 
 
-def compute(manifest, log) -> dict:
+def compute(manifest, base, log) -> dict:
     text = "\n".join(f"{r.file},{r.path.stat().st_size}" for r in manifest.records)
     key = hashlib.sha256(f"{text}|{VERSION}|{FEATURE_VERSION}".encode()).hexdigest()[:12]
     path = CACHE / f"detector_default_{key}.npz"
@@ -111,7 +102,9 @@ def compute(manifest, log) -> dict:
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     t0 = time.perf_counter()
-    scored = score_records(manifest.records, {"features": features}, CONDITIONS)
+    scored = score_records(
+        manifest.records, {"features": lambda images: features(images, base)}, CONDITIONS
+    )
     if scored.skipped or len(scored.records) != len(manifest.records):
         raise SystemExit("unreadable pictures:\n" + "\n".join(scored.skipped))
     out = {f"features|{c}": scored.values[("features", c)] for c in CONDITIONS}
@@ -124,11 +117,12 @@ def compute(manifest, log) -> dict:
     return out
 
 
-def run(data, records, log) -> dict:
+def run(data, records, base, log) -> dict:
     """{(model, folds): CrossValidated}"""
+    width = CHANNELS[base.channels] * FEATURE_DIM  # one scale's block of columns
     views = {c: data[f"features|{c}"] for c in CONDITIONS}
-    one = {c: v[:, :WIDTH] for c, v in views.items()}
-    two = spectral_reference(SCALE_CHOICES, width=WIDTH)
+    one = {c: v[:, :width] for c, v in views.items()}
+    two = spectral_reference(SCALE_CHOICES, width=width)
     plan = {
         "default": (two, views, TRAIN_VIEWS, CALIBRATE_ON),
         "default, as-stored threshold": (two, views, TRAIN_VIEWS, None),
@@ -155,7 +149,7 @@ def run(data, records, log) -> dict:
     return out
 
 
-def speed(manifest, repeat: int = 3) -> dict:
+def speed(manifest, base, repeat: int = 3) -> dict:
     """ms a 1024 x 1024 picture (shrunk to 512 as the detector does) at one scale and at the
     default's scales, median of ``repeat`` passes over 16 pictures."""
     rng = np.random.default_rng(0)
@@ -172,7 +166,7 @@ def speed(manifest, repeat: int = 3) -> dict:
         for _ in range(repeat):
             t0 = time.perf_counter()
             for p in pics:
-                multiscale_features([shrink(p, 512)], scales=scales, max_tiles=64, channels="ycbcr")
+                features([p], base, scales)
             times.append((time.perf_counter() - t0) / len(pics) * 1000)
         out[", ".join(f"{s:g}" for s in scales)] = float(np.median(times))
     return out
@@ -308,10 +302,7 @@ def main() -> int:
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=common.RESULTS_DIR / "detector_default.md")
     args = ap.parse_args()
-    manifest_path = args.wild / "manifest.csv"
-    if not manifest_path.is_file():
-        print(f"error: {manifest_path} is missing (the shared wild set)", file=sys.stderr)
-        return 1
+    manifest_path = common.wild_manifest(args.wild)
     torch.set_grad_enabled(False)
     t0 = time.perf_counter()
 
@@ -319,9 +310,10 @@ def main() -> int:
         print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
     manifest = load_manifest(manifest_path)
-    data = compute(manifest, log)
-    cvs = run(data, manifest.records, log)
-    ms = speed(manifest)
+    base = feature_settings()
+    data = compute(manifest, base, log)
+    cvs = run(data, manifest.records, base, log)
+    ms = speed(manifest, base)
     md = report(manifest, data, cvs, ms, args.boot, time.perf_counter() - t0)
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(md)

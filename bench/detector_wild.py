@@ -256,9 +256,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
-    manifest_path = args.wild / "manifest.csv"
-    if not manifest_path.is_file():
-        raise common.MissingDataError(f"{manifest_path} not found (set AIGC_WILD_DIR)")
+    manifest_path = common.wild_manifest(args.wild)
     busy = common.busy_warning()
     manifest = sample(load_manifest(manifest_path), args.sample)
     if manifest.skipped:

@@ -61,6 +61,25 @@ VIEWS = ("as stored", "platform")
 CALIBRATE_ON = ("as stored", "platform", "screenshot", "crop 50%")
 TARGET_FPR = 0.01
 MIN_SIDE = 128
+LONGEST = max(SCALE_CHOICES, key=len)
+
+
+def feature_settings() -> SpectralDetector:
+    """The shipped ``spectral`` detector: its feature settings (tile, tiles, planes, the
+    512 px short side), not its classifier, are the default's."""
+    return api.load("spectral", device="cpu")
+
+
+def features(images, base: SpectralDetector, scales=LONGEST) -> np.ndarray:
+    """The default's features of ``images`` at ``scales`` (by default every scale its nested
+    CV may choose; a choice is a leading block of columns), with ``base``'s settings."""
+    return multiscale_features(
+        [shrink(im, base.max_side) for im in images],
+        scales=scales,
+        tile=base.tile,
+        max_tiles=base.max_tiles,
+        channels=base.channels,
+    )
 
 
 def main() -> int:
@@ -68,27 +87,15 @@ def main() -> int:
     ap.add_argument("--wild", type=Path, default=common.WILD_DIR)
     ap.add_argument("--out", type=Path, default=common.ROOT / "data" / "detector_spectral_wild.pt")
     args = ap.parse_args()
-    manifest_path = args.wild / "manifest.csv"
-    if not manifest_path.is_file():
-        print(f"error: {manifest_path} is missing (the shared wild set)", file=sys.stderr)
-        return 1
+    manifest_path = common.wild_manifest(args.wild)
     torch.set_grad_enabled(False)
     t0 = time.perf_counter()
     manifest = load_manifest(manifest_path)
-    base = api.load("spectral", device="cpu")  # its feature settings, not its classifier
-    longest = max(SCALE_CHOICES, key=len)
-
-    def features(images):
-        return multiscale_features(
-            [shrink(im, base.max_side) for im in images],
-            scales=longest,
-            tile=base.tile,
-            max_tiles=base.max_tiles,
-            channels=base.channels,
-        )
-
+    base = feature_settings()
     scored = score_records(
-        manifest.records, {"features": features}, {v: CONDITIONS[v] for v in CALIBRATE_ON}
+        manifest.records,
+        {"features": lambda images: features(images, base)},
+        {v: CONDITIONS[v] for v in CALIBRATE_ON},
     )
     if scored.skipped:
         raise SystemExit("unreadable pictures:\n" + "\n".join(scored.skipped))
