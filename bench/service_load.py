@@ -1,7 +1,7 @@
 """The HTTP service under load, and under malformed requests.
 
     python bench/service_load.py [--clients 50] [--seconds 60] [--malformed 1000]
-        [--workers 1] [--queue-length 4] [--out FILE.md]
+        [--workers auto] [--queue-length 4] [--out FILE.md]
 
 Starts `aigc serve` in its own process on a free loopback port (a config with the given
 ``workers`` and ``queue_length``, public watermark key, the default detector), waits for
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import socket
 import statistics
@@ -44,6 +45,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
+
+from aigcguard.service.http import ServiceConfig
+from aigcguard.service.http.server import worker_count
 
 #: run the `aigc` command in a child process, whatever its script's path
 SERVE = "from aigcguard.cli import main; main()"
@@ -270,7 +274,9 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--malformed", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument(
+        "--workers", default="auto", help='"auto" (the default: one a core on the CPU) or a number'
+    )
     ap.add_argument("--queue-length", type=int, default=4)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -286,7 +292,11 @@ def main() -> int:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     config = Path(tempfile.mkdtemp()) / "service.toml"
-    config.write_text(f"[service]\nworkers = {args.workers}\nqueue_length = {args.queue_length}\n")
+    workers = args.workers if args.workers == "auto" else int(args.workers)
+    n = worker_count(ServiceConfig(workers=workers), "cpu")
+    shown = f'"auto" ({n})' if workers == "auto" else str(n)
+    setting = json.dumps(workers)  # a TOML string or number
+    config.write_text(f"[service]\nworkers = {setting}\nqueue_length = {args.queue_length}\n")
     server = subprocess.Popen(
         [
             sys.executable,
@@ -325,7 +335,7 @@ def main() -> int:
             "errors | accepted per s | accepted p50 / p95 / p99 (s) "
             "| refused p50 / p95 / p99 (s) |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            f"| {args.workers} | {args.queue_length} | {args.clients} | {wall:.0f} | "
+            f"| {shown} | {args.queue_length} | {args.clients} | {wall:.0f} | "
             f"{len(accepted)} | {len(refused)} | {errors} | {len(accepted) / wall:.2f} | "
             f"{_quantiles(accepted).replace(' | ', ' / ')} | "
             f"{_quantiles(refused).replace(' | ', ' / ')} |",

@@ -146,15 +146,42 @@ def test_the_load_bench_clients_speak_http_to_the_service(serve):  # noqa: F811
 
 
 def test_workers_and_queue_length_settings(tmp_path):
-    assert ServiceConfig().workers == 1 and ServiceConfig().queue_length == 4
+    assert ServiceConfig().workers == "auto" and ServiceConfig().queue_length == 4
     assert ServiceConfig(queue_length=0).queue_length == 0
-    for bad in ({"workers": 0}, {"workers": True}, {"queue_length": -1}, {"queue_length": 1.5}):
+    bad_values = (
+        {"workers": 0}, {"workers": True}, {"workers": "many"}, {"workers": 1.5},
+        {"queue_length": -1}, {"queue_length": 1.5},
+    )  # fmt: skip
+    for bad in bad_values:
         with pytest.raises(ValueError, match=next(iter(bad))):
             ServiceConfig(**bad)
     cfg = tmp_path / "service.toml"
     cfg.write_text("[service]\nworkers = 3\nqueue_length = 0\n")
     loaded = ServiceConfig.load(cfg)
     assert (loaded.workers, loaded.queue_length) == (3, 0)
+    cfg.write_text('[service]\nworkers = "auto"\n')
+    assert ServiceConfig.load(cfg).workers == "auto"
+
+
+def test_auto_workers_one_a_core_on_the_cpu_capped_and_one_on_a_gpu(monkeypatch):
+    from aigcguard.service.http import server
+
+    assert server.worker_count(ServiceConfig(workers=3), "cpu") == 3
+    for cores, want in ((1, 1), (2, 2), (6, 6), (64, server.MAX_AUTO_WORKERS)):
+        monkeypatch.setattr(server, "usable_cores", lambda n=cores: n)
+        assert server.worker_count(ServiceConfig(), "cpu") == want
+    # a GPU is shared by one process; asking for one that is not there is still an error
+    monkeypatch.setattr(server, "usable_cores", lambda: 16)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    assert server.worker_count(ServiceConfig(), "cuda") == 1
+    assert server.worker_count(ServiceConfig(), "auto") == 1
+    assert server.worker_count(ServiceConfig(workers=2), "cuda") == 2
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(server, "usable_cores", lambda: 4)
+    assert server.worker_count(ServiceConfig(), "auto") == 4
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        server.worker_count(ServiceConfig(), "cuda")
 
 
 def _children(pid: int) -> list[int]:

@@ -32,15 +32,18 @@ DEFAULTS = {
     "request_timeout": 60.0,
     # open connections at once; above, uvicorn answers 503 to new requests
     "max_connections": 1000,
-    # Processes serving requests, each with its own models (loaded once) and its own queue.
-    "workers": 1,
+    # Processes serving requests, each with its own models (loaded once) and its own queue;
+    # "auto": one a usable core on the CPU (at most 8), one on a GPU (server.worker_count).
+    # On the 2-core machine one worker with both cores' threads accepted 9.7 checks a second
+    # under 50 clients, two workers of one thread each 18.3 to 18.9 (docs/service.md).
+    "workers": "auto",
     # Requests a worker admits to wait while one is checked; the next gets 503 with
     # Retry-After at once, before its body is read. 50 clients on one unbounded worker
     # waited 25 s at p50 (docs/service.md): a client is better told to come back.
     "queue_length": 4,
 }
 
-_POSITIVE_INTS = ("max_body_bytes", "max_pixels", "max_batch", "max_connections", "workers")
+_POSITIVE_INTS = ("max_body_bytes", "max_pixels", "max_batch", "max_connections")
 _SECONDS = ("header_timeout", "body_timeout", "request_timeout")
 
 
@@ -63,7 +66,7 @@ class ServiceConfig:
     body_timeout: float = DEFAULTS["body_timeout"]
     request_timeout: float = DEFAULTS["request_timeout"]
     max_connections: int = DEFAULTS["max_connections"]
-    workers: int = DEFAULTS["workers"]
+    workers: int | str = DEFAULTS["workers"]
     queue_length: int = DEFAULTS["queue_length"]
 
     def __post_init__(self):
@@ -130,6 +133,9 @@ def _problem(c: ServiceConfig) -> str | None:
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             return f"{name} must be a whole number above 0, not {value!r}"
+    w = c.workers
+    if w != "auto" and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+        return f'workers must be "auto" or a whole number above 0, not {w!r}'
     q = c.queue_length
     if isinstance(q, bool) or not isinstance(q, int) or q < 0:
         return f"queue_length must be a whole number, 0 or more, not {q!r}"
