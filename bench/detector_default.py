@@ -11,16 +11,18 @@ as stored and of the JPEG a platform would serve (long side at most 1024, JPEG 7
 cached in bench/cache/.
 
 Models, each retrained per fold by :func:`aigcguard.detectors.grouped.cross_validated_scores`
-(settings and calibration from the inner 4-fold CV of whole sources; thresholds at 1% of the
-inner real pictures; trained on *as stored* and *platform* alike):
+(settings and calibration from the inner 4-fold CV of whole sources, chosen on the inner
+scores *as stored*; thresholds at 1% of the inner real pictures):
 
-- ``default``: what bench/train_spectral_wild.py ships, the inner CV choosing C and the scales
-  from :data:`aigcguard.detectors.spectral.SCALE_CHOICES`; calibrated on the inner scores under
-  all four conditions, its threshold the strictest of the four conditions' 1% thresholds;
-- ``default, as-stored threshold``: the same, calibrated on the inner scores as stored only
-  (family folds only);
-- ``one scale``: the previous default's recipe, the picture's own scale only, its threshold
-  from the scores as stored;
+- ``default``: what bench/train_spectral_wild.py ships, the inner CV choosing C, the scales
+  from :data:`aigcguard.detectors.spectral.SCALE_CHOICES` and the conditions to train on
+  (:data:`TRAIN_CHOICES`: *as stored* and *platform*, or all four); calibrated on the inner
+  scores under all four conditions, its threshold the strictest of the four conditions' 1%
+  thresholds;
+- ``previous default``: the same, always trained on *as stored* and *platform* (what shipped
+  before; family folds only);
+- ``one scale``: the recipe before that, the picture's own scale only, trained on *as stored*
+  and *platform*, its threshold from the scores as stored;
 - ``shortcut``: gradient-boosted trees on file metadata, as stored; ``shortcut, platform``: the
   same on the metadata of the platform's files (trained and tested on them).
 
@@ -50,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 from detector_wild import CACHE, git_commit
-from train_spectral_wild import feature_settings, features
+from train_spectral_wild import CALIBRATE_ON, TRAIN_CHOICES, feature_settings, features
 
 from aigcguard.detectors.grouped import (
     clopper_pearson,
@@ -73,9 +75,8 @@ from aigcguard.detectors.spectral import (
 from aigcguard.perturb import CONDITIONS, PLATFORM_LONG_SIDE, PLATFORM_QUALITY
 
 TARGET_FPR = 0.01
-TRAIN_VIEWS = ("as stored", "platform")
-#: the default's threshold keeps TARGET_FPR of the inner real pictures under each of these
-CALIBRATE_ON = ("as stored", "platform", "screenshot", "crop 50%")
+#: what the previous default and the one-scale recipe train on
+TRAIN_VIEWS = TRAIN_CHOICES[0]
 VERSION = "default-v1"  # of the cached features
 
 
@@ -123,27 +124,26 @@ def run(data, records, base, log) -> dict:
     views = {c: data[f"features|{c}"] for c in CONDITIONS}
     one = {c: v[:, :width] for c, v in views.items()}
     two = spectral_reference(SCALE_CHOICES, width=width)
-    plan = {
-        "default": (two, views, TRAIN_VIEWS, CALIBRATE_ON),
-        "default, as-stored threshold": (two, views, TRAIN_VIEWS, None),
-        "one scale": (spectral_reference(), one, TRAIN_VIEWS, None),
-        "shortcut": (shortcut_baseline(), {"as stored": data["metadata|as stored"]}, None, None),
-        "shortcut, platform": (
-            shortcut_baseline(),
-            {"platform": data["metadata|platform"]},
-            None,
-            None,
+    plan = {  # name: trainable, views, train_views, calibrate_views, train_view_choices
+        "default": (two, views, None, CALIBRATE_ON, TRAIN_CHOICES),
+        "previous default": (two, views, TRAIN_VIEWS, CALIBRATE_ON, None),
+        "one scale": (spectral_reference(), one, TRAIN_VIEWS, None, None),
+        "shortcut": (
+            shortcut_baseline(), {"as stored": data["metadata|as stored"]}, None, None, None
         ),
-    }
+        "shortcut, platform": (
+            shortcut_baseline(), {"platform": data["metadata|platform"]}, None, None, None
+        ),
+    }  # fmt: skip
     out = {}
     for by, folds in (("family", family_folds(records)), ("source", source_folds(records))):
-        for name, (trainable, v, train, calibrate) in plan.items():
+        for name, (trainable, v, train, calibrate, choices) in plan.items():
             if by == "source" and name not in ("default", "one scale"):
                 continue
             t0 = time.perf_counter()
             out[(name, by)] = cross_validated_scores(
                 trainable, v, records, folds, train_views=train, calibrate_views=calibrate,
-                target_fpr=TARGET_FPR,
+                train_view_choices=choices, target_fpr=TARGET_FPR, log=log,
             )  # fmt: skip
             log(f"{name}, {by} folds: {time.perf_counter() - t0:.0f} s")
     return out
@@ -244,7 +244,8 @@ def report(manifest, data, cvs, ms, boot, seconds) -> str:
         d, s = fam[("default", c)].row("all").auc.value, fam[(short, c)].row("all").auc.value
         gaps.append([c, f"{d:.3f}", f"{s:.3f}", f"{d - s:+.3f}"])
     chosen = Counter(
-        f"C {f.setting['C']:g}, scales {', '.join(f'{s:g}' for s in f.setting['scales'])}"
+        f"C {f.setting['C']:g}, scales {', '.join(f'{s:g}' for s in f.setting['scales'])}, "
+        f"trained on {', '.join(f.setting['train_views'])}"
         for (name, _), cv in cvs.items() if name == "default" for f in cv.fits
     )  # fmt: skip
     info = common.machine_info()

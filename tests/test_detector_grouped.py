@@ -25,6 +25,7 @@ from aigcguard.detectors.grouped import (
     evaluate_scores,
     family_folds,
     family_of,
+    fit_nested,
     file_metadata,
     grouped_metrics,
     load_manifest,
@@ -381,6 +382,35 @@ def test_cross_validation_calibrates_on_several_views_at_once():
     assert both.flagged["b"][real].mean() < one.flagged["b"][real].mean()
     with pytest.raises(ValueError, match="calibrate_views"):
         cross_validated_scores(spy, {"a": a}, recs, folds, calibrate_views=["c"])
+
+
+def test_cross_validation_chooses_the_views_to_train_on():
+    # view "a" separates the classes, view "n" the other way round: offered training on "n"
+    # or on "a", chosen under "a", every fold must train on "a" (and its model scores "a" well)
+    from sklearn.linear_model import LogisticRegression
+
+    recs = _records()
+    rng = np.random.default_rng(4)
+    labels = np.array([r.label for r in recs])
+    a = (labels + rng.normal(0, 0.5, len(recs)))[:, None]
+    n = -(labels + rng.normal(0, 0.5, len(recs)))[:, None]
+    lr = Trainable("lr", lambda C: LogisticRegression(C=C), ({"C": 1.0},))
+    folds = family_folds(recs)
+    cv = cross_validated_scores(
+        lr, {"a": a, "n": n}, recs, folds, choose_view="a", train_view_choices=[["n"], ["a"]]
+    )
+    assert all(f.setting == {"C": 1.0, "train_views": ("a",)} for f in cv.fits)
+    assert all(len(f.inner_auc) == 2 for f in cv.fits)  # both choices were tried
+    assert np.mean(cv.scores["a"][labels == 1]) > np.mean(cv.scores["a"][labels == 0])
+    # the recipe that ships (fit_nested on every picture) makes the same choice
+    model, _, setting, _ = fit_nested(
+        lr, {"a": a, "n": n}, recs, np.arange(len(recs)), choose_view="a",
+        train_view_choices=[["n"], ["a"]],
+    )  # fmt: skip
+    assert setting["train_views"] == ("a",) and model.coef_[0, 0] > 0
+    for bad, match in (([["c"]], "train_view_choices"), ([[]], "at least one view")):
+        with pytest.raises(ValueError, match=match):
+            cross_validated_scores(lr, {"a": a}, recs, folds, train_view_choices=bad)
 
 
 def test_reference_chooses_how_many_scales_by_the_inner_cv():

@@ -13,7 +13,8 @@ detector train`` calibrates on its validation split: the test fold never touches
 Features come as one matrix per *view* (the same pictures under a condition of
 :data:`aigcguard.perturb.CONDITIONS`): the model trains on the rows of every view in
 ``train_views`` (both classes alike), chooses and calibrates on the first of them, and scores
-the test pictures under every view given.
+the test pictures under every view given. With ``train_view_choices`` the inner CV also
+chooses which views to train on, as one more part of the setting (``"train_views"``).
 """
 
 from __future__ import annotations
@@ -130,10 +131,23 @@ class CrossValidated(JsonResult):
     fits: tuple[FoldFit, ...] = ()
 
 
+#: the part of a fold's setting that names the views it trained on, when the inner CV chose them
+TRAIN_VIEWS = "train_views"
+
+
 def _fit(trainable: Trainable, setting, views, train_views, idx, labels):
+    setting = dict(setting)
+    train_views = setting.pop(TRAIN_VIEWS, train_views)
     x = np.concatenate([views[v][idx] for v in train_views])
     y = np.tile(labels[idx], len(train_views))
     return trainable.make(**setting).fit(x, y)
+
+
+def _settings(trainable: Trainable, train_view_choices) -> tuple[dict, ...]:
+    """The grid the inner CV chooses from: the trainable's, times the training views offered."""
+    if not train_view_choices:
+        return tuple(dict(g) for g in trainable.grid)
+    return tuple({**g, TRAIN_VIEWS: tuple(tv)} for tv in train_view_choices for g in trainable.grid)
 
 
 def _calibrate(raw, labels, target_fpr=TARGET_FPR, groups=None) -> Calibration:
@@ -162,7 +176,10 @@ def _inner_splits(
     return [(idx[a], idx[b]) for a, b in split]
 
 
-def _choose(trainable, views, train_views, records, idx, labels, choose_view, calibrate_views):
+def _choose(
+    trainable, views, train_views, records, idx, labels, choose_view, calibrate_views,
+    train_view_choices=None,
+):  # fmt: skip
     """The grid setting with the best pooled inner out-of-fold AUC under ``choose_view``, and
     its inner scores under that view and each of ``calibrate_views`` (NaN for pictures no
     inner model could score: an inner training set of one class is passed over)."""
@@ -177,7 +194,7 @@ def _choose(trainable, views, train_views, records, idx, labels, choose_view, ca
         raise ValueError("no inner split could score both classes: too few sources")
     wanted = list(dict.fromkeys([choose_view, *calibrate_views]))
     best, aucs = None, []
-    for setting in trainable.grid:
+    for setting in _settings(trainable, train_view_choices):
         raw = {v: np.full(len(labels), np.nan) for v in wanted}
         for tr, va in inner:
             model = _fit(trainable, setting, views, train_views, tr, labels)
@@ -192,13 +209,14 @@ def _choose(trainable, views, train_views, records, idx, labels, choose_view, ca
 
 def _nested_fit(
     trainable, views, records, idx, labels, train_views, choose_view, target_fpr,
-    calibrate_views=None,
+    calibrate_views=None, train_view_choices=None,
 ):  # fmt: skip
     choose_view = choose_view or train_views[0]
     calibrate_views = list(calibrate_views or [choose_view])
     setting, inner_raw, aucs = _choose(
-        trainable, views, train_views, records, idx, labels, choose_view, calibrate_views
-    )
+        trainable, views, train_views, records, idx, labels, choose_view, calibrate_views,
+        train_view_choices,
+    )  # fmt: skip
     raw = np.concatenate([inner_raw[v] for v in calibrate_views])
     lab = np.tile(labels[idx], len(calibrate_views))
     groups = np.repeat(np.array(calibrate_views, object), len(idx))
@@ -217,6 +235,7 @@ def fit_nested(
     train_views: Sequence[str] | None = None,
     choose_view: str | None = None,
     calibrate_views: Sequence[str] | None = None,
+    train_view_choices: Sequence[Sequence[str]] | None = None,
     target_fpr: float = TARGET_FPR,
 ):
     """What one fold of :func:`cross_validated_scores` makes of the pictures ``idx``: the
@@ -224,15 +243,41 @@ def fit_nested(
     ``idx``, and its calibration from the inner out-of-fold scores. The same recipe on every
     picture is how a model that was cross-validated this way ships. Returns (model,
     calibration, setting, the inner AUC of each setting)."""
+    train_views = _check_views(
+        views, records, train_views, choose_view, calibrate_views, train_view_choices
+    )
     labels = np.array([r.label for r in records], np.int64)
-    train_views = list(train_views or list(views)[:1])
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=FIT_THREADS):
         return _nested_fit(
             trainable, views, records, np.asarray(idx), labels, train_views, choose_view,
-            target_fpr, calibrate_views,
+            target_fpr, calibrate_views, train_view_choices,
         )  # fmt: skip
+
+
+def _check_views(views, records, train_views, choose_view, calibrate_views, train_view_choices):
+    """The training views to use (the first choice's, or the first view, when none is given),
+    once every view named is one of ``views`` and every view has a row a record."""
+    names = list(views)
+    for v in names:
+        if len(views[v]) != len(records):
+            raise ValueError(f"view {v!r} has {len(views[v])} rows for {len(records)} records")
+    if choose_view is not None and choose_view not in views:
+        raise ValueError(f"choose_view {choose_view!r} is not one of the views {names}")
+    for what, named in (
+        ("train_views", list(train_views or ())),
+        ("calibrate_views", list(calibrate_views or ())),
+        ("train_view_choices", [v for c in train_view_choices or () for v in c]),
+    ):
+        unknown = [v for v in named if v not in views]
+        if unknown:
+            raise ValueError(f"{what} {unknown} are not among the views {names}")
+    if train_view_choices is not None and not all(train_view_choices):
+        raise ValueError("train_view_choices must offer at least one view in each choice")
+    if train_views:
+        return list(train_views)
+    return list(train_view_choices[0]) if train_view_choices else names[:1]
 
 
 def cross_validated_scores(
@@ -244,6 +289,7 @@ def cross_validated_scores(
     train_views: Sequence[str] | None = None,
     choose_view: str | None = None,
     calibrate_views: Sequence[str] | None = None,
+    train_view_choices: Sequence[Sequence[str]] | None = None,
     target_fpr: float = TARGET_FPR,
     log: Callable[[str], None] | None = None,
 ) -> CrossValidated:
@@ -255,25 +301,21 @@ def cross_validated_scores(
     read under); ``calibrate_views``: calibrate on the inner scores of these views pooled
     instead, the threshold the strictest of theirs, so that each keeps ``target_fpr`` (a
     picture may reach the detector as stored, re-encoded, as a screenshot or cropped);
-    ``target_fpr``: the share of inner real pictures a fold's threshold lets through."""
-    names = list(views)
-    train_views = list(train_views or names[:1])
+    ``train_view_choices``: sets of views to train on that the inner CV chooses from with
+    the grid (the chosen set is the setting's ``"train_views"``; ``train_views`` then only
+    names the default ``choose_view``); ``target_fpr``: the share of inner real pictures a
+    fold's threshold lets through."""
+    train_views = _check_views(
+        views, records, train_views, choose_view, calibrate_views, train_view_choices
+    )
     labels = np.array([r.label for r in records], np.int64)
-    for v in names:
-        if len(views[v]) != len(records):
-            raise ValueError(f"view {v!r} has {len(views[v])} rows for {len(records)} records")
-    if choose_view is not None and choose_view not in views:
-        raise ValueError(f"choose_view {choose_view!r} is not one of the views {names}")
-    unknown = [v for v in calibrate_views or () if v not in views]
-    if unknown:
-        raise ValueError(f"calibrate_views {unknown} are not among the views {names}")
     check_folds(records, folds)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=FIT_THREADS):
         return _cross_validate(
             trainable, views, records, folds, labels, train_views, log, choose_view, target_fpr,
-            calibrate_views,
+            calibrate_views, train_view_choices,
         )  # fmt: skip
 
 
@@ -288,6 +330,7 @@ def _cross_validate(
     choose_view=None,
     target_fpr=TARGET_FPR,
     calibrate_views=None,
+    train_view_choices=None,
 ) -> CrossValidated:
     names = list(views)
     total = {v: np.zeros(len(records)) for v in names}
@@ -297,7 +340,7 @@ def _cross_validate(
     for n, fold in enumerate(folds, 1):
         model, cal, setting, aucs = _nested_fit(
             trainable, views, records, fold.train, labels, train_views, choose_view, target_fpr,
-            calibrate_views,
+            calibrate_views, train_view_choices,
         )  # fmt: skip
         for v in names:
             p = cal.probability(_raw(model, views[v][fold.test]))
