@@ -189,6 +189,28 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
+def _sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+def _connections_reach_both(workers: list[int], port: int) -> None:
+    """40 connections opened at once (as 50 clients starting together do) are shared out
+    between the two workers, not all taken by whichever woke first."""
+    import socket
+
+    before = {pid: _sockets(pid) for pid in workers}
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        time.sleep(1.0)  # let the workers accept them
+        gained = {pid: _sockets(pid) - before[pid] for pid in workers}
+        assert sum(gained.values()) == 40, gained
+        assert min(gained.values()) >= 5, f"connections per worker: {gained}"
+    finally:
+        for s in held:
+            s.close()
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_prefork_runs_the_workers_restarts_one_that_dies_and_stops_them_all(tmp_path):
     port = free_port()
@@ -223,6 +245,7 @@ def test_prefork_runs_the_workers_restarts_one_that_dies_and_stops_them_all(tmp_
             pytest.fail("the workers did not start")
         workers = _children(proc.pid)
         assert len(workers) == 2
+        _connections_reach_both(workers, port)
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.time() + 30
         while time.time() < deadline:
