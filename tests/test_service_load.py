@@ -194,6 +194,15 @@ def _sockets(pid: int) -> int:
     return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
 
 
+def _listening(port: int) -> int:
+    """How many sockets listen on ``port`` (IPv4, /proc/net/tcp: state 0A is LISTEN)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1 for r in rows
+        if int(r.split()[1].rsplit(":", 1)[1], 16) == port and r.split()[3] == "0A"
+    )  # fmt: skip
+
+
 def _connections_reach_both(workers: list[int], port: int) -> None:
     """40 connections opened at once (as 50 clients starting together do) are shared out
     between the two workers, not all taken by whichever woke first."""
@@ -202,9 +211,15 @@ def _connections_reach_both(workers: list[int], port: int) -> None:
     before = {pid: _sockets(pid) for pid in workers}
     held = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
     try:
-        time.sleep(1.0)  # let the workers accept them
-        gained = {pid: _sockets(pid) - before[pid] for pid in workers}
-        assert sum(gained.values()) == 40, gained
+        deadline = time.time() + 10  # let the workers accept them (a busy machine is slow)
+        while True:
+            # other sockets come and go (the readiness probe's), so the counts are close, not
+            # exact: what matters is that neither worker is left with almost none
+            gained = {pid: _sockets(pid) - before[pid] for pid in workers}
+            if sum(gained.values()) >= 38 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert sum(gained.values()) >= 38, gained
         assert min(gained.values()) >= 5, f"connections per worker: {gained}"
     finally:
         for s in held:
@@ -245,6 +260,10 @@ def test_prefork_runs_the_workers_restarts_one_that_dies_and_stops_them_all(tmp_
             pytest.fail("the workers did not start")
         workers = _children(proc.pid)
         assert len(workers) == 2
+        # each worker listens on a socket of its own, which the kernel shares connections
+        # out between; the parent's socket only holds the port (one shared listening socket
+        # left the first worker to wake with nearly every connection of a burst)
+        assert _listening(port) == 2
         _connections_reach_both(workers, port)
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.time() + 30
