@@ -84,6 +84,17 @@ def wild_manifest(wild: Path) -> Path:
     return path
 
 
+def progress_log() -> Callable[[str], None]:
+    """A function that prints a progress line to stderr, prefixed with the seconds since this
+    call (a long bench's log of what it is doing, kept out of its results on stdout)."""
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
 def kodak_available() -> bool:
     return KODAK_DIR.is_dir() and any(KODAK_DIR.glob("*.png"))
 

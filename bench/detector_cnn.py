@@ -287,11 +287,8 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-
-    def log(msg):
-        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
-
-    manifest = load_manifest(args.wild / "manifest.csv")
+    log = common.progress_log()
+    manifest = load_manifest(common.wild_manifest(args.wild))
     tensors = [load_image(r.path).pixels for r in manifest.records]
     arrays = [t.permute(1, 2, 0).numpy() for t in tensors]
     if not args.ship_only:

@@ -306,10 +306,7 @@ def main() -> int:
     manifest_path = common.wild_manifest(args.wild)
     torch.set_grad_enabled(False)
     t0 = time.perf_counter()
-
-    def log(msg):
-        print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
-
+    log = common.progress_log()
     manifest = load_manifest(manifest_path)
     base = feature_settings()
     data = compute(manifest, base, log)

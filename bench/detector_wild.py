@@ -265,10 +265,7 @@ def main() -> int:
     default, spectral = api.load("npr-cifake", device="cpu"), api.load("spectral", device="cpu")
     data = compute(manifest, default, spectral, not args.no_cache)
     t0 = time.perf_counter()
-
-    def log(msg):
-        print(f"  [{time.perf_counter() - t0:.0f} s] {msg}", file=sys.stderr)
-
+    log = common.progress_log()
     cv = cross_validate(records, data, log)
     evals = evaluations(records, data, cv, default, spectral, args.boot, args.seed)
     seconds = time.perf_counter() - t0
