@@ -27,6 +27,7 @@ from aigcguard.detectors.grouped import (
     family_of,
     file_metadata,
     fit_nested,
+    group_weights,
     grouped_metrics,
     load_manifest,
     metadata_features,
@@ -431,6 +432,112 @@ def test_reference_chooses_how_many_scales_by_the_inner_cv():
     for no_width in (((1.0,), (1.0, 0.5)), ((1.0, 0.5),)):
         with pytest.raises(ValueError, match="width"):
             spectral_reference(no_width)
+
+
+def test_group_weights_count_every_group_alike():
+    recs = _records()
+    idx = np.arange(len(recs))
+    labels = np.array([r.label for r in recs])
+    assert np.allclose(group_weights(recs, idx, 0.0), 1.0)
+    w = group_weights(recs, idx, 1.0)
+    for c in (0, 1):  # each class keeps its total
+        assert w[labels == c].sum() == pytest.approx((labels == c).sum())
+    # generated pictures by family, real ones by source: every group the same total
+    groups = [r.family if r.label else r.source for r in recs]
+    for c in (0, 1):
+        totals = {g: w[[i for i in idx if groups[i] == g]].sum() for g in set(groups)
+                  if recs[groups.index(g)].label == c}  # fmt: skip
+        assert np.allclose(list(totals.values()), next(iter(totals.values())))
+    # a subset is weighed within itself
+    sub = idx[::2]
+    assert group_weights(recs, sub, 1.0)[labels[sub] == 1].sum() == pytest.approx(
+        (labels[sub] == 1).sum()
+    )
+
+
+class _Weighed:
+    """A classifier that remembers the weights it was fitted with."""
+
+    got: ClassVar[list] = []
+
+    def __init__(self, flip=False):
+        self.flip = flip
+
+    def fit(self, x, y, sample_weight=None):
+        _Weighed.got.append(None if sample_weight is None else np.asarray(sample_weight))
+        return self
+
+    def decision_function(self, x):
+        return x[:, 1]
+
+
+def test_balance_passes_group_weights_to_the_fit():
+    recs = _records()
+    rng = np.random.default_rng(5)
+    labels = np.array([r.label for r in recs])
+    x = np.c_[np.arange(len(recs)), labels + rng.normal(0, 0.5, len(recs))]
+    spy = Trainable("w", _Weighed, ({"balance": 1.0},), weight_param="sample_weight")
+    _Weighed.got = []
+    idx = np.arange(len(recs))
+    _, _, setting, _ = fit_nested(spy, {"a": x, "b": x}, recs, idx, train_views=["a", "b"])
+    assert setting == {"balance": 1.0}
+    final = _Weighed.got[-1]  # the model fitted on every picture, both views
+    assert np.allclose(final, np.tile(group_weights(recs, idx, 1.0), 2))
+    _Weighed.got = []
+    fit_nested(Trainable("w", _Weighed, ({"balance": 0.0},), weight_param="sample_weight"),
+               {"a": x}, recs, idx)  # fmt: skip
+    assert all(g is None for g in _Weighed.got)  # no balance: unweighted fits
+    with pytest.raises(ValueError, match="no sample weights"):
+        fit_nested(Trainable("w", _Weighed, ({"balance": 1.0},)), {"a": x}, recs, idx)
+    ref = spectral_reference(balance=(0.0, 1.0))
+    assert {g["balance"] for g in ref.grid} == {0.0, 1.0} and len(ref.grid) == 6
+    assert all("balance" not in g for g in spectral_reference().grid)
+    for bad in ((), (2.0,), (-1.0,)):
+        with pytest.raises(ValueError, match="balance"):
+            spectral_reference(balance=bad)
+    # the reference's pipeline takes the weights where they belong
+    model = ref.make(C=1.0)
+    model.fit(x, labels, **{ref.weight_param: group_weights(recs, idx, 1.0)})
+
+
+def test_cross_validation_chooses_on_the_mean_of_several_views():
+    # "a" separates the classes strongly, "b" weakly the other way round: chosen on "b" the
+    # flipped model wins; on the mean of both, the straight one
+    recs = _records()
+    rng = np.random.default_rng(6)
+    labels = np.array([r.label for r in recs])
+    a = np.c_[np.arange(len(recs)), 3 * labels + rng.normal(0, 0.5, len(recs))]
+    b = np.c_[np.arange(len(recs)), -0.3 * labels + rng.normal(0, 0.5, len(recs))]
+    spy = Trainable("spy", _Spy, ({"flip": False}, {"flip": True}))
+    folds = family_folds(recs)
+    views = {"a": a, "b": b}
+    assert all(f.setting == {"flip": True} for f in
+               cross_validated_scores(spy, views, recs, folds, choose_view="b").fits)  # fmt: skip
+    both = cross_validated_scores(spy, views, recs, folds, choose_view=("a", "b"))
+    assert all(f.setting == {"flip": False} for f in both.fits)
+    for bad in (("a", "c"), ()):
+        with pytest.raises(ValueError, match="choose_view"):
+            cross_validated_scores(spy, views, recs, folds, choose_view=bad)
+
+
+def test_cross_validation_in_parallel_gives_the_same_scores():
+    from sklearn.linear_model import LogisticRegression
+
+    recs = _records()
+    rng = np.random.default_rng(7)
+    labels = np.array([r.label for r in recs])
+    x = np.c_[labels + rng.normal(0, 0.8, len(recs)), rng.normal(size=len(recs))]
+    lr = Trainable("lr", lambda C: LogisticRegression(C=C), ({"C": 0.1}, {"C": 1.0}))
+    folds = family_folds(recs)
+    lines = []
+    one = cross_validated_scores(lr, {"x": x}, recs, folds)
+    two = cross_validated_scores(lr, {"x": x}, recs, folds, n_jobs=2, log=lines.append)
+    assert np.allclose(one.scores["x"], two.scores["x"])
+    assert (one.flagged["x"] == two.flagged["x"]).all()
+    assert [f.setting for f in one.fits] == [f.setting for f in two.fits]
+    assert len(lines) == len(folds) and "fold 1/" in lines[0]  # logged in fold order
+    with pytest.raises(ValueError, match="n_jobs"):
+        cross_validated_scores(lr, {"x": x}, recs, folds, n_jobs=0)
 
 
 def test_residual_features_shape_symmetry_and_invariance():

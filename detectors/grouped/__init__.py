@@ -22,6 +22,7 @@ from aigcguard.detectors.grouped.crossval import (
     Trainable,
     cross_validated_scores,
     fit_nested,
+    group_weights,
     shortcut_baseline,
     spectral_reference,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "family_of",
     "file_metadata",
     "fit_nested",
+    "group_weights",
     "grouped_metrics",
     "jpeg_quality",
     "load_manifest",

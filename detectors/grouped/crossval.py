@@ -50,6 +50,9 @@ class Trainable:
     make: Callable[..., object]
     grid: tuple[Mapping[str, object], ...]
     about: str = ""
+    #: the keyword of ``fit`` that takes per-picture weights (a pipeline routes it to a step:
+    #: ``"logisticregression__sample_weight"``); needed for a grid with :data:`BALANCE`
+    weight_param: str | None = None
 
 
 def shortcut_baseline() -> Trainable:
@@ -65,13 +68,18 @@ def shortcut_baseline() -> Trainable:
     return Trainable("shortcut", make, grid, "gradient-boosted trees on file metadata")
 
 
-def spectral_reference(scales: Sequence[Sequence[float]] = ((1.0,),), width: int = 0) -> Trainable:
+def spectral_reference(
+    scales: Sequence[Sequence[float]] = ((1.0,),),
+    width: int = 0,
+    balance: Sequence[float] = (0.0,),
+) -> Trainable:
     """Standardised spectral features, L2 logistic regression (the shipped ``spectral``
     detector's classifier, retrained), C chosen from 0.01, 0.1, 1. With several ``scales``
     (each a leading part of the same list of factors, e.g. ``((1,), (1, 0.5))``) the features
     come as blocks of ``width`` columns, one block a factor in that list's order
     (:func:`aigcguard.detectors.spectral.multiscale_features`), and the inner CV also chooses
-    how many leading blocks to use: setting ``scales``."""
+    how many leading blocks to use: setting ``scales``. With ``balance`` other than ``(0,)``
+    it also chooses how the training pictures are weighted by group (:data:`BALANCE`)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -91,12 +99,21 @@ def spectral_reference(scales: Sequence[Sequence[float]] = ((1.0,),), width: int
             steps.insert(0, FunctionTransformer(lambda x: x[:, :cols]))
         return make_pipeline(*steps)
 
+    balance = tuple(float(b) for b in balance)
+    if not balance or any(not 0 <= b <= 1 for b in balance):
+        raise ValueError(f"balance must offer powers between 0 and 1, not {list(balance)}")
     grid = tuple(
-        {"C": c} if len(scales) == 1 else {"C": c, "scales": tuple(option)}
+        {"C": c}
+        | ({} if len(scales) == 1 else {"scales": tuple(option)})
+        | ({} if balance == (0.0,) else {BALANCE: b})
+        for b in balance
         for option in scales
         for c in (0.01, 0.1, 1.0)
     )
-    return Trainable("reference", make, grid, "spectral features, logistic regression")
+    return Trainable(
+        "reference", make, grid, "spectral features, logistic regression",
+        weight_param="logisticregression__sample_weight",
+    )  # fmt: skip
 
 
 def _raw(model, x: np.ndarray) -> np.ndarray:
@@ -133,14 +150,43 @@ class CrossValidated(JsonResult):
 
 #: the part of a fold's setting that names the views it trained on, when the inner CV chose them
 TRAIN_VIEWS = "train_views"
+#: the part of a setting that weighs the training pictures by group (:func:`group_weights`)
+BALANCE = "balance"
 
 
-def _fit(trainable: Trainable, setting, views, train_views, idx, labels):
+def group_weights(records: Sequence[Record], idx: np.ndarray, power: float) -> np.ndarray:
+    """Training weights of the pictures ``idx``: each counts ``1 / n ** power``, ``n`` the
+    number of pictures of its group among them (its generator family for a generated picture,
+    its source for a real photo), each class's weights scaled to sum to its count. With 0
+    every picture counts alike; with 1 every group does, so that the largest family and the
+    largest photo set do not set the boundary for the groups a model has never seen."""
+    groups = np.array(
+        [f"{r.label}:{r.family if r.label else r.source}" for r in (records[i] for i in idx)],
+        object,
+    )
+    labels = np.array([records[i].label for i in idx])
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse].astype(np.float64) ** power
+    for c in (0, 1):
+        m = labels == c
+        if m.any():
+            w[m] *= m.sum() / w[m].sum()
+    return w
+
+
+def _fit(trainable: Trainable, setting, views, train_views, idx, labels, records):
     setting = dict(setting)
     train_views = setting.pop(TRAIN_VIEWS, train_views)
+    power = float(setting.pop(BALANCE, 0.0))
     x = np.concatenate([views[v][idx] for v in train_views])
     y = np.tile(labels[idx], len(train_views))
-    return trainable.make(**setting).fit(x, y)
+    model = trainable.make(**setting)
+    if not power:
+        return model.fit(x, y)
+    if trainable.weight_param is None:
+        raise ValueError(f"{trainable.name} takes no sample weights: it cannot balance groups")
+    w = np.tile(group_weights(records, idx, power), len(train_views))
+    return model.fit(x, y, **{trainable.weight_param: w})
 
 
 def _settings(trainable: Trainable, train_view_choices) -> tuple[dict, ...]:
@@ -192,19 +238,27 @@ def _choose(
     scored = scored[idx]
     if len(set(labels[idx][scored].tolist())) < 2:
         raise ValueError("no inner split could score both classes: too few sources")
-    wanted = list(dict.fromkeys([choose_view, *calibrate_views]))
+    choose = _named(choose_view)
+    wanted = list(dict.fromkeys([*choose, *calibrate_views]))
     best, aucs = None, []
     for setting in _settings(trainable, train_view_choices):
         raw = {v: np.full(len(labels), np.nan) for v in wanted}
         for tr, va in inner:
-            model = _fit(trainable, setting, views, train_views, tr, labels)
+            model = _fit(trainable, setting, views, train_views, tr, labels, records)
             for v in wanted:
                 raw[v][va] = _raw(model, views[v][va])
-        auc = float(roc_auc_score(labels[idx][scored], raw[choose_view][idx][scored]))
+        auc = float(
+            np.mean([roc_auc_score(labels[idx][scored], raw[v][idx][scored]) for v in choose])
+        )
         aucs.append(auc)
         if best is None or auc > best[0]:
             best = (auc, setting, {v: r[idx] for v, r in raw.items()})
     return best[1], best[2], tuple(aucs)
+
+
+def _named(views: str | Sequence[str]) -> tuple[str, ...]:
+    """A view's name, or several, as a tuple."""
+    return (views,) if isinstance(views, str) else tuple(views)
 
 
 def _nested_fit(
@@ -212,7 +266,7 @@ def _nested_fit(
     calibrate_views=None, train_view_choices=None,
 ):  # fmt: skip
     choose_view = choose_view or train_views[0]
-    calibrate_views = list(calibrate_views or [choose_view])
+    calibrate_views = list(calibrate_views or _named(choose_view))
     setting, inner_raw, aucs = _choose(
         trainable, views, train_views, records, idx, labels, choose_view, calibrate_views,
         train_view_choices,
@@ -222,8 +276,15 @@ def _nested_fit(
     groups = np.repeat(np.array(calibrate_views, object), len(idx))
     ok = np.isfinite(raw)
     cal = _calibrate(raw[ok], lab[ok], target_fpr, groups[ok] if len(calibrate_views) > 1 else None)
-    model = _fit(trainable, setting, views, train_views, idx, labels)
+    model = _fit(trainable, setting, views, train_views, idx, labels, records)
     return model, cal, setting, aucs
+
+
+def _one_thread_fit(*args):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=FIT_THREADS):
+        return _nested_fit(*args)
 
 
 def fit_nested(
@@ -263,7 +324,9 @@ def _check_views(views, records, train_views, choose_view, calibrate_views, trai
     for v in names:
         if len(views[v]) != len(records):
             raise ValueError(f"view {v!r} has {len(views[v])} rows for {len(records)} records")
-    if choose_view is not None and choose_view not in views:
+    if choose_view is not None and (
+        not _named(choose_view) or any(v not in views for v in _named(choose_view))
+    ):
         raise ValueError(f"choose_view {choose_view!r} is not one of the views {names}")
     for what, named in (
         ("train_views", list(train_views or ())),
@@ -292,6 +355,7 @@ def cross_validated_scores(
     train_view_choices: Sequence[Sequence[str]] | None = None,
     target_fpr: float = TARGET_FPR,
     log: Callable[[str], None] | None = None,
+    n_jobs: int = 1,
 ) -> CrossValidated:
     """Out-of-fold calibrated scores of ``trainable`` under every view (see the module
     docstring). ``views``: name -> N x D features of the N records; ``train_views``: which
@@ -304,7 +368,10 @@ def cross_validated_scores(
     ``train_view_choices``: sets of views to train on that the inner CV chooses from with
     the grid (the chosen set is the setting's ``"train_views"``; ``train_views`` then only
     names the default ``choose_view``); ``target_fpr``: the share of inner real pictures a
-    fold's threshold lets through."""
+    fold's threshold lets through; ``n_jobs``: folds fitted at once, each in a process of its
+    own with one thread (the results are the same whatever the number)."""
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be at least 1, not {n_jobs}")
     train_views = _check_views(
         views, records, train_views, choose_view, calibrate_views, train_view_choices
     )
@@ -315,7 +382,7 @@ def cross_validated_scores(
     with threadpool_limits(limits=FIT_THREADS):
         return _cross_validate(
             trainable, views, records, folds, labels, train_views, log, choose_view, target_fpr,
-            calibrate_views, train_view_choices,
+            calibrate_views, train_view_choices, n_jobs,
         )  # fmt: skip
 
 
@@ -331,17 +398,24 @@ def _cross_validate(
     target_fpr=TARGET_FPR,
     calibrate_views=None,
     train_view_choices=None,
+    n_jobs=1,
 ) -> CrossValidated:
     names = list(views)
     total = {v: np.zeros(len(records)) for v in names}
     hits = {v: np.zeros(len(records)) for v in names}
     count = np.zeros(len(records))
     fits = []
-    for n, fold in enumerate(folds, 1):
-        model, cal, setting, aucs = _nested_fit(
-            trainable, views, records, fold.train, labels, train_views, choose_view, target_fpr,
-            calibrate_views, train_view_choices,
-        )  # fmt: skip
+    args = (views, records)
+    rest = (labels, train_views, choose_view, target_fpr, calibrate_views, train_view_choices)
+    if n_jobs == 1:
+        done = (_nested_fit(trainable, *args, f.train, *rest) for f in folds)
+    else:
+        from joblib import Parallel, delayed
+
+        # loky gives each worker cpu_count // n_jobs threads; the fits want one (FIT_THREADS)
+        run = Parallel(n_jobs=n_jobs, return_as="generator", max_nbytes="1M")
+        done = run(delayed(_one_thread_fit)(trainable, *args, f.train, *rest) for f in folds)
+    for n, (fold, (model, cal, setting, aucs)) in enumerate(zip(folds, done, strict=True), 1):
         for v in names:
             p = cal.probability(_raw(model, views[v][fold.test]))
             total[v][fold.test] += p
