@@ -14,7 +14,10 @@ Features come as one matrix per *view* (the same pictures under a condition of
 :data:`aigcguard.perturb.CONDITIONS`): the model trains on the rows of every view in
 ``train_views`` (both classes alike), chooses and calibrates on the first of them, and scores
 the test pictures under every view given. With ``train_view_choices`` the inner CV also
-chooses which views to train on, as one more part of the setting (``"train_views"``).
+chooses which views to train on, as one more part of the setting (``"train_views"``); with
+``choose_view`` naming several views it chooses on the mean of their inner AUCs. A grid with a
+:data:`BALANCE` part lets it choose how the training pictures are weighed by group
+(:func:`group_weights`: every generator family and real source alike, or every picture).
 """
 
 from __future__ import annotations
