@@ -23,14 +23,26 @@ from aigcguard.cli.common import (
 )
 from aigcguard.detectors import api
 from aigcguard.detectors.base import DETECTORS
+from aigcguard.detectors.cards import model_cards
 from aigcguard.imageio import image_extensions
 
+
+def _model_help() -> str:
+    """The shipped detectors, each with the first clause of its model card (data/README.md),
+    so the help cannot drift from what ships."""
+    try:
+        cards = model_cards()
+    except ValueError:  # a broken card file must not take the command down; tests catch it
+        cards = {}
+    named = [
+        f"`{name}`" + (f": {cards[file]['en'].split(';')[0]}" if file in cards else "")
+        for name, file in api.SHIPPED.items()
+    ]
+    return "; ".join(named) + "; or the path of a detector saved by `aigc detector train`."
+
+
 model_option = click.option(
-    "--model",
-    default=api.DEFAULT_MODEL,
-    show_default=True,
-    help="`default` (shipped NPR, trained on CIFAKE), `spectral` (shipped, trained on "
-    "full-resolution aigc_small) or the path of a detector saved by `aigc detector train`.",
+    "--model", default=api.DEFAULT_MODEL, show_default=True, help=_model_help()
 )
 
 

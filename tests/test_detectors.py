@@ -325,6 +325,20 @@ def test_every_shipped_checkpoint_has_its_one_line_model_card(tmp_path):
     assert model_card(load_detector(copy)) == model_card(api.load("spectral"))
 
 
+def test_detect_help_describes_each_shipped_detector_from_its_card():
+    from click.testing import CliRunner
+
+    from aigcguard.cli import main
+    from aigcguard.detectors.cards import model_cards
+
+    out = CliRunner().invoke(main, ["detect", "--help"], terminal_width=1000).output
+    text = " ".join(out.split())
+    cards = model_cards()
+    for name, file in api.SHIPPED.items():
+        assert f"`{name}`: {cards[file]['en'].split(';')[0]}" in text, name
+    assert "NPR, trained on CIFAKE)" not in text  # what `default` was before issue 21
+
+
 def test_a_detector_not_shipped_has_no_model_card(tmp_path, monkeypatch):
     from aigcguard.detectors import cards
 
