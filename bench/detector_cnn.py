@@ -1,7 +1,8 @@
 """The residual CNN under leave-one-family-out CV on the wild set, beside the reference and
 the shortcut baseline; and the shipped model.
 
-    python bench/detector_cnn.py [--boot 1000] [--ship data/detector_residual_cnn.pt]
+    python bench/detector_cnn.py [--boot 1000] [--device auto] [--steps 1200]
+        [--ship data/detector_residual_cnn.pt]
 
 Data: ``../shared/data/wild`` (manifest.csv, 1,500 crops). Folds:
 :func:`aigcguard.detectors.grouped.family_folds` (each generator family held out with a
@@ -19,6 +20,11 @@ default's recipe) and ``shortcut`` (file metadata) come from
 :func:`aigcguard.detectors.grouped.cross_validated_scores` on the same folds, with the features
 bench/detector_wild.py caches (run it first on a fresh clone). The current default (the picture
 and its half, two scales) is evaluated by bench/detector_default.py.
+
+``--device``: where the networks train (``auto``: CUDA when present; what each ran on goes
+into its fold's record and the report); ``--steps``: training steps a network (the figures in
+docs/detectors.md Part 3 are of the default, on the CPU; a GPU affords more). Folds are cached
+per number of steps.
 
 ``--ship OUT``: a network made as each fold's is (three quarters of the sources train, the
 last quarter calibrates) from every picture. None ships: the spectral reference did better
@@ -56,7 +62,8 @@ from aigcguard.detectors.grouped import (
     source_folds,
     spectral_reference,
 )
-from aigcguard.detectors.residual_cnn import ResidualCnnDetector, train_network
+from aigcguard.detectors.residual_cnn import STEPS, ResidualCnnDetector, train_network
+from aigcguard.device import pick_device
 from aigcguard.imageio import load_image
 from aigcguard.perturb import CONDITIONS
 
@@ -81,11 +88,14 @@ def raw_under(det, tensors, idx, condition) -> np.ndarray:
     return det.raw_scores([fn(tensors[i]) for i in idx])
 
 
-def fit(records, arrays, tensors, idx, checkpoint, log):
+def fit(records, arrays, tensors, idx, checkpoint, log, device="cpu", steps=STEPS):
     """A calibrated detector from the pictures ``idx`` (module docstring)."""
     tr, ca = calibration_split(records, idx)
     labels = np.array([r.label for r in records])
-    net, info = train_network([arrays[i] for i in tr], labels[tr], checkpoint=checkpoint, log=log)
+    net, info = train_network(
+        [arrays[i] for i in tr], labels[tr], checkpoint=checkpoint, log=log, device=device,
+        steps=steps,
+    )  # fmt: skip
     det = ResidualCnnDetector(net)
     raw = np.concatenate([raw_under(det, tensors, ca, c) for c in CALIBRATE_ON])
     det.calibration = fit_calibration(
@@ -96,11 +106,13 @@ def fit(records, arrays, tensors, idx, checkpoint, log):
     return det, info
 
 
-def run_folds(manifest, arrays, tensors, log) -> dict:
+def run_folds(manifest, arrays, tensors, log, device="cpu", steps=STEPS) -> dict:
     records = manifest.records
     folds = family_folds(records)
     check_folds(records, folds)
-    key = hashlib.sha256(f"{_cache_key(manifest)}|{VERSION}".encode()).hexdigest()[:12]
+    # the default keeps the key of the folds cached before --steps existed
+    extra = "" if steps == STEPS else f"|steps {steps}"
+    key = hashlib.sha256(f"{_cache_key(manifest)}|{VERSION}{extra}".encode()).hexdigest()[:12]
     n = len(records)
     out = {c: np.full(n, np.nan) for c in CONDITIONS}
     flags = {c: np.zeros(n, bool) for c in CONDITIONS}
@@ -109,7 +121,10 @@ def run_folds(manifest, arrays, tensors, log) -> dict:
         path = CACHE / f"cnn_{key}_fold{k}.npz"
         if not path.is_file():
             t0 = time.perf_counter()
-            det, info = fit(records, arrays, tensors, fold.train, path.with_suffix(".ckpt"), log)
+            det, info = fit(
+                records, arrays, tensors, fold.train, path.with_suffix(".ckpt"), log, device,
+                steps,
+            )  # fmt: skip
             cal = det.calibration
             t1 = time.perf_counter()
             probs = {c: cal.probability(raw_under(det, tensors, fold.test, c)) for c in CONDITIONS}
@@ -237,18 +252,20 @@ def report(manifest, cnn, base, loso_cv, boot, seconds) -> str:
     info = common.machine_info()
     fits = cnn["fits"]
     train_s = sum(f["info"]["seconds"] for f in fits)
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return "\n".join([
         "# The residual CNN on pictures from the wild: leave-one-family-out CV",
         "",
         f"Commit {git_commit()}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-        f"{info['cpu_model']}, {info['cpu_count']} CPUs, no GPU. Data: {manifest.path} "
+        f"{info['cpu_model']}, {info['cpu_count']} CPUs{gpu}. Data: {manifest.path} "
         f"({n_real} real, {int(labels.sum())} generated). {len(fits)} leave-one-family-out "
         "folds; per fold the network trains on three quarters of the training sources and the "
         "last quarter calibrates it (threshold at 1% of its real pictures, as stored and "
         "after platform pooled); fixed settings, no grid. Bootstrap 95% intervals "
         f"({boot} resamples), Clopper-Pearson for the real pictures flagged. Training "
         f"{train_s / 60:.0f} min for the {len(fits)} folds ({fits[0]['info']['device']}, "
-        f"{fits[0]['info']['threads']} threads); this run {seconds / 60:.0f} min (folds already "
+        f"{fits[0]['info']['threads']} threads, {fits[0]['info']['steps']} steps a network); "
+        f"this run {seconds / 60:.0f} min (folds already "
         "in bench/cache are read, not retrained).",
         "",
         "\"AUC, mean of families\": the mean over the held-out families of each family's AUC "
@@ -284,7 +301,15 @@ def main() -> int:
     ap.add_argument("--ship", type=Path, help="also train a network on every picture, saved here")
     ap.add_argument("--ship-only", action="store_true", help="skip the cross-validation")
     ap.add_argument("--out", type=Path, default=common.RESULTS_DIR / "detector_cnn.md")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda[:N]")
+    ap.add_argument("--steps", type=int, default=STEPS, help=f"a network's (default {STEPS})")
     args = ap.parse_args()
+    if args.steps < 1:
+        ap.error(f"--steps must be at least 1, not {args.steps}")
+    try:
+        device = pick_device(args.device)
+    except ValueError as exc:
+        ap.error(str(exc))
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     log = common.progress_log()
@@ -292,7 +317,7 @@ def main() -> int:
     tensors = [load_image(r.path).pixels for r in manifest.records]
     arrays = [t.permute(1, 2, 0).numpy() for t in tensors]
     if not args.ship_only:
-        cnn = run_folds(manifest, arrays, tensors, log)
+        cnn = run_folds(manifest, arrays, tensors, log, device, args.steps)
         base, loso_cv = baselines(manifest, cnn["folds"])
         md = report(manifest, cnn, base, loso_cv, args.boot, time.perf_counter() - t0)
         args.out.parent.mkdir(exist_ok=True)
@@ -303,7 +328,7 @@ def main() -> int:
     if args.ship:
         idx = np.arange(len(manifest.records))
         ckpt = CACHE / "cnn_ship.ckpt"
-        det, info = fit(manifest.records, arrays, tensors, idx, ckpt, log)
+        det, info = fit(manifest.records, arrays, tensors, idx, ckpt, log, device, args.steps)
         det.save(args.ship)
         ckpt.unlink(missing_ok=True)
         log(f"shipped model saved to {args.ship}: {json.dumps(info)}")

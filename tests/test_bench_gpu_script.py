@@ -1,5 +1,6 @@
-"""The GPU figures' scripts (issue 22) parse and answer --help, and check_speed.py refuses a
-device this machine lacks before doing any work: the GPU session that runs them has one try."""
+"""The GPU figures' scripts (issue 22) parse and answer --help, and check_speed.py and
+detector_cnn.py refuse a device this machine lacks (or a bad option) before doing any work: the
+GPU session that runs them has one try."""
 
 from __future__ import annotations
 
@@ -34,3 +35,28 @@ def test_check_speed_refuses_cuda_where_there_is_none(capsys):
         check_speed.main(["--device", "cuda", "--n", "1"])
     assert exc.value.code == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--steps", "0"], "--steps must be at least 1"), (["--device", "tpu"], "tpu")],
+)
+def test_detector_cnn_refuses_bad_options_before_loading_anything(
+    argv, message, capsys, monkeypatch
+):
+    cnn = bench_module("detector_cnn")
+    monkeypatch.setattr("sys.argv", ["detector_cnn.py", "--wild", "/nowhere", *argv])
+    with pytest.raises(SystemExit) as exc:
+        cnn.main()
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
+def test_detector_cnn_refuses_cuda_where_there_is_none(capsys, monkeypatch):
+    cnn = bench_module("detector_cnn")
+    monkeypatch.setattr("sys.argv", ["detector_cnn.py", "--wild", "/nowhere", "--device", "cuda"])
+    with pytest.raises(SystemExit) as exc:
+        cnn.main()
+    assert exc.value.code == 2
+    assert "CUDA" in capsys.readouterr().err
