@@ -252,7 +252,7 @@ def report(manifest, cnn, base, loso_cv, boot, seconds) -> str:
     info = common.machine_info()
     fits = cnn["fits"]
     train_s = sum(f["info"]["seconds"] for f in fits)
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    gpu = f", {info['gpu']}" if info["gpu"] else ", no GPU"
     return "\n".join([
         "# The residual CNN on pictures from the wild: leave-one-family-out CV",
         "",

@@ -246,7 +246,7 @@ def _choices(cvs, model: str) -> Counter:
     for (name, _), cv in cvs.items():
         for f in cv.fits if name == model else ():
             st = f.setting
-            scales = st.get("scales", SCALE_CHOICES[1])
+            scales = st.get("scales", SCALE_CHOICES[1])  # group-balanced: the half, fixed
             out[
                 f"C {st['C']:g}, scales {', '.join(f'{s:g}' for s in scales)}, "
                 f"trained on {', '.join(st['train_views'])}"

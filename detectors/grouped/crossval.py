@@ -284,6 +284,8 @@ def _nested_fit(
 
 
 def _one_thread_fit(*args):
+    """:func:`_nested_fit` with its fits on :data:`FIT_THREADS` threads (in this process, or
+    in a worker of :func:`cross_validated_scores`)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=FIT_THREADS):
@@ -311,13 +313,10 @@ def fit_nested(
         views, records, train_views, choose_view, calibrate_views, train_view_choices
     )
     labels = np.array([r.label for r in records], np.int64)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=FIT_THREADS):
-        return _nested_fit(
-            trainable, views, records, np.asarray(idx), labels, train_views, choose_view,
-            target_fpr, calibrate_views, train_view_choices,
-        )  # fmt: skip
+    return _one_thread_fit(
+        trainable, views, records, np.asarray(idx), labels, train_views, choose_view,
+        target_fpr, calibrate_views, train_view_choices,
+    )  # fmt: skip
 
 
 def _check_views(views, records, train_views, choose_view, calibrate_views, train_view_choices):
