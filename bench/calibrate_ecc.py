@@ -3,7 +3,9 @@
     python bench/calibrate_ecc.py [--reads 60000] [--workers 2] [--out FILE.json]
 
 Random messages go through the rate-1/2 code and a Gaussian channel at true SNRs drawn
-uniformly from 0.6 to 2.4, with 128 known chips beside them, exactly as tilemark reads a
+uniformly from 0.6 to 2.4 (the coded chips' strength off the known chips' by a relative
+``ecc.MISMATCH`` standard deviation, as real read-outs are), with 128 known chips beside
+them, exactly as tilemark reads a
 frame (``aigcguard.watermark.ecc.read``: LLRs and SNR estimated from the known chips, OSD
 decoding, the consistency check). Reads are binned by the *estimated* SNR, the only one a
 reader has; per bin the table keeps the consistent reads, the wrong ones among them, and the
@@ -42,7 +44,8 @@ def _chunk(args: tuple[int, int]) -> list[tuple[float, bool, bool]]:
     seed, n = args
     snrs = np.random.default_rng(seed).uniform(*SNR_RANGE, n)
     return [
-        (r.snr, r.consistent, r.error == 1.0) for r in ecc.simulate_reads(snrs, KNOWN_CHIPS, seed)
+        (r.snr, r.consistent, r.error == 1.0)
+        for r in ecc.simulate_reads(snrs, KNOWN_CHIPS, seed, ecc.MISMATCH)
     ]
 
 
@@ -76,6 +79,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
         "code_seed": ecc._SEED,
         "osd_order": ecc.CODE_BITS - ecc.MESSAGE_BITS,
+        "mismatch": ecc.MISMATCH,
         "known_chips": KNOWN_CHIPS,
         "reads": len(reads),
         "true_snr_range": list(SNR_RANGE),
