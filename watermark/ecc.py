@@ -129,7 +129,8 @@ def read(coded: torch.Tensor, known: torch.Tensor, *, table: bool = True) -> Pay
     bits = decode(llr[None])[0]
     signs = encode(bits[None])[0].double() * 2 - 1
     # The decoded codeword should agree with the coded chips about as well as the known chips
-    # agree with their bits; the standard error is that of a difference of two means.
+    # agree with their bits; the standard error is that of a difference of two means, plus
+    # the mismatch real read-outs have between the two kinds of chip.
     agreement = float((coded * signs).mean())
     se = math.sqrt(var * (1 / n_coded + 1 / n_known) + (MISMATCH * mean_known) ** 2)
     z = (agreement - mean_known) / se
