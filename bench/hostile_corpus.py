@@ -55,8 +55,9 @@ def _smooth(h: int, w: int) -> np.ndarray:
     """A smooth picture (gradients): large sizes in small files, as real sky or walls give."""
     y = np.linspace(0, 255, h, dtype=np.float32)[:, None]
     x = np.linspace(0, 255, w, dtype=np.float32)[None, :]
-    return np.stack([np.broadcast_to(y, (h, w)), np.broadcast_to(x, (h, w)),
-                     (y + x) / 2 % 256], axis=-1).astype(np.uint8)
+    return np.stack(
+        [np.broadcast_to(y, (h, w)), np.broadcast_to(x, (h, w)), (y + x) / 2 % 256], axis=-1
+    ).astype(np.uint8)
 
 
 def _picture(h: int, w: int) -> np.ndarray:
@@ -208,42 +209,119 @@ def _files() -> list[tuple[Entry, Callable[[], bytes]]]:
         out.append((Entry(name, what, picture, heavy), make))
 
     # shapes
-    for h, w in [(5, 50_000), (50_000, 5), (64, 300_000), (1, 1), (3, 3), (7, 7), (7, 4000),
-                 (4000, 7), (8, 8), (2, 2000)]:
-        add(f"shape_{h}x{w}.png", f"{h} x {w} pixels", True,
-            lambda h=h, w=w: _encode(Image.fromarray(_picture(h, w)), "PNG"), heavy=h * w > 1e6)
-    add("large_8000x7999.jpg", "8000 x 7999 real JPEG (64 MP)", True,
-        lambda: _encode(Image.fromarray(_smooth(7999, 8000)), "JPEG", quality=60), heavy=True)
-    add("large_zeros_7999x7999.png", "64 MP of zeros in a small PNG", True,
-        lambda: _png_bomb(7999, 7999), heavy=True)
+    for h, w in [
+        (5, 50_000),
+        (50_000, 5),
+        (64, 300_000),
+        (1, 1),
+        (3, 3),
+        (7, 7),
+        (7, 4000),
+        (4000, 7),
+        (8, 8),
+        (2, 2000),
+    ]:
+        add(
+            f"shape_{h}x{w}.png",
+            f"{h} x {w} pixels",
+            True,
+            lambda h=h, w=w: _encode(Image.fromarray(_picture(h, w)), "PNG"),
+            heavy=h * w > 1e6,
+        )
+    add(
+        "large_8000x7999.jpg",
+        "8000 x 7999 real JPEG (64 MP)",
+        True,
+        lambda: _encode(Image.fromarray(_smooth(7999, 8000)), "JPEG", quality=60),
+        heavy=True,
+    )
+    add(
+        "large_zeros_7999x7999.png",
+        "64 MP of zeros in a small PNG",
+        True,
+        lambda: _png_bomb(7999, 7999),
+        heavy=True,
+    )
     # headers declaring more than the file holds
-    add("declares_8000x7999.jpg", "633-byte-class JPEG declaring 8000 x 7999", False,
-        lambda: _jpeg_declaring(8000, 7999))
-    add("declares_65535x65535.jpg", "JPEG declaring 65535 x 65535", False,
-        lambda: _jpeg_declaring(65535, 65535))
-    add("declares_100000x100000.png", "PNG declaring 100000 x 100000", False,
-        lambda: _png_declaring(100_000, 100_000))
-    add("declares_5x50000.png", "PNG declaring 5 x 50,000 with no data", False,
-        lambda: _png_declaring(50_000, 5))
-    add("declares_65535x65535.gif", "GIF declaring 65535 x 65535", False,
-        lambda: _gif_declaring(65535, 65535))
-    add("declares_30000x30000.bmp", "BMP declaring 30000 x 30000", False,
-        lambda: _bmp_declaring(30_000, 30_000))
-    add("declares_negative_height.bmp", "BMP with a negative (top-down) huge height", False,
-        lambda: _bmp_declaring(4, -2_000_000))
-    add("declares_40000x40000.tif", "TIFF declaring 40000 x 40000", False,
-        lambda: _retag_tiff(tiff, 40_000, 40_000))
-    add("bomb_20000x20000.png", "decompression bomb: 400 MP of zeros", False,
-        lambda: _png_bomb(20_000, 20_000), heavy=True)
+    add(
+        "declares_8000x7999.jpg",
+        "633-byte-class JPEG declaring 8000 x 7999",
+        False,
+        lambda: _jpeg_declaring(8000, 7999),
+    )
+    add(
+        "declares_65535x65535.jpg",
+        "JPEG declaring 65535 x 65535",
+        False,
+        lambda: _jpeg_declaring(65535, 65535),
+    )
+    add(
+        "declares_100000x100000.png",
+        "PNG declaring 100000 x 100000",
+        False,
+        lambda: _png_declaring(100_000, 100_000),
+    )
+    add(
+        "declares_5x50000.png",
+        "PNG declaring 5 x 50,000 with no data",
+        False,
+        lambda: _png_declaring(50_000, 5),
+    )
+    add(
+        "declares_65535x65535.gif",
+        "GIF declaring 65535 x 65535",
+        False,
+        lambda: _gif_declaring(65535, 65535),
+    )
+    add(
+        "declares_30000x30000.bmp",
+        "BMP declaring 30000 x 30000",
+        False,
+        lambda: _bmp_declaring(30_000, 30_000),
+    )
+    add(
+        "declares_negative_height.bmp",
+        "BMP with a negative (top-down) huge height",
+        False,
+        lambda: _bmp_declaring(4, -2_000_000),
+    )
+    add(
+        "declares_40000x40000.tif",
+        "TIFF declaring 40000 x 40000",
+        False,
+        lambda: _retag_tiff(tiff, 40_000, 40_000),
+    )
+    add(
+        "bomb_20000x20000.png",
+        "decompression bomb: 400 MP of zeros",
+        False,
+        lambda: _png_bomb(20_000, 20_000),
+        heavy=True,
+    )
     # truncated and corrupt
-    for fmt, data in [("jpg", jpeg), ("png", png), ("webp", webp), ("gif", gif), ("bmp", bmp),
-                      ("tif", tiff)]:
+    for fmt, data in [
+        ("jpg", jpeg),
+        ("png", png),
+        ("webp", webp),
+        ("gif", gif),
+        ("bmp", bmp),
+        ("tif", tiff),
+    ]:
         for frac in (0.1, 0.5, 0.9):
-            add(f"truncated_{int(frac * 100)}.{fmt}", f"{fmt} cut at {frac:.0%}", False,
-                lambda data=data, frac=frac: data[: max(8, int(len(data) * frac))])
-        add(f"corrupt_body.{fmt}", f"{fmt} signature, then noise", False,
-            lambda data=data: data[:16] + bytes(np.random.default_rng(1).integers(0, 256, 4000,
-                                                                               dtype=np.uint8)))
+            add(
+                f"truncated_{int(frac * 100)}.{fmt}",
+                f"{fmt} cut at {frac:.0%}",
+                False,
+                lambda data=data, frac=frac: data[: max(8, int(len(data) * frac))],
+            )
+        add(
+            f"corrupt_body.{fmt}",
+            f"{fmt} signature, then noise",
+            False,
+            lambda data=data: (
+                data[:16] + bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8))
+            ),
+        )
     add("empty.jpg", "0 bytes", False, lambda: b"")
     add("one_byte.png", "1 byte", False, lambda: b"\x89")
     add("soi_only.jpg", "JPEG start marker alone", False, lambda: b"\xff\xd8")
@@ -251,47 +329,101 @@ def _files() -> list[tuple[Entry, Callable[[], bytes]]]:
     add("jpeg_is_named.png", "a JPEG named .png", True, lambda: jpeg)
     add("text_is_named.png", "text named .png", False, lambda: b"hello, world\n" * 20)
     add("notes.txt", "a text file in the folder", False, lambda: b"not a picture\n")
-    add("drawing.svg", "an SVG (not decoded)", False,
-        lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    add(
+        "drawing.svg",
+        "an SVG (not decoded)",
+        False,
+        lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+    )
     add("page.html.jpg", "HTML named .jpg", False, lambda: b"<html><body>hi</body></html>")
     add("doc_is_named.jpg", "a PDF header named .jpg", False, lambda: b"%PDF-1.4\n1 0 obj")
     add("zip_is_named.png", "a ZIP named .png", False, lambda: b"PK\x03\x04" + b"\x00" * 200)
     # colour modes and containers
-    for mode, fmt, ext in [("I;16", "PNG", "png"), ("CMYK", "JPEG", "jpg"), ("PA", "PNG", "png"),
-                           ("1", "PNG", "png"), ("F", "TIFF", "tif"), ("LA", "PNG", "png"),
-                           ("RGBA", "WEBP", "webp"), ("L", "JPEG", "jpg")]:
-        add(f"mode_{mode.replace(';', '')}.{ext}", f"{mode} {fmt}", True,
-            lambda mode=mode, fmt=fmt: _mode(mode, fmt))
+    for mode, fmt, ext in [
+        ("I;16", "PNG", "png"),
+        ("CMYK", "JPEG", "jpg"),
+        ("PA", "PNG", "png"),
+        ("1", "PNG", "png"),
+        ("F", "TIFF", "tif"),
+        ("LA", "PNG", "png"),
+        ("RGBA", "WEBP", "webp"),
+        ("L", "JPEG", "jpg"),
+    ]:
+        add(
+            f"mode_{mode.replace(';', '')}.{ext}",
+            f"{mode} {fmt}",
+            True,
+            lambda mode=mode, fmt=fmt: _mode(mode, fmt),
+        )
     add("animated_200.gif", "animated GIF, 200 frames", True, lambda: _animated("GIF", 200))
     add("animated.png", "animated PNG (APNG)", True, lambda: _animated("PNG", 20))
     add("icon.ico", "ICO", True, lambda: _encode(good, "ICO"))
     add("picture.avif", "AVIF", True, lambda: _encode(good, "AVIF"))
     add("stereo.mpo", "MPO", True, lambda: _encode(good, "MPO"))
     # metadata attacks
-    add("c2pa_garbage.jpg", "APP11 JUMBF segment of noise", True,
-        lambda: _jpeg_with_segment(0xEB, b"JP" + bytes(range(256)) * 20))
-    add("c2pa_truncated_box.jpg", "APP11 JUMBF box that claims 4 GB", True,
-        lambda: _jpeg_with_segment(0xEB, b"JP\x02\x11\x00\x00\x00\x01\xff\xff\xff\xffjumb"))
-    add("c2pa_garbage.png", "caBX chunk of noise", True,
-        lambda: png[:33] + _png_chunk(b"caBX", bytes(range(256)) * 40) + png[33:])
+    add(
+        "c2pa_garbage.jpg",
+        "APP11 JUMBF segment of noise",
+        True,
+        lambda: _jpeg_with_segment(0xEB, b"JP" + bytes(range(256)) * 20),
+    )
+    add(
+        "c2pa_truncated_box.jpg",
+        "APP11 JUMBF box that claims 4 GB",
+        True,
+        lambda: _jpeg_with_segment(0xEB, b"JP\x02\x11\x00\x00\x00\x01\xff\xff\xff\xffjumb"),
+    )
+    add(
+        "c2pa_garbage.png",
+        "caBX chunk of noise",
+        True,
+        lambda: png[:33] + _png_chunk(b"caBX", bytes(range(256)) * 40) + png[33:],
+    )
     add("xmp_huge.jpg", "a 64 KB XMP packet", True, lambda: _xmp_jpeg(f"<x>{'A' * 64_000}</x>"))
-    add("xmp_billion_laughs.jpg", "XMP with exponential entity expansion", True,
-        lambda: _xmp_jpeg(_BILLION_LAUGHS))
-    add("xmp_external_entity.jpg", "XMP with an external entity (file:///etc/passwd)", True,
-        lambda: _xmp_jpeg(_EXTERNAL_ENTITY))
+    add(
+        "xmp_billion_laughs.jpg",
+        "XMP with exponential entity expansion",
+        True,
+        lambda: _xmp_jpeg(_BILLION_LAUGHS),
+    )
+    add(
+        "xmp_external_entity.jpg",
+        "XMP with an external entity (file:///etc/passwd)",
+        True,
+        lambda: _xmp_jpeg(_EXTERNAL_ENTITY),
+    )
     add("xmp_not_xml.jpg", "XMP segment that is not XML", True, lambda: _xmp_jpeg("<<<>>>\x00"))
-    add("png_itxt_flood.png", "2,000 iTXt chunks", True,
-        lambda: png[:33] + b"".join(_png_chunk(b"tEXt", b"k\x00" + b"v" * 50) for _ in range(2000))
-        + png[33:])
+    add(
+        "png_itxt_flood.png",
+        "2,000 iTXt chunks",
+        True,
+        lambda: (
+            png[:33]
+            + b"".join(_png_chunk(b"tEXt", b"k\x00" + b"v" * 50) for _ in range(2000))
+            + png[33:]
+        ),
+    )
     for value in (0, 9, 65535):
-        add(f"exif_orientation_{value}.jpg", f"EXIF orientation {value}", True,
-            lambda value=value: _exif_orientation(value))
-    add("exif_garbage.jpg", "APP1 Exif segment of noise", True,
-        lambda: _jpeg_with_segment(0xE1, b"Exif\x00\x00" + bytes(range(256)) * 8))
+        add(
+            f"exif_orientation_{value}.jpg",
+            f"EXIF orientation {value}",
+            True,
+            lambda value=value: _exif_orientation(value),
+        )
+    add(
+        "exif_garbage.jpg",
+        "APP1 Exif segment of noise",
+        True,
+        lambda: _jpeg_with_segment(0xE1, b"Exif\x00\x00" + bytes(range(256)) * 8),
+    )
     # good pictures the tools must process in the same batch
     for i, size in enumerate([(256, 256), (480, 640), (1024, 768)]):
-        add(f"good_{i}.jpg", f"ordinary {size[1]} x {size[0]} JPEG", True,
-            lambda size=size: _encode(Image.fromarray(_noise(*size)), "JPEG", quality=90))
+        add(
+            f"good_{i}.jpg",
+            f"ordinary {size[1]} x {size[0]} JPEG",
+            True,
+            lambda size=size: _encode(Image.fromarray(_noise(*size)), "JPEG", quality=90),
+        )
     return out
 
 

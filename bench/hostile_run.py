@@ -295,27 +295,35 @@ def main() -> int:
         entries = hostile_corpus.build(corpus, light=args.light)
         index = Path(tmp) / "index"
         good = [str(corpus / e.name) for e in entries if e.name.startswith("good_")]
-        subprocess.run([*AIGC, "index", "build", *good, "--index", str(index)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*AIGC, "index", "build", *good, "--index", str(index)], check=True, capture_output=True
+        )
         wanted = set(args.only.split(",")) if args.only else None
         rows = []
         for name, argv in _commands(corpus, index).items():
             if wanted and name not in wanted:
                 continue
             row = run_command(name, argv, corpus, entries, args.timeout)
-            print(json.dumps({k: v for k, v in row.items() if k != "stderr_tail"}),
-                  file=sys.stderr)
+            print(json.dumps({k: v for k, v in row.items() if k != "stderr_tail"}), file=sys.stderr)
             rows.append(row)
         service = None if args.no_service else run_service(corpus, entries, 25 * 2**20)
     info = common.machine_info()
     markdown = _markdown(rows, service, len(entries)) + (
         f"\n\n{info['cpu_model']}, {os.cpu_count()} cores, CPU only."
     )
-    common.write_outputs("hostile", markdown, {"commands": rows, "service": service},
-                         str(args.out) if args.out else None, quick=args.light)
+    common.write_outputs(
+        "hostile",
+        markdown,
+        {"commands": rows, "service": service},
+        str(args.out) if args.out else None,
+        quick=args.light,
+    )
     ok = all(
-        r["tracebacks"] == 0 and not r["missing"] and not r["ordinary_not_processed"]
-        and r["peak_mb"] < MEMORY_TARGET_MB and r["exit"] in (0, 1)
+        r["tracebacks"] == 0
+        and not r["missing"]
+        and not r["ordinary_not_processed"]
+        and r["peak_mb"] < MEMORY_TARGET_MB
+        and r["exit"] in (0, 1)
         for r in rows
     )
     if service is not None:

@@ -121,4 +121,3 @@ def label_json(
             raise ValueError(f"{name} must be a string, got {type(value).__name__}")
     fields = {k: v or "" for k, v in zip(GB45438_FIELDS, values, strict=True)}
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-

@@ -88,4 +88,3 @@ def merged_packet(packet: bytes, description: bytes) -> bytes:
         raise ValueError("no </rdf:RDF> to add to")
     at = closes[-1].start()
     return packet[:at] + description + packet[at:]
-
