@@ -44,8 +44,7 @@ def _chunk(args: tuple[int, int]) -> list[tuple[float, bool, bool]]:
     seed, n = args
     snrs = np.random.default_rng(seed).uniform(*SNR_RANGE, n)
     return [
-        (r.snr, r.consistent, r.error == 1.0)
-        for r in ecc.simulate_reads(snrs, KNOWN_CHIPS, seed, ecc.MISMATCH)
+        (r.snr, r.consistent, r.error == 1.0) for r in ecc.simulate_reads(snrs, KNOWN_CHIPS, seed)
     ]
 
 

@@ -263,7 +263,7 @@ def test_shipped_frame_error_table_is_not_optimistic():
     _, upper = table
     assert np.all(np.diff(upper) <= 0) and ecc.frame_error_rate(0.5) == 1.0
     assert ecc.frame_error_rate(0.9) > 0.1 and ecc.frame_error_rate(2.2) < 0.01
-    reads = ecc.simulate_reads(np.full(400, 1.3), T.N_PILOT + 64, seed=7, mismatch=ecc.MISMATCH)
+    reads = ecc.simulate_reads(np.full(400, 1.3), T.N_PILOT + 64, seed=7)
     claimed = [ecc.frame_error_rate(r.snr) for r in reads if r.consistent]
     wrong = [r.error for r in reads if r.consistent]
     assert sum(wrong) <= sum(claimed) + 2 * math.sqrt(sum(claimed))

@@ -172,7 +172,7 @@ def frame_error_rate(snr: float) -> float | None:
 
 
 def simulate_reads(
-    snrs: np.ndarray, known_chips: int, seed: int, mismatch: float = 0.0
+    snrs: np.ndarray, known_chips: int, seed: int, mismatch: float = MISMATCH
 ) -> list[PayloadRead]:
     """Reads of random messages through a Gaussian channel at the given true SNRs, with
     ``known_chips`` known chips each, as the table in ``FRAME_ERRORS_FILE`` is measured (the
